@@ -1,0 +1,69 @@
+# ideaweave: `make run` sets up and runs the daemon, `make test` sets up and runs the tests.
+# Both are idempotent: the virtualenv, llama-cpp-python (compiled once, then taken from pip's wheel
+# cache) and the models are only rebuilt when their inputs change.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+MODELS := models/build/manifest.toml
+PLUGIN := plugins/obsidian-bridge
+SCRATCH := .scratch
+VAULT ?=
+ARGS ?=
+
+# llama-cpp-python compiles from source: use every core for it.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# Keep the model tooling and llama.cpp quiet and offline.
+export HF_HUB_OFFLINE := 1
+
+.PHONY: all install models test test-python test-plugin plugin run bench clean
+
+all: install models
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	@echo "Installing ideaweave and its dependencies (llama-cpp-python compiles once, ~9 min on 2 cores)..."
+	$(BIN)/python -m pip install --quiet -e '.[models,test]'
+	@touch $@
+
+install: $(INSTALLED)
+
+$(MODELS): $(INSTALLED) models/manifest.toml models/build.py models/convert_bert.py
+	@echo "Building the default models into models/build/ ..."
+	$(BIN)/python models/build.py
+	@touch $@
+
+models: $(INSTALLED)
+	@$(BIN)/python models/build.py
+
+test: test-python
+
+test-python: install models
+	$(BIN)/python -m pytest $(ARGS)
+
+plugin:
+	cd $(PLUGIN) && npm ci --no-audit --no-fund && npm run build
+
+test-plugin: plugin
+	cd $(PLUGIN) && npm test
+
+# With no VAULT, run on a scratch copy of the bundled example vault so the repository stays clean.
+run: install models
+	@if [ -n "$(VAULT)" ]; then \
+		$(BIN)/ideaweave watch --vault "$(VAULT)" $(ARGS); \
+	else \
+		mkdir -p $(SCRATCH); \
+		[ -d $(SCRATCH)/example-vault ] || cp -R examples/vault $(SCRATCH)/example-vault; \
+		echo "Running on a copy of the example vault: $(SCRATCH)/example-vault"; \
+		$(BIN)/ideaweave watch --vault $(SCRATCH)/example-vault $(ARGS); \
+	fi
+
+bench: install models
+	$(BIN)/python bench/embed_throughput.py --quick
+
+clean:
+	rm -rf $(VENV) models/build models/download $(SCRATCH)

@@ -1,0 +1,194 @@
+"""Embedding text with a GGUF model run by llama.cpp.
+
+`LlamaEmbedder` talks to llama.cpp through llama-cpp-python's low-level API rather than its
+``Llama.embed``: it needs model parameters that ``Llama`` does not expose (``use_extra_bufts``) and
+reads pooled vectors straight into numpy instead of Python lists.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """What the rest of ideaweave needs from an embedding model."""
+
+    model_id: str
+    dim: int
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 array of shape (len(texts), dim), each row of unit length."""
+        ...
+
+
+@dataclass(frozen=True)
+class EmbedderOptions:
+    threads: int = 1
+    batch_tokens: int = 512
+    flash_attn: bool = True
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int, max_seqs: int) -> list[list[int]]:
+    """Group texts (by index) into batches of at most batch_tokens tokens and max_seqs sequences.
+
+    Texts are taken longest first, so each batch holds texts of similar length: attention runs over
+    the whole packed batch, and mixing one long text with many short ones wastes most of it.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i in order:
+        if current and (used + lengths[i] > batch_tokens or len(current) >= max_seqs):
+            batches.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += lengths[i]
+    if current:
+        batches.append(current)
+    return batches
+
+
+_log_callback = None
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's own log lines to Python logging (debug), not to the terminal."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def forward(level, text, _user_data):
+        message = text.decode("utf-8", "replace").rstrip() if text else ""
+        if message:
+            log.log(logging.ERROR if level == 4 else logging.DEBUG, "llama.cpp: %s", message)
+
+    _log_callback = forward
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def file_model_id(path: Path) -> str:
+    """Identifies the vectors a model makes: name, size and a hash of the first MiB."""
+    with open(path, "rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
+    return f"{path.name}:{path.stat().st_size}:{head}"
+
+
+class LlamaEmbedder:
+    """A GGUF embedding model (mean pooling) loaded once, embedding many texts per llama.cpp call."""
+
+    def __init__(self, path: Path, options: EmbedderOptions = EmbedderOptions()):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        _route_llama_logs()
+        self._lock = threading.Lock()  # one llama context is not safe to use from two threads
+        self.path = Path(path)
+        model_params = llama_cpp.llama_model_default_params()
+        # Repacked/AMX CPU kernels ("extra buffer types") die with SIGILL on some virtual machines
+        # that advertise AMX; the plain kernels are as fast for a model of this size.
+        model_params.use_extra_bufts = False
+        try:
+            self._model = _internals.LlamaModel(path_model=str(self.path), params=model_params, verbose=False)
+        except (ValueError, OSError) as exc:
+            raise ModelError(f"{self.path}: llama.cpp cannot load this model: {exc}") from None
+        model = self._model.model
+        self.dim = llama_cpp.llama_model_n_embd(model)
+        n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
+        # A non-causal model aborts the process (GGML_ASSERT) on an input longer than n_ubatch,
+        # so no input may ever exceed max_tokens: embed() truncates at the token level first.
+        self.batch_tokens = min(options.batch_tokens, n_ctx_train)
+        self.max_tokens = self.batch_tokens
+        self.max_seqs = max(1, min(64, llama_cpp.llama_max_parallel_sequences()))
+        self._ctx = self._new_context(options)
+        if llama_cpp.llama_pooling_type(self._ctx.ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
+            raise ModelError(f"{self.path}: the model has no pooling type; it is not a sentence-embedding model")
+        self._batch = _internals.LlamaBatch(n_tokens=self.batch_tokens, embd=0, n_seq_max=self.max_seqs, verbose=False)
+        self._vocab = self._model.vocab
+        self.model_id = file_model_id(self.path)
+        self.threads = options.threads
+        self.truncated = 0  # inputs cut at max_tokens since load
+
+    def _new_context(self, options: EmbedderOptions):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.batch_tokens
+        params.n_batch = params.n_ubatch = self.batch_tokens
+        params.n_seq_max = self.max_seqs
+        params.n_threads = params.n_threads_batch = options.threads
+        params.embeddings = True
+        params.kv_unified = True
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        try:
+            return _internals.LlamaContext(model=self._model, params=params, verbose=False)
+        except (ValueError, OSError) as exc:
+            raise ModelError(f"{self.path}: llama.cpp cannot create a context: {exc}") from None
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids with the model's [CLS]/[SEP] (or BOS/EOS) added."""
+        return self._model.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=False)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def _fit(self, tokens: list[int]) -> list[int]:
+        if len(tokens) <= self.max_tokens:
+            return tokens
+        self.truncated += 1
+        # Keep the closing special token: the model was trained on [CLS] ... [SEP].
+        return tokens[: self.max_tokens - 1] + tokens[-1:]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        truncated_before = self.truncated
+        token_lists = [self._fit(self.tokenize(t)) for t in texts]
+        if self.truncated > truncated_before:
+            log.warning("%d text(s) longer than %d tokens were truncated before embedding",
+                        self.truncated - truncated_before, self.max_tokens)
+        with self._lock:
+            for batch in plan_batches([len(t) for t in token_lists], self.batch_tokens, self.max_seqs):
+                self._decode(batch, token_lists, out)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+    def _decode(self, indices: list[int], token_lists: list[list[int]], out: np.ndarray) -> None:
+        import llama_cpp
+
+        self._batch.reset()
+        for seq, i in enumerate(indices):
+            self._batch.add_sequence(token_lists[i], seq, True)
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx.ctx), True)
+        code = llama_cpp.llama_decode(self._ctx.ctx, self._batch.batch)
+        if code != 0:
+            raise ModelError(f"{self.path}: llama.cpp failed to embed a batch (code {code})")
+        for seq, i in enumerate(indices):
+            ptr = llama_cpp.llama_get_embeddings_seq(self._ctx.ctx, seq)
+            out[i] = np.ctypeslib.as_array(ptr, shape=(self.dim,))
+
+    def close(self) -> None:
+        for part in (self._batch, self._ctx, self._model):
+            part.close()

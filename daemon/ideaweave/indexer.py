@@ -1,0 +1,235 @@
+"""Incremental indexing: vault files -> notes -> chunks -> vectors, kept in the store.
+
+A note is re-read only when its size or mtime changed, re-chunked only when its content hash
+changed, and a chunk is embedded only when no vector exists for its text's hash: a restart over
+an unchanged vault, or a rename, embeds nothing. Vectors are stored before the note's new chunks
+are, so a crash at any point leaves a store that the next run completes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .chunking import Chunk, chunk_note
+from .embedding import Embedder
+from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Store
+from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner
+
+log = logging.getLogger(__name__)
+
+# Chunks embedded per embedder call: large enough to pack full llama.cpp batches,
+# small enough that progress moves and a crash loses little work.
+EMBED_GROUP = 128
+
+Progress = Callable[[int, int], None]  # (notes done, notes to do)
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """What a scan found compared with the store: pure data, decided by plan_scan."""
+
+    to_read: tuple[NoteFile, ...]
+    deleted: tuple[str, ...]
+    unchanged: int
+
+
+@dataclass
+class IndexReport:
+    notes: int = 0
+    chunks: int = 0
+    embedded_chunks: int = 0
+    seconds: float = 0.0
+    read: int = 0
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {
+            "notes": self.notes, "chunks": self.chunks, "embedded_chunks": self.embedded_chunks,
+            "seconds": round(self.seconds, 3), "read": self.read, "changed": self.changed,
+            "deleted": self.deleted, "renamed": [list(pair) for pair in self.renamed],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+def plan_scan(files: Sequence[NoteFile], known: dict[str, NoteStat],
+              skipped: dict[str, tuple[int | None, int | None]]) -> ScanPlan:
+    """Which files must be read: new ones and those whose size or mtime moved."""
+    to_read, unchanged = [], 0
+    for f in files:
+        stat = known.get(f.path)
+        if stat is not None and (stat.size, stat.mtime_ns) == (f.size, f.mtime_ns):
+            unchanged += 1
+        elif stat is None and skipped.get(f.path) == (f.size, f.mtime_ns):
+            unchanged += 1  # skipped before and untouched since: the reason still holds
+        else:
+            to_read.append(f)
+    present = {f.path for f in files}
+    return ScanPlan(tuple(to_read), tuple(sorted(set(known) - present)), unchanged)
+
+
+def note_record(note: Note) -> NoteRecord:
+    return NoteRecord(note.path, note.title, note.size, note.mtime_ns, note.content_hash,
+                      note.is_template, note.private, note.frontmatter)
+
+
+def chunk_records(chunks: Iterable[Chunk]) -> list[ChunkRecord]:
+    return [ChunkRecord(c.ordinal, c.heading or "", c.heading_path, c.start, c.end, c.hash, c.text) for c in chunks]
+
+
+def link_records(note: Note, resolver: LinkResolver) -> list[LinkRecord]:
+    records = []
+    for link in note.links:
+        target = resolver.resolve(link.target, note.path, markdown=link.kind == "markdown")
+        raw = link.target if link.kind != "markdown" else "md:" + link.target
+        records.append(LinkRecord(raw, target if target != note.path else None, link.heading, link.kind))
+    return records
+
+
+class Indexer:
+    """Brings the store in step with the vault's files."""
+
+    def __init__(self, scanner: VaultScanner, store: Store, embedder: Embedder, max_tokens: int):
+        self.scanner = scanner
+        self.store = store
+        self.embedder = embedder
+        self.max_tokens = max_tokens
+        self.resolver = LinkResolver(store.note_paths())
+
+    def run(self, progress: Progress | None = None) -> IndexReport:
+        """A full pass: scan the vault, index what changed, drop what is gone."""
+        started = time.perf_counter()
+        files = self.scanner.scan()
+        plan = plan_scan(files, self.store.note_stats(), self.store.skipped_stats())
+        self.resolver = LinkResolver(f.path for f in files)
+        report = self._apply(plan, progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def update(self, paths: Iterable[str], progress: Progress | None = None) -> IndexReport:
+        """Index just these vault-relative paths (the watcher's changes); a missing file is a delete."""
+        started = time.perf_counter()
+        files, gone = [], []
+        for path in sorted(set(paths)):
+            try:
+                stat = (self.scanner.root / path).stat()
+            except OSError:
+                gone.append(path)
+                continue
+            if self.scanner.accepts(path):
+                files.append(NoteFile(path, stat.st_size, stat.st_mtime_ns))
+            else:
+                gone.append(path)
+        known = self.store.note_stats()
+        listed = {f.path for f in files}
+        plan = plan_scan(files, {p: s for p, s in known.items() if p in listed}, self.store.skipped_stats())
+        plan = ScanPlan(plan.to_read, tuple(p for p in gone if p in known), plan.unchanged)
+        for f in files:
+            self.resolver.add(f.path)
+        for path in plan.deleted:
+            self.resolver.remove(path)
+        report = self._apply(plan, progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _apply(self, plan: ScanPlan, progress: Progress | None) -> IndexReport:
+        report = IndexReport()
+        if self.store.model_changed:
+            log.warning("the embedding model changed: every chunk is embedded again")
+            self.store.reset_vectors()
+        known = self.store.note_stats()
+        deleted_by_hash = {known[p].content_hash: p for p in plan.deleted}
+        pending: list[tuple[Note, list[Chunk]]] = []
+        for done, f in enumerate(plan.to_read, 1):
+            self._read_one(f, known.get(f.path), deleted_by_hash, pending, report)
+            if sum(len(c) for _, c in pending) >= EMBED_GROUP:
+                self._store_pending(pending, report)
+            if progress:
+                progress(done, len(plan.to_read))
+        self._store_pending(pending, report)
+        renamed_from = {old for old, _ in report.renamed}
+        gone = [p for p in plan.deleted if p not in renamed_from]
+        if gone:
+            self.store.delete_notes(gone)
+            report.deleted = gone
+        report.embedded_chunks += self._embed_missing()
+        if plan.deleted or any(f.path not in known for f in plan.to_read):
+            self._reresolve_links(skip=set(report.changed))
+        self.store.gc_vectors()
+        self.store.flush()
+        counts = self.store.counts()
+        report.notes, report.chunks = counts["notes"], counts["chunks"]
+        report.skipped = self.store.skipped()
+        return report
+
+    def _read_one(self, f: NoteFile, known: NoteStat | None, deleted_by_hash: dict[str, str],
+                  pending: list[tuple[Note, list[Chunk]]], report: IndexReport) -> None:
+        report.read += 1
+        note = self.scanner.read(f.path)
+        if isinstance(note, Skipped):
+            log.warning("%s: skipped: %s", f.path, note.reason)
+            if known is not None:
+                self.store.delete_notes([f.path])
+            self.store.set_skipped(f.path, note.reason, f.size, f.mtime_ns)
+            return
+        if note.frontmatter_error:
+            log.warning("%s: %s (indexed by its body only)", f.path, note.frontmatter_error)
+        if known is not None and known.content_hash == note.content_hash:
+            self.store.touch_note(f.path, note.size, note.mtime_ns)
+            return
+        old = deleted_by_hash.pop(note.content_hash, None) if known is None else None
+        if old is not None:
+            # Same bytes under a new name: keep the note's vectors, memory of writes and feedback.
+            self.store.rename_note(old, f.path, note.title)
+            report.renamed.append((old, f.path))
+        report.changed.append(f.path)
+        pending.append((note, chunk_note(note, self.max_tokens, self.embedder.count_tokens)))
+
+    def _store_pending(self, pending: list[tuple[Note, list[Chunk]]], report: IndexReport) -> None:
+        """Embed what the pending notes lack, then store the notes: vectors always land first."""
+        if not pending:
+            return
+        texts = {c.hash: c.text for _, chunks in pending for c in chunks}
+        missing = sorted(self.store.missing_vectors(texts))
+        for start in range(0, len(missing), EMBED_GROUP):
+            group = missing[start:start + EMBED_GROUP]
+            self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]))
+        report.embedded_chunks += len(missing)
+        for note, chunks in pending:
+            self.store.replace_note(note_record(note), chunk_records(chunks), link_records(note, self.resolver), note.tags)
+        pending.clear()
+
+    def _embed_missing(self) -> int:
+        """Chunks stored without a vector (a model change, an interrupted run) get one now."""
+        if not self.store.counts().get("chunks_without_vectors"):
+            return 0
+        texts = {}
+        for path in self.store.note_paths():
+            for chunk in self.store.chunks_of(path):
+                if chunk.vector_id is None:
+                    texts[chunk.hash] = chunk.text
+        hashes = sorted(texts)
+        for start in range(0, len(hashes), EMBED_GROUP):
+            group = hashes[start:start + EMBED_GROUP]
+            self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]))
+        return len(hashes)
+
+    def _reresolve_links(self, skip: set[str]) -> None:
+        """Notes were added, removed or renamed: links elsewhere may now point somewhere else."""
+        for path in self.store.note_paths():
+            if path in skip:  # just indexed with the current resolver
+                continue
+            old = self.store.outgoing_links(path)
+            new = [LinkRecord(link.raw, self._resolve_raw(link.raw, path), link.heading, link.kind) for link in old]
+            if new != old:
+                self.store.replace_links(path, new)
+
+    def _resolve_raw(self, raw: str, source: str) -> str | None:
+        markdown = raw.startswith("md:")
+        target = self.resolver.resolve(raw[3:] if markdown else raw, source, markdown=markdown)
+        return target if target != source else None

@@ -1,0 +1,1083 @@
+"""The index of a vault: notes, chunks, vectors, links, and what ideaweave wrote.
+
+It lives in a state directory outside the vault (indexes inside a vault break sync
+tools). SQLite is the source of truth; the faiss file is a cache of the `vectors`
+table that is rebuilt whenever it disagrees with it, so a crash between the two
+heals itself at the next open. Everything is keyed by the vault-relative path.
+
+Choices a caller should know:
+- A chunk points at its vector by the hash of what was embedded; a vector is stored
+  once per distinct hash. So chunks can be written before or after their vectors,
+  a rename keeps every vector, and `gc_vectors()` drops vectors no chunk uses.
+- Vectors are stored unit length (inner product is cosine) and rounded to float16,
+  in SQLite and in faiss alike, so a faiss index rebuilt from SQLite is bit-identical.
+- A different embedding model or dimension does not fail `open()`: the store opens
+  with `model_changed=True`, and every vector operation raises StoreError until the
+  caller decides to re-embed and calls `reset_vectors()`. Opening with a mistyped
+  model name therefore never destroys an index.
+- Threads: one connection (`check_same_thread=False`) and the in-memory faiss index
+  are shared and guarded by one re-entrant lock; every public method holds it for
+  its duration, so an API thread may read while the indexer writes. Calls are short,
+  so serialising them costs little; other processes may read through WAL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+import faiss
+import numpy as np
+
+from ideaweave.errors import StoreError
+
+DATABASE_NAME = "index.sqlite3"
+VECTORS_NAME = "vectors.faiss"
+FEEDBACK_ACTIONS = ("rejected", "pinned")
+
+# bm25 weights for (title, heading, text): a word in a title or heading says more
+# about what a passage is about than the same word in passing.
+FTS_WEIGHTS = (2.0, 1.5, 1.0)
+
+# SQLite limits bound parameters per statement; stay well under it.
+_BATCH = 900
+
+# Append-only: never edit a released entry, add a new one. Entry i brings the
+# database from `PRAGMA user_version` i to i + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        is_template INTEGER NOT NULL DEFAULT 0,
+        private INTEGER NOT NULL DEFAULT 0,
+        indexed_at REAL NOT NULL,
+        frontmatter_json TEXT NOT NULL DEFAULT '{}'
+    );
+
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL,
+        heading TEXT NOT NULL DEFAULT '',
+        heading_path_json TEXT NOT NULL DEFAULT '[]',
+        start_offset INTEGER NOT NULL,
+        end_offset INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        text TEXT NOT NULL,
+        UNIQUE (note_id, ordinal)
+    );
+    CREATE INDEX chunks_by_hash ON chunks(hash);
+
+    -- AUTOINCREMENT: ids are never reused and rows never change, so a faiss file
+    -- holding exactly the table's ids holds exactly its vectors.
+    CREATE TABLE vectors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash TEXT NOT NULL UNIQUE,
+        vector BLOB NOT NULL
+    );
+
+    CREATE TABLE links (
+        source_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
+        target_path TEXT,
+        raw TEXT NOT NULL,
+        heading TEXT,
+        kind TEXT NOT NULL
+    );
+    CREATE INDEX links_by_source ON links(source_id);
+    CREATE INDEX links_by_target ON links(target_path);
+
+    CREATE TABLE tags (
+        note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (note_id, tag)
+    ) WITHOUT ROWID;
+    CREATE INDEX tags_by_tag ON tags(tag);
+
+    CREATE TABLE skipped (
+        path TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        size INTEGER,
+        mtime_ns INTEGER
+    );
+
+    CREATE TABLE written (
+        path TEXT PRIMARY KEY,
+        checksum TEXT NOT NULL,
+        values_json TEXT NOT NULL,
+        written_at REAL NOT NULL
+    );
+
+    CREATE TABLE feedback (
+        note_path TEXT NOT NULL,
+        target_path TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('rejected', 'pinned')),
+        at REAL NOT NULL,
+        PRIMARY KEY (note_path, target_path)
+    );
+
+    -- External content: the words are indexed, the text is not stored twice.
+    -- Kept in step explicitly by Store (not by triggers: a cascade deletes the
+    -- note before its chunks, and FTS5 needs the old title to unindex them).
+    CREATE VIEW chunk_search_source AS
+        SELECT chunks.id AS id, notes.title AS title, chunks.heading AS heading,
+               chunks.text AS text
+        FROM chunks JOIN notes ON notes.id = chunks.note_id;
+    CREATE VIRTUAL TABLE chunk_search USING fts5(
+        title, heading, text,
+        content='chunk_search_source', content_rowid='id',
+        tokenize='porter unicode61'
+    );
+    """,
+]
+
+
+# ---------------------------------------------------------------- plain values
+
+
+@dataclass(frozen=True)
+class NoteRecord:
+    """What the indexer knows about one note file."""
+
+    path: str
+    title: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    is_template: bool = False
+    private: bool = False
+    frontmatter: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One passage of a note; `hash` names the vector of what was embedded."""
+
+    ordinal: int
+    heading: str
+    heading_path: tuple[str, ...]
+    start: int
+    end: int
+    hash: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """A link written in a note; `target_path` is None when it resolves to no note."""
+
+    raw: str
+    target_path: str | None
+    heading: str | None = None
+    kind: str = "wikilink"
+
+
+class NoteStat(NamedTuple):
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class StoredNote:
+    id: int
+    path: str
+    title: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    is_template: bool
+    private: bool
+    indexed_at: float
+    frontmatter: dict[str, object]
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: int
+    note_path: str
+    ordinal: int
+    heading: str
+    heading_path: tuple[str, ...]
+    start: int
+    end: int
+    hash: str
+    text: str
+    vector_id: int | None
+
+
+class FtsHit(NamedTuple):
+    chunk_id: int
+    note_path: str
+    score: float  # -bm25: higher is better
+
+
+@dataclass(frozen=True)
+class WrittenRecord:
+    path: str
+    checksum: str
+    values: dict[str, object]
+    written_at: float
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    note_path: str
+    target_path: str
+    action: str
+    at: float
+
+
+# ---------------------------------------------------------------- vector index
+
+
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over unit vectors, keyed by `vectors.id`."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def gather(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+class FaissIndex:
+    """Exact inner-product search (faiss IndexIDMap2 over IndexFlatIP)."""
+
+    def __init__(self, index: faiss.IndexIDMap2) -> None:
+        self._index = index
+
+    @classmethod
+    def empty(cls, dim: int) -> FaissIndex:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+
+    @classmethod
+    def load(cls, path: Path, dim: int) -> FaissIndex | None:
+        """The saved index, or None when it is missing, unreadable or of another shape."""
+        try:
+            index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+        except Exception:  # faiss reports truncation as RuntimeError, a bad size as MemoryError
+            return None
+        if not isinstance(index, faiss.IndexIDMap2) or index.d != dim:
+            return None
+        return cls(index)
+
+    @property
+    def dim(self) -> int:
+        return self._index.d
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._index.add_with_ids(matrix, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        """Vectors of `ids`, row for row; StoreError if one is not in the index."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        out_of_step = StoreError("The vector index is out of step with the database; restart ideaweave to rebuild it.")
+        stored_ids = self.ids()
+        if not len(stored_ids):
+            raise out_of_step
+        order = np.argsort(stored_ids)
+        positions = order[np.searchsorted(stored_ids, ids, sorter=order).clip(0, len(order) - 1)]
+        if not np.array_equal(stored_ids[positions], ids):
+            raise out_of_step
+        flat = faiss.downcast_index(self._index.index)
+        # A view of faiss's own storage: only the gathered rows are copied.
+        stored = faiss.rev_swig_ptr(flat.get_xb(), len(stored_ids) * self.dim).reshape(-1, self.dim)
+        return stored[positions]
+
+    def save(self, path: Path) -> None:
+        _write_atomically(path, faiss.serialize_index(self._index).tobytes())
+
+
+# ---------------------------------------------------------------- the store
+
+
+class Store:
+    """The SQLite + faiss + FTS5 index of one vault. Open with `Store.open`."""
+
+    def __init__(self, connection: sqlite3.Connection, state_dir: Path, dim: int, model_id: str) -> None:
+        self._db = connection
+        self._lock = threading.RLock()
+        self.state_dir = state_dir
+        self.dim = dim
+        self.model_id = model_id
+        self.stored_dim = dim
+        self.stored_model_id = model_id
+        self.model_changed = False
+        self.vectors_rebuilt = False  # True when open() had to rebuild the faiss file
+        self._vectors: VectorIndex = FaissIndex.empty(dim)
+        self._closed = False
+
+    @classmethod
+    def open(cls, state_dir: Path, dim: int, model_id: str) -> Store:
+        """Open (creating or upgrading) the index in `state_dir`."""
+        state_dir = Path(state_dir)
+        database = state_dir / DATABASE_NAME
+        try:
+            _make_private_dir(state_dir)
+            _make_private_file(database)
+        except OSError as error:
+            raise StoreError(f"Cannot create the index in {state_dir}: {error.strerror}.") from error
+        connection = _connect(database)
+        try:
+            migrate(connection, MIGRATIONS)
+            store = cls(connection, state_dir, dim, model_id)
+            store._adopt_model()
+            store._load_vectors()
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def vectors_path(self) -> Path:
+        return self.state_dir / VECTORS_NAME
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / DATABASE_NAME
+
+    # ---- plumbing
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise StoreError(f"The index at {self.database_path} cannot be written: {error}.") from error
+            try:
+                yield self._db
+            except sqlite3.Error as error:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"The index at {self.database_path} could not be updated: {error}.") from error
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._rows("SELECT key, value FROM meta"))
+
+    @staticmethod
+    def _set_meta(db: sqlite3.Connection, **values: object) -> None:
+        db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(key, str(value)) for key, value in values.items()],
+        )
+
+    @staticmethod
+    def _bump_generation(db: sqlite3.Connection) -> None:
+        # Every change to the vectors table bumps this; flush() records the value
+        # the faiss file matches, so an unflushed change is noticed at next open.
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_generation'")
+
+    def _adopt_model(self) -> None:
+        meta = self._meta()
+        if "model_id" not in meta:
+            with self._transaction() as db:
+                self._set_meta(db, model_id=self.model_id, dim=self.dim, vectors_generation=0, faiss_generation=-1)
+            return
+        self.stored_model_id, self.stored_dim = meta["model_id"], int(meta["dim"])
+        self.model_changed = (self.stored_model_id, self.stored_dim) != (self.model_id, self.dim)
+
+    def _require_current_model(self) -> None:
+        if self.model_changed:
+            raise StoreError(
+                f"The index was built with the model {self.stored_model_id!r} ({self.stored_dim} dimensions) "
+                f"but the configuration names {self.model_id!r} ({self.dim} dimensions). "
+                "Run `ideaweave index --rebuild` to embed every note again with the new model."
+            )
+
+    # ---- keeping faiss in step with SQLite
+
+    def _load_vectors(self) -> None:
+        index = FaissIndex.load(self.vectors_path, self.stored_dim)
+        if index is not None and self._index_matches(index):
+            self._vectors = index
+            return
+        self._vectors = self._rebuild_vectors()
+        # A brand-new index has never been saved (-1); anything else was a real repair.
+        self.vectors_rebuilt = self._meta().get("faiss_generation") != "-1"
+        self._save_vectors()
+
+    def _index_matches(self, index: VectorIndex) -> bool:
+        meta = self._meta()
+        if meta.get("faiss_generation") != meta.get("vectors_generation"):
+            return False
+        with self._lock:
+            cursor = self._db.execute("SELECT id FROM vectors ORDER BY id")
+            table_ids = np.fromiter((row[0] for row in cursor), dtype=np.int64)
+        return np.array_equal(np.sort(index.ids()), table_ids)
+
+    def _rebuild_vectors(self) -> VectorIndex:
+        index = FaissIndex.empty(self.stored_dim)
+        with self._lock:
+            cursor = self._db.execute("SELECT id, vector FROM vectors ORDER BY id")
+            while batch := cursor.fetchmany(50_000):
+                ids = np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch))
+                index.add(ids, _decode_vectors([row[1] for row in batch], self.stored_dim))
+        return index
+
+    def _save_vectors(self) -> None:
+        with self._lock:
+            generation = self._meta()["vectors_generation"]
+            self._vectors.save(self.vectors_path)
+            with self._transaction() as db:
+                self._set_meta(db, faiss_generation=generation)
+
+    def flush(self) -> None:
+        """Persist the faiss index if the vectors changed since it was last saved."""
+        with self._lock:
+            meta = self._meta()
+            if meta["faiss_generation"] != meta["vectors_generation"] or not self.vectors_path.exists():
+                self._save_vectors()
+
+    def close(self) -> None:
+        """Flush and close; further calls fail."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self._db.close()
+                self._closed = True
+
+    # ---- notes
+
+    def note_stats(self) -> dict[str, NoteStat]:
+        """What each indexed note looked like when indexed, to spot changes cheaply."""
+        rows = self._rows("SELECT path, size, mtime_ns, content_hash FROM notes")
+        return {path: NoteStat(size, mtime_ns, content_hash) for path, size, mtime_ns, content_hash in rows}
+
+    def replace_note(
+        self, note: NoteRecord, chunks: Sequence[ChunkRecord], links: Sequence[LinkRecord], tags: Iterable[str]
+    ) -> None:
+        """Insert or replace a note with its chunks, links and tags, in one transaction.
+
+        Also clears any `skipped` entry for the path: the note is indexed now.
+        """
+        with self._transaction() as db:
+            old_id = _note_id(db, note.path)
+            if old_id is not None:
+                _unindex_chunks(db, old_id)
+                db.execute("DELETE FROM chunks WHERE note_id = ?", (old_id,))
+                db.execute("DELETE FROM links WHERE source_id = ?", (old_id,))
+                db.execute("DELETE FROM tags WHERE note_id = ?", (old_id,))
+            note_id = _upsert_note(db, note)
+            db.executemany(
+                "INSERT INTO chunks (note_id, ordinal, heading, heading_path_json, start_offset, end_offset, hash, text)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (note_id, c.ordinal, c.heading, json.dumps(list(c.heading_path), ensure_ascii=False),
+                     c.start, c.end, c.hash, c.text)
+                    for c in chunks
+                ],
+            )
+            _index_chunks(db, note_id)
+            _insert_links(db, note_id, links)
+            db.executemany("INSERT OR IGNORE INTO tags (note_id, tag) VALUES (?, ?)", [(note_id, t) for t in tags])
+            db.execute("DELETE FROM skipped WHERE path = ?", (note.path,))
+
+    def touch_note(self, path: str, size: int, mtime_ns: int) -> bool:
+        """Record a new size/mtime for a note whose content did not change."""
+        with self._transaction() as db:
+            cursor = db.execute("UPDATE notes SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
+            return cursor.rowcount > 0
+
+    def delete_notes(self, paths: Iterable[str]) -> int:
+        """Forget notes (and what was written to them); their vectors stay until gc_vectors()."""
+        deleted = 0
+        with self._transaction() as db:
+            for path in paths:
+                note_id = _note_id(db, path)
+                if note_id is not None:
+                    _delete_note(db, note_id)
+                    deleted += 1
+                db.execute("DELETE FROM written WHERE path = ?", (path,))
+        return deleted
+
+    def rename_note(self, old: str, new: str, title: str | None = None) -> bool:
+        """Move a note to a new path, keeping its chunks and vectors.
+
+        A note already indexed at `new` is replaced (the file there was overwritten).
+        `written` and `feedback` rows follow the note. Links other notes wrote to
+        `old` are left as they are: whether `[[old]]` still resolves depends on the
+        vault's link resolution, so re-resolve `notes_linking_to(old)` and call
+        `replace_links`.
+        """
+        with self._transaction() as db:
+            note_id = _note_id(db, old)
+            if note_id is None:
+                return False
+            overwritten = _note_id(db, new)
+            if overwritten is not None:
+                _delete_note(db, overwritten)
+            if title is None:
+                db.execute("UPDATE notes SET path = ? WHERE id = ?", (new, note_id))
+            else:
+                _unindex_chunks(db, note_id)
+                db.execute("UPDATE notes SET path = ?, title = ? WHERE id = ?", (new, title, note_id))
+                _index_chunks(db, note_id)
+            db.execute("DELETE FROM written WHERE path = ?", (new,))
+            db.execute("UPDATE written SET path = ? WHERE path = ?", (new, old))
+            db.execute("UPDATE OR REPLACE feedback SET note_path = ? WHERE note_path = ?", (new, old))
+            db.execute("UPDATE OR REPLACE feedback SET target_path = ? WHERE target_path = ?", (new, old))
+            db.execute("DELETE FROM skipped WHERE path IN (?, ?)", (old, new))
+            return True
+
+    def replace_links(self, path: str, links: Sequence[LinkRecord]) -> bool:
+        """Replace only the links of an indexed note (after re-resolving them)."""
+        with self._transaction() as db:
+            note_id = _note_id(db, path)
+            if note_id is None:
+                return False
+            db.execute("DELETE FROM links WHERE source_id = ?", (note_id,))
+            _insert_links(db, note_id, links)
+            return True
+
+    # ---- vectors
+
+    def missing_vectors(self, hashes: Iterable[str]) -> set[str]:
+        """The hashes that have no stored vector yet (what still needs embedding)."""
+        self._require_current_model()
+        wanted = set(hashes)
+        present: set[str] = set()
+        for batch in _batches(sorted(wanted)):
+            marks = ",".join("?" * len(batch))
+            present.update(row[0] for row in self._rows(f"SELECT hash FROM vectors WHERE hash IN ({marks})", batch))
+        return wanted - present
+
+    def add_vectors(self, hashes: Sequence[str], matrix: np.ndarray) -> int:
+        """Store one vector per hash (rows of `matrix`, shape (n, dim)); known hashes are skipped.
+
+        Returns how many were new.
+        """
+        self._require_current_model()
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.shape != (len(hashes), self.dim):
+            raise ValueError(f"expected a ({len(hashes)}, {self.dim}) matrix, got {matrix.shape}")
+        stored = _normalise_rows(matrix).astype("<f2")
+        with self._lock:
+            new_ids, new_rows = [], []
+            with self._transaction() as db:
+                for row, vector_hash in enumerate(hashes):
+                    inserted = db.execute(
+                        "INSERT INTO vectors (hash, vector) VALUES (?, ?) ON CONFLICT(hash) DO NOTHING RETURNING id",
+                        (vector_hash, stored[row].tobytes()),
+                    ).fetchall()
+                    if inserted:
+                        new_ids.append(inserted[0][0])
+                        new_rows.append(row)
+                if new_ids:
+                    self._bump_generation(db)
+            # After the commit: SQLite may run ahead of faiss (healed at open), never behind.
+            if new_ids:
+                self._vectors.add(np.array(new_ids, dtype=np.int64), stored[new_rows].astype(np.float32))
+        return len(new_ids)
+
+    def gc_vectors(self) -> int:
+        """Delete vectors that no chunk refers to, from SQLite and faiss; returns how many."""
+        with self._lock:
+            with self._transaction() as db:
+                removed = [row[0] for row in db.execute(
+                    "DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM chunks) RETURNING id"
+                ).fetchall()]
+                if removed:
+                    self._bump_generation(db)
+            if removed:
+                self._vectors.remove(np.array(removed, dtype=np.int64))
+        return len(removed)
+
+    def reset_vectors(self) -> None:
+        """Drop every vector and adopt the configured model; chunks stay and await embedding."""
+        with self._lock:
+            with self._transaction() as db:
+                db.execute("DELETE FROM vectors")
+                self._set_meta(db, model_id=self.model_id, dim=self.dim)
+                self._bump_generation(db)
+            self.stored_model_id, self.stored_dim = self.model_id, self.dim
+            self.model_changed = False
+            self._vectors = FaissIndex.empty(self.dim)
+            self._save_vectors()
+
+    def search_vectors(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest vectors by cosine: (scores, vector_ids), each (k,) for a (dim,)
+        query or (m, k) for an (m, dim) one. k is capped at the number of vectors."""
+        self._require_current_model()
+        queries = np.asarray(query, dtype=np.float32)
+        single = queries.ndim == 1
+        queries = np.atleast_2d(queries)
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"expected queries of {self.dim} dimensions, got {queries.shape}")
+        with self._lock:
+            k = min(k, len(self._vectors))
+            if k <= 0:
+                scores, ids = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            else:
+                scores, ids = self._vectors.search(_normalise_rows(queries), k)
+        return (scores[0], ids[0]) if single else (scores, ids)
+
+    # ---- reads for ranking
+
+    def note_paths(self) -> list[str]:
+        return [row[0] for row in self._rows("SELECT path FROM notes ORDER BY path")]
+
+    def notes(self) -> list[StoredNote]:
+        return [_stored_note(row) for row in self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes ORDER BY path")]
+
+    def note(self, path: str) -> StoredNote | None:
+        rows = self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes WHERE path = ?", (path,))
+        return _stored_note(rows[0]) if rows else None
+
+    def note_path_by_id(self) -> dict[int, str]:
+        """To turn the note ids of `chunk_matrix()` into paths."""
+        return dict(self._rows("SELECT id, path FROM notes"))
+
+    def chunks_of(self, path: str) -> list[StoredChunk]:
+        return [_stored_chunk(row) for row in self._rows(
+            f"{_CHUNK_SELECT} WHERE notes.path = ? ORDER BY chunks.ordinal", (path,))]
+
+    def chunks_for_vectors(self, vector_ids: Iterable[int]) -> list[StoredChunk]:
+        """Every chunk that uses one of the vectors, in the order of `vector_ids`."""
+        order = {int(v): i for i, v in reversed(list(enumerate(vector_ids)))}
+        found: list[StoredChunk] = []
+        for batch in _batches(list(order)):
+            marks = ",".join("?" * len(batch))
+            found += [_stored_chunk(r) for r in self._rows(f"{_CHUNK_SELECT} WHERE vectors.id IN ({marks})", batch)]
+        return sorted(found, key=lambda c: (order[c.vector_id], c.note_path, c.ordinal))
+
+    def chunk_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(chunk_ids int64, note_ids int64, vectors float32 (n, dim)) of every embedded
+        chunk, ordered by note path then position in the note."""
+        self._require_current_model()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT chunks.id, chunks.note_id, vectors.id FROM chunks"
+                " JOIN notes ON notes.id = chunks.note_id JOIN vectors ON vectors.hash = chunks.hash"
+                " ORDER BY notes.path, chunks.ordinal"
+            ).fetchall()
+            table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+            vectors = self._vectors.gather(table[:, 2])
+        return table[:, 0].copy(), table[:, 1].copy(), vectors
+
+    def note_vector(self, path: str) -> np.ndarray | None:
+        """The normalised mean of a note's chunk vectors, or None if it has none."""
+        self._require_current_model()
+        blobs = [row[0] for row in self._rows(
+            "SELECT vectors.vector FROM chunks JOIN notes ON notes.id = chunks.note_id"
+            " JOIN vectors ON vectors.hash = chunks.hash WHERE notes.path = ?", (path,))]
+        if not blobs:
+            return None
+        return _normalise_rows(_decode_vectors(blobs, self.dim).mean(axis=0, keepdims=True))[0]
+
+    def note_matrix(self) -> tuple[list[str], np.ndarray]:
+        """(paths, float32 (n, dim)): each note's normalised mean chunk vector, by path.
+        Notes without any embedded chunk are left out."""
+        with self._lock:
+            _, note_ids, vectors = self.chunk_matrix()
+            path_by_id = self.note_path_by_id()
+        if not len(note_ids):
+            return [], np.zeros((0, self.dim), np.float32)
+        starts = np.flatnonzero(np.r_[True, note_ids[1:] != note_ids[:-1]])
+        counts = np.diff(np.r_[starts, len(note_ids)])
+        means = np.add.reduceat(vectors, starts, axis=0) / counts[:, None]
+        return [path_by_id[int(i)] for i in note_ids[starts]], _normalise_rows(means)
+
+    def fts_search(self, query: str, k: int, match_any: bool = False) -> list[FtsHit]:
+        """Keyword search over chunk text, heading and note title, best first.
+
+        Every word of `query` must match (any word when `match_any`); the query is
+        taken as plain words, never as FTS5 syntax.
+        """
+        expression = fts_query(query, match_any)
+        if expression is None or k <= 0:
+            return []
+        weights = ", ".join(str(w) for w in FTS_WEIGHTS)
+        rows = self._rows(
+            f"SELECT chunk_search.rowid, notes.path, bm25(chunk_search, {weights}) AS rank FROM chunk_search"
+            " JOIN chunks ON chunks.id = chunk_search.rowid JOIN notes ON notes.id = chunks.note_id"
+            " WHERE chunk_search MATCH ? ORDER BY rank LIMIT ?",
+            (expression, k),
+        )
+        return [FtsHit(chunk_id, path, -rank) for chunk_id, path, rank in rows]
+
+    def links(self) -> list[tuple[str, str]]:
+        """(source_path, target_path) of every resolved link, without duplicates."""
+        return self._rows(
+            "SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
+            " WHERE links.target_path IS NOT NULL ORDER BY 1, 2"
+        )
+
+    def outgoing_links(self, path: str) -> list[LinkRecord]:
+        rows = self._rows(
+            "SELECT raw, target_path, heading, kind FROM links JOIN notes ON notes.id = links.source_id"
+            " WHERE notes.path = ? ORDER BY links.rowid", (path,))
+        return [LinkRecord(*row) for row in rows]
+
+    def notes_linking_to(self, target_path: str) -> list[str]:
+        return [row[0] for row in self._rows(
+            "SELECT DISTINCT notes.path FROM links JOIN notes ON notes.id = links.source_id"
+            " WHERE links.target_path = ? ORDER BY 1", (target_path,))]
+
+    def unresolved_links(self) -> list[tuple[str, str]]:
+        """(source_path, raw) of links that resolved to no note; a new note may resolve them."""
+        return self._rows(
+            "SELECT notes.path, links.raw FROM links JOIN notes ON notes.id = links.source_id"
+            " WHERE links.target_path IS NULL ORDER BY 1, links.rowid")
+
+    def tags_of(self, path: str) -> list[str]:
+        return [row[0] for row in self._rows(
+            "SELECT tag FROM tags JOIN notes ON notes.id = tags.note_id WHERE notes.path = ? ORDER BY tag", (path,))]
+
+    def note_tags(self) -> list[tuple[str, str]]:
+        """(path, tag) of every tagged note."""
+        return self._rows("SELECT notes.path, tag FROM tags JOIN notes ON notes.id = tags.note_id ORDER BY 1, 2")
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            count = {table: self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                     for table in ("notes", "chunks", "vectors", "skipped")}
+            count["chunks_without_vectors"] = self._db.execute(
+                "SELECT count(*) FROM chunks WHERE hash NOT IN (SELECT hash FROM vectors)").fetchone()[0]
+        return count
+
+    def size_on_disk(self) -> int:
+        """Bytes used by the database (with its WAL) and the faiss file."""
+        names = (DATABASE_NAME, DATABASE_NAME + "-wal", DATABASE_NAME + "-shm", VECTORS_NAME)
+        return sum((self.state_dir / n).stat().st_size for n in names if (self.state_dir / n).exists())
+
+    # ---- skipped files
+
+    def set_skipped(self, path: str, reason: str, size: int | None, mtime_ns: int | None) -> None:
+        """Remember why a file was not indexed (a note indexed before stays until deleted)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO skipped (path, reason, size, mtime_ns) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns",
+                (path, reason, size, mtime_ns),
+            )
+
+    def clear_skipped(self, path: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM skipped WHERE path = ?", (path,))
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of every skipped file, by path."""
+        return self._rows("SELECT path, reason FROM skipped ORDER BY path")
+
+    def skipped_stats(self) -> dict[str, tuple[int | None, int | None]]:
+        """(size, mtime_ns) of skipped files, so an unchanged one is not retried."""
+        return {path: (size, mtime) for path, size, mtime in self._rows("SELECT path, size, mtime_ns FROM skipped")}
+
+    # ---- what ideaweave wrote, and what the user said about it
+
+    def record_written(self, path: str, checksum: str, values: Mapping[str, object]) -> None:
+        """Remember the checksum of a file just written and the managed values in it."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO written (path, checksum, values_json, written_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET checksum = excluded.checksum,"
+                " values_json = excluded.values_json, written_at = excluded.written_at",
+                (path, checksum, _to_json(values), time.time()),
+            )
+
+    def last_written(self, path: str) -> WrittenRecord | None:
+        rows = self._rows("SELECT path, checksum, values_json, written_at FROM written WHERE path = ?", (path,))
+        return _written(rows[0]) if rows else None
+
+    def all_written(self) -> dict[str, WrittenRecord]:
+        rows = self._rows("SELECT path, checksum, values_json, written_at FROM written")
+        return {row[0]: _written(row) for row in rows}
+
+    def forget_written(self, path: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM written WHERE path = ?", (path,))
+
+    def set_feedback(self, note_path: str, target_path: str, action: str) -> None:
+        """Record that the user rejected or pinned `target_path` as related to `note_path`."""
+        if action not in FEEDBACK_ACTIONS:
+            raise ValueError(f"feedback action must be one of {FEEDBACK_ACTIONS}, not {action!r}")
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO feedback (note_path, target_path, action, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(note_path, target_path) DO UPDATE SET action = excluded.action, at = excluded.at",
+                (note_path, target_path, action, time.time()),
+            )
+
+    def clear_feedback(self, note_path: str, target_path: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM feedback WHERE note_path = ? AND target_path = ?", (note_path, target_path))
+            return cursor.rowcount > 0
+
+    def feedback_for(self, note_path: str) -> dict[str, str]:
+        """{target_path: action} for one note."""
+        return dict(self._rows("SELECT target_path, action FROM feedback WHERE note_path = ?", (note_path,)))
+
+    def all_feedback(self) -> list[FeedbackRecord]:
+        rows = self._rows("SELECT note_path, target_path, action, at FROM feedback ORDER BY 1, 2")
+        return [FeedbackRecord(*row) for row in rows]
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def fts_query(text: str, match_any: bool = False) -> str | None:
+    """An FTS5 expression matching the words of `text`, or None if it has none.
+
+    Each word is quoted, so `AND`, `(`, `*`, `:` and stray quotes are searched as
+    text instead of being parsed as FTS5 syntax.
+    """
+    # SQLite ends a string at NUL, which would leave a quote open.
+    words = [w for w in text.replace("\x00", " ").split() if any(ch.isalnum() for ch in w)]
+    if not words:
+        return None
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+    return (" OR " if match_any else " ").join(quoted)
+
+
+def migrate(connection: sqlite3.Connection, migrations: Sequence[str]) -> list[int]:
+    """Bring the database to version len(migrations) by running only the migrations
+    after its `user_version`, all in one transaction. Returns the versions applied."""
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as error:
+        raise StoreError(f"The index cannot be opened for upgrade: {error}.") from error
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(migrations):
+            raise StoreError(
+                f"The index was made by a newer ideaweave (schema {version}, this one knows {len(migrations)}). "
+                "Upgrade ideaweave, or delete the state directory to rebuild the index."
+            )
+        applied = []
+        for number in range(version + 1, len(migrations) + 1):
+            for statement in _statements(migrations[number - 1]):
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {number}")
+            applied.append(number)
+        connection.execute("COMMIT")
+    except sqlite3.Error as error:
+        connection.execute("ROLLBACK")
+        raise StoreError(f"Upgrading the index failed, nothing was changed: {error}.") from error
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return applied
+
+
+def _statements(script: str) -> Iterator[str]:
+    # executescript() would commit the surrounding transaction, so split instead;
+    # complete_statement keeps semicolons inside strings, comments and triggers.
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                yield pending
+            pending = ""
+
+
+def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    # A zero vector stays zero rather than becoming NaN.
+    return (matrix / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+
+
+def _decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    return np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(blobs), dim).astype(np.float32)
+
+
+def _batches(items: Sequence, size: int = _BATCH) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _to_json(value: object) -> str:
+    # Frontmatter may hold YAML dates; str() keeps them readable.
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------- SQL helpers
+
+_NOTE_COLUMNS = "id, path, title, size, mtime_ns, content_hash, is_template, private, indexed_at, frontmatter_json"
+
+_CHUNK_SELECT = (
+    "SELECT chunks.id, notes.path, chunks.ordinal, chunks.heading, chunks.heading_path_json,"
+    " chunks.start_offset, chunks.end_offset, chunks.hash, chunks.text, vectors.id"
+    " FROM chunks JOIN notes ON notes.id = chunks.note_id LEFT JOIN vectors ON vectors.hash = chunks.hash"
+)
+
+
+def _stored_note(row: tuple) -> StoredNote:
+    *head, is_template, private, indexed_at, frontmatter_json = row
+    return StoredNote(*head, bool(is_template), bool(private), indexed_at, json.loads(frontmatter_json))
+
+
+def _stored_chunk(row: tuple) -> StoredChunk:
+    chunk_id, path, ordinal, heading, heading_path_json, start, end, chunk_hash, text, vector_id = row
+    return StoredChunk(chunk_id, path, ordinal, heading, tuple(json.loads(heading_path_json)),
+                       start, end, chunk_hash, text, vector_id)
+
+
+def _written(row: tuple) -> WrittenRecord:
+    path, checksum, values_json, written_at = row
+    return WrittenRecord(path, checksum, json.loads(values_json), written_at)
+
+
+def _note_id(db: sqlite3.Connection, path: str) -> int | None:
+    row = db.execute("SELECT id FROM notes WHERE path = ?", (path,)).fetchone()
+    return row[0] if row else None
+
+
+def _upsert_note(db: sqlite3.Connection, note: NoteRecord) -> int:
+    return db.execute(
+        "INSERT INTO notes (path, title, size, mtime_ns, content_hash, is_template, private, indexed_at,"
+        " frontmatter_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(path) DO UPDATE SET title = excluded.title, size = excluded.size,"
+        " mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, is_template = excluded.is_template,"
+        " private = excluded.private, indexed_at = excluded.indexed_at, frontmatter_json = excluded.frontmatter_json"
+        " RETURNING id",
+        (note.path, note.title, note.size, note.mtime_ns, note.content_hash, int(note.is_template),
+         int(note.private), time.time(), _to_json(dict(note.frontmatter))),
+    ).fetchone()[0]
+
+
+def _insert_links(db: sqlite3.Connection, note_id: int, links: Sequence[LinkRecord]) -> None:
+    db.executemany(
+        "INSERT INTO links (source_id, target_path, raw, heading, kind) VALUES (?, ?, ?, ?, ?)",
+        [(note_id, link.target_path, link.raw, link.heading, link.kind) for link in links],
+    )
+
+
+def _index_chunks(db: sqlite3.Connection, note_id: int) -> None:
+    db.execute(
+        "INSERT INTO chunk_search (rowid, title, heading, text)"
+        " SELECT chunks.id, notes.title, chunks.heading, chunks.text"
+        " FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE chunks.note_id = ?",
+        (note_id,),
+    )
+
+
+def _unindex_chunks(db: sqlite3.Connection, note_id: int) -> None:
+    # External-content FTS5 forgets a row only when given the exact values it indexed,
+    # so this must run while the chunks and the note's old title still exist.
+    db.execute(
+        "INSERT INTO chunk_search (chunk_search, rowid, title, heading, text)"
+        " SELECT 'delete', chunks.id, notes.title, chunks.heading, chunks.text"
+        " FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE chunks.note_id = ?",
+        (note_id,),
+    )
+
+
+def _delete_note(db: sqlite3.Connection, note_id: int) -> None:
+    _unindex_chunks(db, note_id)
+    db.execute("DELETE FROM notes WHERE id = ?", (note_id,))  # cascades to chunks, links, tags
+
+
+# ---------------------------------------------------------------- files
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask, and the folder may predate us
+
+
+def _make_private_file(path: Path) -> None:
+    # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+
+
+def _connect(database: Path) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False, timeout=30)
+    except sqlite3.Error as error:
+        raise StoreError(f"Cannot open the index {database}: {error}.") from error
+    try:
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise StoreError(
+            f"{database} is not a usable ideaweave index ({error}). Move it away to rebuild the index from the vault."
+        ) from error
+    if mode.lower() != "wal":
+        connection.close()
+        raise StoreError(f"{database} cannot use write-ahead logging (journal mode {mode}); is the folder read-only?")
+    return connection
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old file or the new, never half."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real models built by `make models`, loaded once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ideaweave.embedding import EmbedderOptions, LlamaEmbedder
+from ideaweave.modelfiles import checkout_models_dir, require_model
+
+MODELS = checkout_models_dir()
+EMBEDDING_F16 = MODELS / "all-MiniLM-L6-v2.f16.gguf"
+EMBEDDING_Q8 = MODELS / "all-MiniLM-L6-v2.q8_0.gguf"
+TEXT_MODEL = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _built(path: Path) -> Path:
+    # A missing model is a failure, not a skip: the tests exist to exercise the real model.
+    return require_model(path, hash_it=False)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LlamaEmbedder:
+    model = LlamaEmbedder(_built(EMBEDDING_F16), EmbedderOptions(threads=1, batch_tokens=512))
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def embedder_q8() -> LlamaEmbedder:
+    model = LlamaEmbedder(_built(EMBEDDING_Q8), EmbedderOptions(threads=1, batch_tokens=512))
+    yield model
+    model.close()

@@ -1,0 +1,586 @@
+"""Tests for ideaweave.store against real SQLite and real faiss in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ideaweave import store as store_module
+from ideaweave.errors import StoreError
+from ideaweave.store import (
+    MIGRATIONS,
+    ChunkRecord,
+    LinkRecord,
+    NoteRecord,
+    Store,
+    fts_query,
+    migrate,
+)
+
+DIM = 8
+MODEL = "test-model"
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def unit_vectors(count: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def chunk(ordinal: int, text: str, heading: str = "", chunk_hash: str | None = None) -> ChunkRecord:
+    return ChunkRecord(ordinal, heading, (heading,) if heading else (), ordinal * 100, ordinal * 100 + len(text),
+                       chunk_hash or f"h:{text}", text)
+
+
+def note(path: str, title: str | None = None, content_hash: str = "c0", **extra: object) -> NoteRecord:
+    return NoteRecord(path, title or Path(path).stem, 100, 1_000, content_hash, **extra)
+
+
+def add_note(store: Store, path: str, texts: list[str], title: str | None = None,
+             links: list[LinkRecord] | None = None, tags: list[str] | None = None) -> list[ChunkRecord]:
+    chunks = [chunk(i, text) for i, text in enumerate(texts)]
+    store.replace_note(note(path, title), chunks, links or [], tags or [])
+    return chunks
+
+
+def embed(store: Store, chunks: list[ChunkRecord], seed: int) -> dict[str, np.ndarray]:
+    """Give each missing chunk hash a random vector; returns hash -> vector as stored."""
+    missing = sorted(store.missing_vectors(c.hash for c in chunks))
+    vectors = unit_vectors(len(missing), seed)
+    store.add_vectors(missing, vectors)
+    return {h: v.astype(np.float16).astype(np.float32) for h, v in zip(missing, vectors)}
+
+
+def fts_is_consistent(store: Store) -> bool:
+    """FTS5's own check that the keyword index matches the chunks it indexes."""
+    connection = sqlite3.connect(store.database_path)
+    try:
+        connection.execute("INSERT INTO chunk_search(chunk_search, rank) VALUES ('integrity-check', 1)")
+        return True
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        connection.close()
+
+
+def faiss_ids(store: Store) -> set[int]:
+    return {int(i) for i in store._vectors.ids()}
+
+
+def table_ids(store: Store) -> set[int]:
+    connection = sqlite3.connect(store.database_path)
+    try:
+        return {row[0] for row in connection.execute("SELECT id FROM vectors")}
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "vault-1"
+
+
+@pytest.fixture
+def store(state_dir: Path):
+    opened = Store.open(state_dir, DIM, MODEL)
+    yield opened
+    opened.close()
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_state_folder_is_0700_and_files_are_0600_even_with_a_permissive_umask(state_dir: Path):
+    previous = os.umask(0)
+    try:
+        with Store.open(state_dir, DIM, MODEL) as opened:
+            embed(opened, add_note(opened, "a.md", ["some words"]), seed=1)
+            opened.flush()
+            names = {p.name for p in state_dir.iterdir()}
+            assert {"index.sqlite3", "vectors.faiss"} <= names
+            for name in names:  # includes the -wal and -shm files while open
+                assert stat.S_IMODE((state_dir / name).stat().st_mode) == 0o600, name
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+
+
+def test_an_existing_open_state_folder_and_database_are_made_private(state_dir: Path):
+    Store.open(state_dir, DIM, MODEL).close()
+    os.chmod(state_dir, 0o755)
+    os.chmod(state_dir / "index.sqlite3", 0o644)
+    Store.open(state_dir, DIM, MODEL).close()
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state_dir / "index.sqlite3").stat().st_mode) == 0o600
+
+
+def test_a_file_that_is_not_a_database_is_reported(state_dir: Path):
+    state_dir.mkdir(parents=True)
+    (state_dir / "index.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a usable ideaweave index"):
+        Store.open(state_dir, DIM, MODEL)
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def user_version(path: Path) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_a_new_store_is_at_the_latest_schema_version(store: Store):
+    assert user_version(store.database_path) == len(MIGRATIONS)
+
+
+def test_migrate_runs_only_the_migrations_after_the_current_version(tmp_path: Path):
+    connection = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    assert migrate(connection, MIGRATIONS[:1]) == [1]
+    connection.execute("INSERT INTO skipped (path, reason) VALUES ('x.md', 'too large')")
+    later = MIGRATIONS[:1] + ["ALTER TABLE skipped ADD COLUMN seen_at REAL; UPDATE skipped SET seen_at = 7;"]
+    # Re-running migration 1 would fail (its tables exist), so success shows it was not run.
+    assert migrate(connection, later) == [2]
+    assert connection.execute("SELECT path, seen_at FROM skipped").fetchall() == [("x.md", 7.0)]
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert migrate(connection, later) == []
+
+
+def test_open_upgrades_an_older_store_and_keeps_its_data(state_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    with Store.open(state_dir, DIM, MODEL) as old:
+        add_note(old, "kept.md", ["text that survives the upgrade"])
+    extra = "CREATE TABLE summaries (content_hash TEXT PRIMARY KEY, summary TEXT NOT NULL);"
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS + [extra])
+    with Store.open(state_dir, DIM, MODEL) as upgraded:
+        assert upgraded.note_paths() == ["kept.md"]
+        assert [hit.note_path for hit in upgraded.fts_search("survives", 5)] == ["kept.md"]
+    assert user_version(state_dir / "index.sqlite3") == len(MIGRATIONS) + 1
+
+
+def test_a_failing_migration_changes_nothing(tmp_path: Path):
+    connection = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    migrate(connection, MIGRATIONS)
+    broken = MIGRATIONS + ["CREATE TABLE half_done (a); SELECT * FROM no_such_table;"]
+    with pytest.raises(StoreError, match="nothing was changed"):
+        migrate(connection, broken)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert connection.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall() == []
+
+
+def test_a_store_from_a_newer_version_is_refused(state_dir: Path):
+    Store.open(state_dir, DIM, MODEL).close()
+    connection = sqlite3.connect(state_dir / "index.sqlite3")
+    connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    connection.close()
+    with pytest.raises(StoreError, match="newer ideaweave"):
+        Store.open(state_dir, DIM, MODEL)
+
+
+# ---------------------------------------------------------------- model changes
+
+
+def test_a_different_model_is_reported_and_vectors_wait_for_a_reset(state_dir: Path):
+    with Store.open(state_dir, DIM, MODEL) as first:
+        chunks = add_note(first, "a.md", ["alpha text", "beta text"])
+        embed(first, chunks, seed=1)
+    with Store.open(state_dir, DIM * 2, "other-model") as changed:
+        assert changed.model_changed
+        assert (changed.stored_model_id, changed.stored_dim) == (MODEL, DIM)
+        with pytest.raises(StoreError, match="ideaweave index --rebuild"):
+            changed.search_vectors(np.ones(DIM * 2, np.float32), 3)
+        with pytest.raises(StoreError):
+            changed.missing_vectors(["h:alpha text"])
+        assert changed.note_paths() == ["a.md"]  # everything but vectors still works
+        assert changed.counts()["vectors"] == 2  # opening did not destroy anything
+        changed.reset_vectors()
+        assert not changed.model_changed
+        assert changed.missing_vectors(c.hash for c in chunks) == {c.hash for c in chunks}
+        changed.add_vectors([c.hash for c in chunks], np.ones((2, DIM * 2), np.float32))
+    with Store.open(state_dir, DIM * 2, "other-model") as reopened:
+        assert not reopened.model_changed and not reopened.vectors_rebuilt
+        assert reopened.search_vectors(np.ones(DIM * 2, np.float32), 5)[1].shape == (2,)
+
+
+# ---------------------------------------------------------------- notes, chunks, vectors
+
+
+def test_replace_note_swaps_chunks_links_tags_and_keyword_index(store: Store):
+    old_chunks = add_note(store, "a.md", ["photosynthesis in leaves", "chlorophyll"],
+                          links=[LinkRecord("[[b]]", "b.md")], tags=["biology"])
+    embed(store, old_chunks, seed=1)
+    new_chunks = add_note(store, "a.md", ["corrigibility and shutdown"],
+                          links=[LinkRecord("[[c]]", "c.md"), LinkRecord("[[nowhere]]", None)], tags=["safety", "ai"])
+    assert [c.text for c in store.chunks_of("a.md")] == ["corrigibility and shutdown"]
+    assert store.links() == [("a.md", "c.md")]
+    assert store.unresolved_links() == [("a.md", "[[nowhere]]")]
+    assert store.tags_of("a.md") == ["ai", "safety"]
+    assert store.fts_search("photosynthesis", 5) == []
+    assert [h.note_path for h in store.fts_search("shutdown", 5)] == ["a.md"]
+    assert fts_is_consistent(store)
+    # Old vectors stay until gc; the new chunk has none yet.
+    assert store.counts()["vectors"] == 2
+    assert store.missing_vectors(c.hash for c in new_chunks) == {new_chunks[0].hash}
+    assert store.gc_vectors() == 2
+    assert faiss_ids(store) == table_ids(store) == set()
+
+
+def test_replace_note_is_one_transaction(store: Store):
+    add_note(store, "a.md", ["original words"], tags=["kept"])
+    duplicate_ordinals = [chunk(0, "first replacement"), chunk(0, "second replacement")]
+    with pytest.raises(StoreError):
+        store.replace_note(note("a.md", "New title"), duplicate_ordinals, [], ["lost"])
+    assert [c.text for c in store.chunks_of("a.md")] == ["original words"]
+    assert store.tags_of("a.md") == ["kept"]
+    assert store.note("a.md").title == "a"
+    assert fts_is_consistent(store)
+
+
+def test_replace_note_clears_a_skipped_entry(store: Store):
+    store.set_skipped("a.md", "not UTF-8", 10, 5)
+    assert store.skipped() == [("a.md", "not UTF-8")]
+    add_note(store, "a.md", ["now readable"])
+    assert store.skipped() == []
+
+
+def test_rename_keeps_chunks_and_vector_ids_and_moves_what_follows_the_note(store: Store):
+    chunks = add_note(store, "old/a.md", ["the shutdown problem", "utility indifference"], title="Old title")
+    embed(store, chunks, seed=3)
+    add_note(store, "b.md", ["points at a"], links=[LinkRecord("[[a]]", "old/a.md")])
+    store.record_written("old/a.md", "sum1", {"related": ["[[b]]"]})
+    store.set_feedback("old/a.md", "b.md", "rejected")
+    store.set_feedback("b.md", "old/a.md", "pinned")
+    before = [(c.text, c.vector_id) for c in store.chunks_of("old/a.md")]
+
+    assert store.rename_note("old/a.md", "new/a.md", title="New title")
+
+    assert store.note_paths() == ["b.md", "new/a.md"]
+    assert [(c.text, c.vector_id) for c in store.chunks_of("new/a.md")] == before
+    assert store.missing_vectors(c.hash for c in chunks) == set()
+    assert [h.note_path for h in store.fts_search("new title", 5)] == ["new/a.md", "new/a.md"]
+    assert store.fts_search("old title", 5) == []
+    assert fts_is_consistent(store)
+    assert store.last_written("new/a.md").checksum == "sum1" and store.last_written("old/a.md") is None
+    assert store.feedback_for("new/a.md") == {"b.md": "rejected"}
+    assert store.feedback_for("b.md") == {"new/a.md": "pinned"}
+    # Incoming links are for the caller to re-resolve.
+    assert store.notes_linking_to("old/a.md") == ["b.md"]
+    assert store.gc_vectors() == 0
+    assert not store.rename_note("missing.md", "x.md")
+
+
+def test_rename_onto_an_indexed_note_replaces_it(store: Store):
+    add_note(store, "a.md", ["moving note"])
+    add_note(store, "b.md", ["overwritten note"])
+    assert store.rename_note("a.md", "b.md")
+    assert [c.text for c in store.chunks_of("b.md")] == ["moving note"]
+    assert store.fts_search("overwritten", 5) == []
+    assert fts_is_consistent(store)
+
+
+def test_delete_then_gc_removes_vectors_from_faiss_but_keeps_shared_ones(store: Store):
+    shared = chunk(0, "a sentence both notes contain")
+    store.replace_note(note("a.md"), [shared, chunk(1, "only in a")], [], [])
+    store.replace_note(note("b.md"), [shared], [], [])
+    embed(store, [shared, chunk(1, "only in a")], seed=4)
+    store.record_written("a.md", "sum", {})
+    assert store.counts()["vectors"] == 2
+
+    assert store.delete_notes(["a.md", "never-indexed.md"]) == 1
+    assert store.counts()["vectors"] == 2  # until gc, a re-appearing note re-embeds nothing
+    assert store.gc_vectors() == 1
+    assert faiss_ids(store) == table_ids(store)
+    assert len(faiss_ids(store)) == 1
+    scores, ids = store.search_vectors(unit_vectors(1, 99)[0], 10)
+    assert [c.note_path for c in store.chunks_for_vectors(ids)] == ["b.md"]
+    assert store.last_written("a.md") is None
+    assert store.fts_search("only", 5) == []
+    assert fts_is_consistent(store)
+
+
+def test_touch_note_updates_stats_only(store: Store):
+    add_note(store, "a.md", ["text"])
+    assert store.touch_note("a.md", 555, 777)
+    assert store.note_stats()["a.md"] == (555, 777, "c0")
+    assert not store.touch_note("missing.md", 1, 1)
+
+
+def test_search_vectors_finds_the_chunk_of_a_known_vector(store: Store):
+    texts = [f"passage number {i}" for i in range(40)]
+    chunks = add_note(store, "many.md", texts[:20]) + add_note(store, "more.md", texts[20:])
+    stored = embed(store, chunks, seed=5)
+    for c in chunks[::7]:
+        scores, ids = store.search_vectors(stored[c.hash], 3)
+        assert scores.shape == ids.shape == (3,)
+        assert scores[0] == pytest.approx(1.0, abs=1e-3) and scores[0] >= scores[1]
+        assert [x.text for x in store.chunks_for_vectors(ids[:1])] == [c.text]
+    batch = np.stack([stored[c.hash] for c in chunks[:4]])
+    scores, ids = store.search_vectors(batch * 5.0, 100)  # length does not matter: cosine
+    assert ids.shape == (4, 40)
+    assert [store.chunks_for_vectors(row[:1])[0].text for row in ids] == texts[:4]
+
+
+def test_search_on_an_empty_store_returns_nothing(store: Store):
+    scores, ids = store.search_vectors(np.ones(DIM, np.float32), 5)
+    assert scores.shape == ids.shape == (0,)
+
+
+def test_add_vectors_skips_known_hashes_and_checks_shape(store: Store):
+    assert store.add_vectors(["x", "y"], unit_vectors(2, 1)) == 2
+    assert store.add_vectors(["x", "z"], unit_vectors(2, 2)) == 1
+    assert store.counts()["vectors"] == 3
+    with pytest.raises(ValueError):
+        store.add_vectors(["w"], np.ones((1, DIM + 1), np.float32))
+
+
+def test_note_matrix_rows_are_normalised_means_of_chunk_vectors(store: Store):
+    a = add_note(store, "a.md", ["one", "two", "three"])
+    b = add_note(store, "b.md", ["four"])
+    add_note(store, "unembedded.md", ["five"])
+    stored = {**embed(store, a, seed=6), **embed(store, b, seed=7)}
+    paths, matrix = store.note_matrix()
+    assert paths == ["a.md", "b.md"]
+    assert matrix.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, rtol=1e-5)
+    mean = np.mean([stored[c.hash] for c in a], axis=0)
+    np.testing.assert_allclose(matrix[0], mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(store.note_vector("a.md"), matrix[0], rtol=1e-5, atol=1e-6)
+    assert store.note_vector("unembedded.md") is None
+
+    chunk_ids, note_ids, vectors = store.chunk_matrix()
+    assert chunk_ids.dtype == note_ids.dtype == np.int64 and vectors.shape == (4, DIM)
+    id_to_path = store.note_path_by_id()
+    assert [id_to_path[int(i)] for i in note_ids] == ["a.md"] * 3 + ["b.md"]
+    np.testing.assert_array_equal(vectors[3], stored[b[0].hash])
+
+
+# ---------------------------------------------------------------- keyword search
+
+
+def test_fts_finds_words_stems_titles_and_headings(store: Store):
+    store.replace_note(note("ai/elk.md", "Eliciting Latent Knowledge"), [
+        chunk(0, "The reporter must answer honestly about the predictor.", heading="Setup"),
+        chunk(1, "Counterexamples keep running into the human simulator.", heading="Counterexamples"),
+    ], [], [])
+    add_note(store, "cooking.md", ["Knead the dough and let it rise."])
+    assert [h.note_path for h in store.fts_search("dough", 5)] == ["cooking.md"]
+    assert {h.note_path for h in store.fts_search("latent", 5)} == {"ai/elk.md"}  # title
+    hits = store.fts_search("runs simulator", 5)  # porter: runs ~ running
+    assert [store.chunks_of("ai/elk.md")[1].id] == [h.chunk_id for h in hits]
+    assert store.fts_search("setup", 1)[0].chunk_id == store.chunks_of("ai/elk.md")[0].id  # heading
+    assert store.fts_search("dough predictor", 5) == []
+    assert {h.note_path for h in store.fts_search("dough predictor", 5, match_any=True)} == {"cooking.md", "ai/elk.md"}
+    scores = [h.score for h in store.fts_search("the", 10)]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_fts_survives_query_syntax_and_unicode(store: Store):
+    add_note(store, "intl.md", ["Le café était très bon", "東京 ist groß", "Привет мир"])
+    for query in ['"AND OR ( * :', "NOT", "a:b", "*", '"', "(", "NEAR(a b)", "title:x", "^start", "-", "", "   "]:
+        store.fts_search(query, 5)  # must not raise
+    assert [h.note_path for h in store.fts_search("CAFE", 5)] == ["intl.md"]  # unicode61 folds accents
+    assert [h.note_path for h in store.fts_search("привет", 5)] == ["intl.md"]
+    assert [h.note_path for h in store.fts_search("東京", 5)] == ["intl.md"]
+    assert [h.note_path for h in store.fts_search('"café"', 5)] == ["intl.md"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.text(max_size=40))
+def test_fts_never_raises_on_any_text(store: Store, query: str):
+    assert isinstance(store.fts_search(query, 3), list)
+
+
+def test_fts_query_quotes_every_word():
+    assert fts_query('a "b" OR (c*') == '"a" """b""" "OR" "(c*"'
+    assert fts_query("x y", match_any=True) == '"x" OR "y"'
+    assert fts_query(" ( * : ") is None
+
+
+# ---------------------------------------------------------------- persistence and healing
+
+
+def build_vault_index(state_dir: Path) -> dict[str, np.ndarray]:
+    with Store.open(state_dir, DIM, MODEL) as opened:
+        chunks = []
+        for n in range(6):
+            chunks += add_note(opened, f"n{n}.md", [f"note {n} part {p} words{p}" for p in range(3)])
+        return embed(opened, chunks, seed=8)
+
+
+def search_snapshot(opened: Store, stored: dict[str, np.ndarray]) -> list:
+    queries = np.stack([stored[h] for h in sorted(stored)][:5])
+    scores, ids = opened.search_vectors(queries, 4)
+    return [scores.round(6).tolist(), ids.tolist(), opened.fts_search("words1 note", 10)]
+
+
+def test_reopening_after_close_gives_identical_results(state_dir: Path):
+    stored = build_vault_index(state_dir)
+    with Store.open(state_dir, DIM, MODEL) as first:
+        assert not first.vectors_rebuilt
+        snapshot = search_snapshot(first, stored)
+    with Store.open(state_dir, DIM, MODEL) as second:
+        assert not second.vectors_rebuilt
+        assert search_snapshot(second, stored) == snapshot
+        assert len(snapshot[2]) == 6
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garbage", "empty"])
+def test_a_damaged_faiss_file_is_rebuilt_from_sqlite(state_dir: Path, damage: str):
+    stored = build_vault_index(state_dir)
+    with Store.open(state_dir, DIM, MODEL) as healthy:
+        snapshot = search_snapshot(healthy, stored)
+    vectors_file = state_dir / "vectors.faiss"
+    data = vectors_file.read_bytes()
+    if damage == "delete":
+        vectors_file.unlink()
+    else:
+        vectors_file.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00junk" * 50,
+                                  "empty": b""}[damage])
+    with Store.open(state_dir, DIM, MODEL) as healed:
+        assert healed.vectors_rebuilt
+        assert search_snapshot(healed, stored) == snapshot
+        assert faiss_ids(healed) == table_ids(healed)
+    with Store.open(state_dir, DIM, MODEL) as again:
+        assert not again.vectors_rebuilt  # the repair was saved
+
+
+CRASH_SCRIPT = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from ideaweave.store import Store, ChunkRecord, NoteRecord
+state_dir, dim = Path(sys.argv[1]), int(sys.argv[2])
+store = Store.open(state_dir, dim, "test-model")
+store.replace_note(NoteRecord("late.md", "late", 1, 1, "c"), [ChunkRecord(0, "", (), 0, 4, "late-hash", "late words")], [], [])
+vector = np.zeros((1, dim), np.float32); vector[0, 0] = 1.0
+store.add_vectors(["late-hash"], vector)
+store.delete_notes(["n0.md"]); store.gc_vectors()
+os._exit(0)  # dies without flush() or close()
+"""
+
+
+def test_vectors_added_without_flush_survive_a_crash(state_dir: Path):
+    build_vault_index(state_dir)
+    faiss_before = (state_dir / "vectors.faiss").read_bytes()
+    environment = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[1])}
+    subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(state_dir), str(DIM)], check=True, env=environment,
+                   timeout=60)
+    assert (state_dir / "vectors.faiss").read_bytes() == faiss_before  # the crash left it stale
+    with Store.open(state_dir, DIM, MODEL) as healed:
+        assert healed.vectors_rebuilt
+        assert faiss_ids(healed) == table_ids(healed)
+        probe = np.zeros(DIM, np.float32)
+        probe[0] = 1.0
+        scores, ids = healed.search_vectors(probe, 1)
+        assert [c.note_path for c in healed.chunks_for_vectors(ids)] == ["late.md"]
+        assert "n0.md" not in {c.note_path for c in healed.chunks_for_vectors(healed.search_vectors(probe, 50)[1])}
+
+
+def test_an_old_faiss_file_with_a_matching_generation_is_still_caught(state_dir: Path):
+    # Two processes saving at once could pair an older file with a newer generation;
+    # the id comparison catches what the generation alone would miss.
+    build_vault_index(state_dir)
+    old_file = (state_dir / "vectors.faiss").read_bytes()
+    with Store.open(state_dir, DIM, MODEL) as opened:
+        opened.add_vectors(["extra"], unit_vectors(1, 11))
+    (state_dir / "vectors.faiss").write_bytes(old_file)
+    with Store.open(state_dir, DIM, MODEL) as healed:
+        assert healed.vectors_rebuilt
+        assert faiss_ids(healed) == table_ids(healed)
+
+
+# ---------------------------------------------------------------- other tables
+
+
+def test_skipped_written_and_feedback_round_trip(store: Store):
+    store.set_skipped("big.md", "larger than 2 MB", 3_000_000, 9)
+    store.set_skipped("big.md", "larger than 1 MB", 3_000_001, 10)
+    assert store.skipped() == [("big.md", "larger than 1 MB")]
+    assert store.skipped_stats() == {"big.md": (3_000_001, 10)}
+    store.clear_skipped("big.md")
+    assert store.counts()["skipped"] == 0
+
+    store.record_written("a.md", "abc", {"summary": "Über", "related": ["[[b]]"]})
+    record = store.last_written("a.md")
+    assert (record.checksum, record.values) == ("abc", {"summary": "Über", "related": ["[[b]]"]})
+    assert set(store.all_written()) == {"a.md"}
+    store.forget_written("a.md")
+    assert store.all_written() == {}
+
+    store.set_feedback("a.md", "b.md", "rejected")
+    store.set_feedback("a.md", "b.md", "pinned")
+    assert [(f.note_path, f.target_path, f.action) for f in store.all_feedback()] == [("a.md", "b.md", "pinned")]
+    with pytest.raises(ValueError):
+        store.set_feedback("a.md", "c.md", "liked")
+    assert store.clear_feedback("a.md", "b.md") and not store.clear_feedback("a.md", "b.md")
+
+
+def test_notes_keep_their_flags_and_frontmatter(store: Store):
+    import datetime
+
+    frontmatter = {"tags": ["x"], "created": datetime.date(2024, 5, 1), "nested": {"k": 1}}
+    store.replace_note(note("t.md", private=True, is_template=True, frontmatter=frontmatter), [], [], ["x"])
+    stored = store.note("t.md")
+    assert stored.private and stored.is_template
+    assert stored.frontmatter == {"tags": ["x"], "created": "2024-05-01", "nested": {"k": 1}}
+    assert store.note_tags() == [("t.md", "x")]
+    assert store.note("nope.md") is None
+
+
+def test_counts_and_size_on_disk(store: Store):
+    chunks = add_note(store, "a.md", ["one", "two"])
+    embed(store, chunks[:1], seed=1)
+    assert store.counts() == {"notes": 1, "chunks": 2, "vectors": 1, "skipped": 0, "chunks_without_vectors": 1}
+    store.flush()
+    assert store.size_on_disk() >= (store.database_path.stat().st_size + store.vectors_path.stat().st_size)
+
+
+def test_reads_from_another_thread_while_writing(store: Store):
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read_repeatedly() -> None:
+        try:
+            while not done.is_set():
+                store.fts_search("words", 5)
+                store.search_vectors(np.ones(DIM, np.float32), 3)
+                store.note_matrix()
+        except BaseException as error:  # surfaced by the assertion below
+            errors.append(error)
+
+    reader = threading.Thread(target=read_repeatedly)
+    reader.start()
+    try:
+        for n in range(30):
+            chunks = add_note(store, f"n{n}.md", [f"words {n}", f"more words {n}"])
+            embed(store, chunks, seed=n)
+            if n % 10 == 9:
+                store.delete_notes([f"n{n - 5}.md"])
+                store.gc_vectors()
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []
+    assert faiss_ids(store) == table_ids(store)
+
+
+def test_faiss_index_gathers_rows_by_id_and_refuses_unknown_ids():
+    index = store_module.FaissIndex.empty(2)
+    index.add(np.array([7, 3]), np.array([[1, 0], [0, 1]], np.float32))
+    np.testing.assert_array_equal(index.gather(np.array([3, 7, 3])), [[0, 1], [1, 0], [0, 1]])
+    assert index.gather(np.array([], np.int64)).shape == (0, 2)
+    with pytest.raises(StoreError, match="out of step"):
+        index.gather(np.array([5]))
