@@ -163,7 +163,7 @@ def test_migrate_runs_only_the_migrations_after_the_current_version(tmp_path: Pa
 def test_open_upgrades_an_older_store_and_keeps_its_data(state_dir: Path, monkeypatch: pytest.MonkeyPatch):
     with Store.open(state_dir, DIM, MODEL) as old:
         add_note(old, "kept.md", ["text that survives the upgrade"])
-    extra = "CREATE TABLE summaries (content_hash TEXT PRIMARY KEY, summary TEXT NOT NULL);"
+    extra = "CREATE TABLE future_table (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS + [extra])
     with Store.open(state_dir, DIM, MODEL) as upgraded:
         assert upgraded.note_paths() == ["kept.md"]

@@ -105,3 +105,24 @@ class App:
             self.store.close()
         if "embedder" in self.__dict__:
             self.embedder.close()
+
+
+# ------------------------------------------------------------------ apply: index, relate, summarize, write
+
+
+def link_string(resolver, path: str, heading: str | None) -> str:
+    """The link Obsidian resolves to path, with the section when one matched; shortest unambiguous text."""
+    text = resolver.link_text(path)
+    # Headings holding link syntax cannot be linked to reliably: link the note instead.
+    if heading and not any(ch in heading for ch in "[]|#^"):
+        return f"[[{text}#{heading}]]"
+    return f"[[{text}]]"
+
+
+def link_target(resolver, link: str, source: str) -> str | None:
+    """The note a link string like "[[Note#Heading|alias]]" points to."""
+    inner = link.strip()
+    if inner.startswith("[[") and inner.endswith("]]"):
+        inner = inner[2:-2]
+    target = re.split(r"[|#^]", inner, maxsplit=1)[0]
+    return resolver.resolve(target, source) if target else None

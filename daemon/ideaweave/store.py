@@ -144,6 +144,21 @@ MIGRATIONS: list[str] = [
         tokenize='porter unicode61'
     );
     """,
+    """
+    -- Summaries cost a model call: cached by the note's content hash and the summary mode.
+    CREATE TABLE summaries (
+        content_hash TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        summary TEXT,
+        PRIMARY KEY (content_hash, mode)
+    );
+    -- Notes ideaweave did not write to, and why (shown by `status`).
+    CREATE TABLE write_issues (
+        path TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -547,6 +562,7 @@ class Store:
                     _delete_note(db, note_id)
                     deleted += 1
                 db.execute("DELETE FROM written WHERE path = ?", (path,))
+                db.execute("DELETE FROM write_issues WHERE path = ?", (path,))
         return deleted
 
     def rename_note(self, old: str, new: str, title: str | None = None) -> bool:
@@ -874,6 +890,29 @@ class Store:
 
 
 # ---------------------------------------------------------------- pure helpers
+
+    # ------------------------------------------------------------ summaries and write issues
+
+    def cached_summary(self, content_hash: str, mode: str) -> tuple[bool, str | None]:
+        """(found, summary): a cached None means "too short to summarise", not "unknown"."""
+        rows = self._rows("SELECT summary FROM summaries WHERE content_hash = ? AND mode = ?", (content_hash, mode))
+        return (True, rows[0][0]) if rows else (False, None)
+
+    def cache_summary(self, content_hash: str, mode: str, summary: str | None) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO summaries (content_hash, mode, summary) VALUES (?, ?, ?)",
+                       (content_hash, mode, summary))
+
+    def set_write_issue(self, path: str, reason: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO write_issues (path, reason, at) VALUES (?, ?, ?)", (path, reason, time.time()))
+
+    def clear_write_issue(self, path: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM write_issues WHERE path = ?", (path,))
+
+    def write_issues(self) -> list[tuple[str, str]]:
+        return self._rows("SELECT path, reason FROM write_issues ORDER BY path")
 
 
 def fts_query(text: str, match_any: bool = False) -> str | None:

@@ -1,0 +1,261 @@
+"""The `ideaweave` command: the composition root of every entry point.
+
+Human-readable output by default, `--json` on request; domain errors become one line on stderr
+and a non-zero exit code here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .app import App, resolve_vault
+from .config import Settings, example_toml, load_settings, replace
+from .errors import IdeaweaveError, VaultError
+from .progress import ProgressBar
+
+log = logging.getLogger("ideaweave")
+
+
+def emit(args: argparse.Namespace, data, human: str) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=None if not sys.stdout.isatty() else 2))
+    else:
+        print(human)
+
+
+def open_app(args: argparse.Namespace) -> App:
+    settings: Settings = args.settings
+    root = resolve_vault(args.vault, settings, Path.cwd())
+    return App(settings, root)
+
+
+def vault_relative(app: App, note: str) -> str:
+    """Accept a note as a vault-relative path, an absolute path or a path from the current folder."""
+    candidate = Path(note)
+    for full in (candidate if candidate.is_absolute() else Path.cwd() / candidate, app.root / note):
+        try:
+            relative = full.resolve().relative_to(app.root)
+        except (ValueError, OSError):
+            continue
+        if (app.root / relative).is_file():
+            return relative.as_posix()
+    if not note.endswith(".md") and (app.root / f"{note}.md").is_file():
+        return f"{note}.md"
+    raise VaultError(f"{note}: no such note in {app.root}")
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    bar = ProgressBar("indexing", enabled=None if not args.json else False)
+    try:
+        if args.rebuild:
+            app.store.reset_vectors()
+        report = app.indexer.run(progress=bar)
+    finally:
+        bar.close()
+    data = report.as_json()
+    data["index_bytes"] = app.store.size_on_disk()
+    human = (f"{report.notes} notes, {report.chunks} chunks; read {report.read}, embedded {report.embedded_chunks} "
+             f"chunks in {report.seconds:.1f} s; {len(report.skipped)} skipped")
+    for path, reason in report.skipped:
+        human += f"\n  skipped {path}: {reason}"
+    emit(args, data, human)
+    app.close()
+    return 0
+
+
+def cmd_related(args: argparse.Namespace) -> int:
+    from .relate import Corpus, Relater
+
+    app = open_app(args)
+    if not args.no_index:
+        app.indexer.run()
+    relater = Relater(Corpus(app.store))
+    results = []
+    for note in args.notes:
+        path = vault_relative(app, note)
+        rejected = set(t for t, a in app.store.feedback_for(path).items() if a == "rejected")
+        suggestions = relater.rank(path, k=args.k, exclude=rejected, include_private=args.include_private)
+        results.append({"note": path, "related": [s.as_json() for s in suggestions]})
+    lines = []
+    for entry in results:
+        lines.append(entry["note"])
+        for s in entry["related"]:
+            where = f"#{s['heading']}" if s["heading"] else ""
+            lines.append(f"  {s['score']:6.2f}  {s['path']}{where}  ({s['why']})")
+    emit(args, results, "\n".join(lines))
+    app.close()
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .search import search
+
+    app = open_app(args)
+    if not args.no_index:
+        app.indexer.run()
+    hits = search(app.store, app.embedder, args.query, k=args.k, include_private=args.include_private)
+    lines = [f"{h.score:.4f}  {h.path}{'#' + h.heading if h.heading else ''}\n        {h.passage[:120]}" for h in hits]
+    emit(args, {"query": args.query, "results": [h.as_json() for h in hits]}, "\n".join(lines) or "no results")
+    app.close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    counts = app.store.counts()
+    notes = app.store.notes()
+    last = max((n.indexed_at for n in notes), default=None)
+    data = {
+        "vault": str(app.root), "state_dir": str(app.state_dir), "model": str(app.embedding_model_path),
+        "notes": counts["notes"], "chunks": counts["chunks"], "vectors": counts["vectors"],
+        "skipped": [{"path": p, "reason": r} for p, r in app.store.skipped()],
+        "last_indexed": last, "index_bytes": app.store.size_on_disk(),
+        "private_mode": app.settings.private_mode,
+    }
+    human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
+             f"notes      {data['notes']} ({data['chunks']} chunks)",
+             f"index      {data['index_bytes'] / 1e6:.1f} MB on disk",
+             f"indexed    {_when(last)}", f"skipped    {len(data['skipped'])}"]
+    human += [f"  {s['path']}: {s['reason']}" for s in data["skipped"]]
+    emit(args, data, "\n".join(human))
+    app.close()
+    return 0
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from .sync import VaultSync
+
+    app = open_app(args)
+    bar = ProgressBar("indexing", enabled=None if not args.json else False)
+    try:
+        index = app.indexer.run(progress=bar)
+    finally:
+        bar.close()
+    report = VaultSync(app).run(dry_run=args.dry_run)
+    data = report.as_json()
+    data["index"] = {k: v for k, v in index.as_json().items() if k in ("notes", "chunks", "embedded_chunks", "seconds")}
+    if args.dry_run:
+        data["diffs"] = report.diffs
+    verb = "would write" if args.dry_run else "wrote"
+    human = [f"{verb} {len(report.written)} notes, {report.unchanged} unchanged, {len(report.skipped)} skipped, "
+             f"{len(report.deferred)} deferred ({report.seconds:.1f} s)"]
+    human += [f"  skipped {p}: {r}" for p, r in report.skipped]
+    human += [f"  deferred {p}: changed moments ago, written on a later run" for p in report.deferred]
+    if args.dry_run:
+        human += report.diffs
+    emit(args, data, "\n".join(human))
+    app.close()
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose, render
+
+    report = diagnose(args.settings, args.vault, Path.cwd())
+    emit(args, report, render(report))
+    return 0 if report["ok"] else 1
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.example:
+        sys.stdout.write(example_toml())
+        return 0
+    import dataclasses
+
+    data = dataclasses.asdict(args.settings)
+    emit(args, data, json.dumps(data, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--vault", help="the vault folder (default: the config's vault, else the enclosing folder with .obsidian/)")
+    common.add_argument("--config", help="configuration file (default: ~/.config/ideaweave/config.toml)")
+    common.add_argument("--json", action="store_true", help="print JSON")
+    common.add_argument("--private", action="store_true", help="private mode: refuse anything that could reach the network")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+
+    parser = argparse.ArgumentParser(prog="ideaweave", description="Related ideas and summaries for a markdown vault, computed on this machine.")
+    parser.add_argument("--version", action="version", version=f"ideaweave {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", parents=[common], help="index the vault (incremental)")
+    p.add_argument("--rebuild", action="store_true", help="embed every chunk again (after a model change)")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("related", parents=[common], help="notes related to one or more notes")
+    p.add_argument("notes", nargs="+", metavar="NOTE")
+    p.add_argument("-k", type=int, default=None, help="how many (default: relate.k)")
+    p.add_argument("--include-private", action="store_true", help="also suggest private notes")
+    p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
+    p.set_defaults(func=cmd_related)
+
+    p = sub.add_parser("search", parents=[common], help="hybrid keyword and semantic search")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=20)
+    p.add_argument("--include-private", action="store_true")
+    p.add_argument("--no-index", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("status", parents=[common], help="what the index holds")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("apply", parents=[common], help="index, then write related links and summaries into the notes once")
+    p.add_argument("--dry-run", action="store_true", help="print the changes instead of writing them")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("doctor", parents=[common], help="check models, llama.cpp, the state folder and the vault")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("config", parents=[common], help="show the effective configuration")
+    p.add_argument("--example", action="store_true", help="print the documented example configuration")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def configure_logging(verbosity: int, level_name: str) -> None:
+    level = {0: getattr(logging, level_name.upper()), 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.private:
+            settings = replace(settings, private_mode=True)
+        args.settings = settings
+        if getattr(args, "k", 0) is None:
+            args.k = settings.relate.k
+        configure_logging(args.verbose, settings.log_level)
+        return args.func(args)
+    except IdeaweaveError as exc:
+        print(f"ideaweave: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ideaweave: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

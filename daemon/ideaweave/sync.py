@@ -1,0 +1,205 @@
+"""Keeping notes' `related` and `summary` in step with the index: relate, summarize, plan, write.
+
+`apply` runs it over the whole vault once; the watcher runs it over the notes a change can affect.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import frontmatter
+from .app import App, link_string, link_target
+from .frontmatter import Unwritable
+from .relate import Corpus, Relater
+from .vault import Skipped
+from .writer import HYSTERESIS, Candidate, Keys, NoteState, apply_write, checksum, plan_note, plan_writes
+
+log = logging.getLogger(__name__)
+
+# A note saved by its user again and again while we write it is left for the next round.
+CONFLICT_RETRIES = 3
+
+
+@dataclass
+class SyncReport:
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"written": len(self.written), "unchanged": self.unchanged,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "deferred": self.deferred, "written_notes": self.written, "seconds": round(self.seconds, 3)}
+
+
+class Summaries:
+    """Summaries by content hash: computed once, cached in the store."""
+
+    def __init__(self, app: App):
+        self.app = app
+        self.mode = app.settings.summary.mode
+        self._llm = None
+
+    def for_note(self, path: str) -> str | None:
+        note = self.app.scanner.read(path)
+        if isinstance(note, Skipped):
+            return None
+        # Keyed by the body alone: writing the summary into the frontmatter must not invalidate it.
+        key = hashlib.sha256(note.text[note.body_start:].encode("utf-8")).hexdigest()
+        found, cached = self.app.store.cached_summary(key, self.mode)
+        if found:
+            return cached
+        summary = self._compute(note)
+        self.app.store.cache_summary(key, self.mode, summary)
+        return summary
+
+    def _compute(self, note) -> str | None:
+        from .summarize import summarize_extractive
+
+        s = self.app.settings.summary
+        extractive = lambda: summarize_extractive(  # noqa: E731 - a deferred fallback
+            note, self.app.embedder, sentences=s.sentences, min_words=s.min_words, max_chars=s.max_chars)
+        if self.mode != "llm":
+            return extractive()
+        if self._llm is None:
+            from .modelfiles import require_model
+            from .summarize import LlmSummarizer
+
+            self._llm = LlmSummarizer(require_model(self.app.text_model_path), threads=self.app.settings.embedding.threads)
+        summary, _source = self._llm.summarize(note, extractive)
+        return summary
+
+
+class VaultSync:
+    def __init__(self, app: App):
+        self.app = app
+        self.keys = Keys(app.settings.writer.related_key, app.settings.writer.summary_key,
+                         app.settings.writer.related_count)
+        self.summaries = Summaries(app)
+
+    def run(self, paths: Iterable[str] | None = None, dry_run: bool = False, corpus: Corpus | None = None) -> SyncReport:
+        started = time.perf_counter()
+        report = SyncReport()
+        store = self.app.store
+        corpus = corpus or Corpus(store)
+        relater = Relater(corpus, self._weights(corpus))
+        resolver = self.app.indexer.resolver
+        targets = sorted(paths) if paths is not None else store.note_paths()
+        states, bases, candidates, summaries, rejected = [], {}, {}, {}, {}
+        templates = {n.path for n in store.notes() if n.is_template}
+        for path in targets:
+            if path in templates or path not in corpus.index:
+                continue  # templates are copied into new notes: never write into them
+            base = self._read(path, report)
+            if base is None:
+                continue
+            current = frontmatter.read_managed(base, (self.keys.related, self.keys.summary))
+            if isinstance(current, Unwritable):
+                report.skipped.append((path, current.reason))
+                store.set_write_issue(path, current.reason)
+                continue
+            last = store.last_written(path)
+            states.append(NoteState(path, current, last.values if last else None))
+            bases[path] = base
+            rejected[path] = {t for t, a in store.feedback_for(path).items() if a == "rejected"}
+            ranked = relater.rank(path, k=self.keys.count + HYSTERESIS + 2, exclude=rejected[path])
+            candidates[path] = [Candidate(s.path, link_string(resolver, s.path, s.heading)) for s in ranked]
+            summaries[path] = self.summaries.for_note(path)
+        plan = plan_writes(states, candidates, summaries, self.keys, rejected)
+        self._remember_feedback(plan, resolver, dry_run)
+        report.skipped.extend(plan.skipped)
+        report.unchanged += len(plan.unchanged)
+        for path, reason in plan.skipped:
+            if not dry_run:
+                store.set_write_issue(path, reason)
+        inputs = {"candidates": candidates, "summaries": summaries, "rejected": rejected}
+        for write in plan.writes:
+            self._write(write, bases[write.path], report, dry_run, inputs)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _weights(self, corpus: Corpus):
+        from .relate import DEFAULT_WEIGHTS
+
+        return DEFAULT_WEIGHTS
+
+    def _read(self, path: str, report: SyncReport) -> bytes | None:
+        try:
+            return (self.app.root / path).read_bytes()
+        except OSError as exc:
+            report.skipped.append((path, f"cannot be read: {exc.strerror or exc}"))
+            return None
+
+    def _remember_feedback(self, plan, resolver, dry_run: bool) -> None:
+        if dry_run:
+            return
+        for action, pairs in (("rejected", plan.rejected), ("pinned", plan.pinned)):
+            for note, link in pairs:
+                target = link_target(resolver, link, note)
+                if target is not None:
+                    self.app.store.set_feedback(note, target, action)
+                    log.info("%s: %s %s", note, "rejected" if action == "rejected" else "pinned", link)
+
+    def _write(self, write, base: bytes, report: SyncReport, dry_run: bool, inputs: dict) -> None:
+        store = self.app.store
+        if dry_run:
+            edited = frontmatter.set_managed(base, write.values)
+            if isinstance(edited, Unwritable):
+                report.skipped.append((write.path, edited.reason))
+                return
+            report.written.append(write.path)
+            report.diffs.append(_diff(write.path, base, edited))
+            return
+        for _attempt in range(CONFLICT_RETRIES):
+            result = apply_write(self.app.root, write, base, self.app.settings.writer.defer_seconds)
+            if result.status != "conflict":
+                break
+            # The user saved the note between our read and our write: their bytes win; plan again from them.
+            log.info("%s: changed while being written; planning again", write.path)
+            replanned = self._replan(write.path, inputs)
+            if replanned is None:
+                report.unchanged += 1
+                return
+            write, base = replanned
+        if result.status == "written":
+            store.record_written(write.path, result.checksum, write.remembered)
+            store.clear_write_issue(write.path)
+            report.written.append(write.path)
+            log.info("%s: wrote %s", write.path, ", ".join(write.values))
+        elif result.status == "unchanged":
+            store.record_written(write.path, checksum(base), write.remembered)
+            report.unchanged += 1
+        elif result.status in ("deferred", "conflict"):
+            report.deferred.append(write.path)
+        else:
+            report.skipped.append((write.path, result.reason))
+            store.set_write_issue(write.path, result.reason)
+
+    def _replan(self, path: str, inputs: dict):
+        """(write, base) for a note re-read from disk, or None when nothing needs writing any more."""
+        base = self._read(path, SyncReport())
+        if base is None:
+            return None
+        current = frontmatter.read_managed(base, (self.keys.related, self.keys.summary))
+        if isinstance(current, Unwritable):
+            return None
+        last = self.app.store.last_written(path)
+        state = NoteState(path, current, last.values if last else None)
+        write, _problem, _rejects, _pins = plan_note(
+            state, inputs["candidates"][path], inputs["summaries"][path], self.keys, inputs["rejected"][path])
+        return None if write is None else (write, base)
+
+
+def _diff(path: str, before: bytes, after: bytes) -> str:
+    lines = difflib.unified_diff(before.decode("utf-8", "replace").splitlines(keepends=True),
+                                 after.decode("utf-8", "replace").splitlines(keepends=True),
+                                 fromfile=f"a/{path}", tofile=f"b/{path}")
+    return "".join(lines)

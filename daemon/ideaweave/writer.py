@@ -1,0 +1,266 @@
+"""Deciding what to write into a note (pure) and writing it without losing a byte (a thin shell).
+
+Ownership, per managed key:
+- ideaweave remembers what it last wrote into each note (`written` in the store);
+- a key that holds something ideaweave never wrote belongs to the user: left alone, reported;
+- links the user deleted from `related` become rejected for that note, links they added are pinned
+  and kept in front; deleting the whole `related` key (or `summary`) opts the note out of that key;
+- a summary the user edited is theirs from then on.
+Writes happen only when the managed values really change, and an already-written link stays while
+it is still among the top candidates (hysteresis), so small score changes never churn the lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import frontmatter
+from .frontmatter import Unwritable
+
+# An already-written link stays while it ranks within the top (count + HYSTERESIS) candidates.
+HYSTERESIS = 3
+OPTED_OUT = "opted_out"  # marker kept in the written values of a note whose user removed a key
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A link ideaweave would like to write, best first."""
+
+    path: str
+    link: str  # the full link string, e.g. "[[Corrigibility#Shutdown problem]]"
+
+
+@dataclass(frozen=True)
+class NoteState:
+    """What a note holds now, and what ideaweave remembers about it."""
+
+    path: str
+    current: Mapping[str, object]  # managed keys present in the file now
+    last_written: Mapping[str, object] | None  # values ideaweave last wrote, None if never
+
+
+@dataclass(frozen=True)
+class Write:
+    path: str
+    values: dict[str, object]  # key -> new value (None removes the key)
+    remembered: dict[str, object]  # what to store as "last written" once the write lands
+
+
+@dataclass(frozen=True)
+class Plan:
+    writes: list[Write] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (note, link) the user deleted
+    pinned: list[tuple[str, str]] = field(default_factory=list)  # (note, link) the user added
+
+
+@dataclass(frozen=True)
+class Keys:
+    related: str = "related"
+    summary: str = "summary"
+    count: int = 5
+
+
+def _as_links(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def plan_related(state: NoteState, candidates: Sequence[Candidate], keys: Keys, rejected: set[str]
+                 ) -> tuple[list[str] | None, str | None, list[str], list[str]]:
+    """(new list or None to leave alone, reason when left alone, newly rejected links, newly pinned links)."""
+    key = keys.related
+    last = state.last_written or {}
+    present = key in state.current
+    current = _as_links(state.current.get(key))
+    ours = _as_links(last.get(key))
+    if last.get(key) == OPTED_OUT:
+        return None, None, [], []
+    if present and current is None:
+        return None, f"`{key}` holds something other than a list of links", [], []
+    if present and ours is None:
+        return None, f"`{key}` was not written by ideaweave; it is left as it is", [], []
+    if not present and ours is not None:
+        return None, None, [], []  # the user removed the whole key: opted out (remembered by the caller)
+    current = current or []
+    ours = ours or []
+    newly_rejected = [link for link in ours if link not in current]
+    pinned = [link for link in current if link not in ours or link in last.get("pinned", [])]
+    blocked = rejected | set(newly_rejected) | set(pinned)
+    ranked = [c.link for c in candidates if c.path not in rejected and c.link not in blocked]
+    window = set(ranked[: keys.count + HYSTERESIS])
+    kept = [link for link in current if link in window and link not in pinned]
+    fresh = [link for link in ranked if link not in kept][: max(0, keys.count - len(kept))]
+    return pinned + kept[: keys.count] + fresh, None, newly_rejected, [p for p in pinned if p not in last.get("pinned", [])]
+
+
+def plan_summary(state: NoteState, summary: str | None, keys: Keys) -> tuple[str | None, bool, str | None]:
+    """(value, write it?, reason when left alone)."""
+    key = keys.summary
+    last = state.last_written or {}
+    present = key in state.current
+    current = state.current.get(key)
+    ours = last.get(key)
+    if ours == OPTED_OUT:
+        return None, False, None
+    if present and ours is None:
+        return None, False, f"`{key}` was not written by ideaweave; it is left as it is"
+    if present and current != ours:
+        return None, False, None  # the user edited our summary: it is theirs now
+    if not present and ours is not None:
+        return None, False, None  # the user removed it: opted out
+    if summary is None:
+        return None, present, None  # nothing to say any more: remove our old summary
+    return summary, summary != current, None
+
+
+def plan_note(state: NoteState, candidates: Sequence[Candidate], summary: str | None, keys: Keys,
+              rejected: set[str]) -> tuple[Write | None, str | None, list[str], list[str]]:
+    """The write for one note (None when nothing changes), the reason a key was left alone, rejects, pins."""
+    related, related_problem, new_rejects, new_pins = plan_related(state, candidates, keys, rejected)
+    summary_value, summary_changes, summary_problem = plan_summary(state, summary, keys)
+    last = dict(state.last_written or {})
+    remembered = dict(last)
+    values: dict[str, object] = {}
+    if related is not None:
+        remembered[keys.related] = related
+        pins = set(last.get("pinned", [])) | set(new_pins)
+        remembered["pinned"] = [link for link in related if link in pins]
+        if related != _as_links(state.current.get(keys.related)):
+            values[keys.related] = related
+    elif keys.related not in state.current and _as_links(last.get(keys.related)) is not None:
+        remembered[keys.related] = OPTED_OUT
+    if summary_changes:
+        values[keys.summary] = summary_value
+        remembered[keys.summary] = summary_value
+    elif keys.summary not in state.current and isinstance(last.get(keys.summary), str):
+        remembered[keys.summary] = OPTED_OUT
+    problem = related_problem or summary_problem
+    if not values:
+        return None, problem, new_rejects, new_pins
+    return Write(state.path, values, remembered), problem, new_rejects, new_pins
+
+
+def plan_writes(states: Sequence[NoteState], candidates: Mapping[str, Sequence[Candidate]],
+                summaries: Mapping[str, str | None], keys: Keys, rejected: Mapping[str, set[str]]) -> Plan:
+    """Pure: for every note, what to write given what it holds and what ideaweave remembers."""
+    plan = Plan()
+    for state in states:
+        write, problem, new_rejects, new_pins = plan_note(
+            state, candidates.get(state.path, []), summaries.get(state.path), keys, rejected.get(state.path, set()))
+        plan.rejected.extend((state.path, link) for link in new_rejects)
+        plan.pinned.extend((state.path, link) for link in new_pins)
+        if problem:
+            plan.skipped.append((state.path, problem))
+        if write is None:
+            plan.unchanged.append(state.path)
+        else:
+            plan.writes.append(write)
+    return plan
+
+
+# ------------------------------------------------------------------ the file shell
+
+
+def checksum(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: str
+    status: str  # "written" | "unchanged" | "deferred" | "conflict" | "skipped"
+    reason: str | None = None
+    checksum: str | None = None
+
+
+def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResult | None:
+    """Write data over path atomically, unless the file changed since it was read (compare-and-swap).
+
+    Returns None on success. The temporary file sits in the same folder (same file system, so
+    os.replace is atomic) under a dot-name that the scanner and the watcher ignore. The original
+    file stays open across the swap: if someone appended to it in the instant between our check and
+    the swap, their bytes are in the old file, and we put that file back (their edit wins; re-plan).
+    """
+    folder = path.parent
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".ideaweave-tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with open(path, "rb") as original:
+            before = os.fstat(original.fileno())
+            os.chmod(temp_name, before.st_mode & 0o7777)
+            if checksum(original.read()) != expected_checksum:
+                return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
+            os.replace(temp_name, path)
+            temp_name = None
+            after = os.fstat(original.fileno())
+            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                _restore(path, original)
+                return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
+        _fsync_folder(folder)
+        return None
+    finally:
+        if temp_name is not None:
+            try:
+                os.unlink(temp_name)
+            except FileNotFoundError:
+                pass
+
+
+def _restore(path: Path, original) -> None:
+    """Put back the user's version that was written to the old file during our swap."""
+    original.seek(0)
+    theirs = original.read()
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".ideaweave-tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(theirs)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp_name, path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def apply_write(root: Path, write: Write, base: bytes, defer_seconds: float,
+                now: Callable[[], float] = time.time) -> WriteResult:
+    """Edit the managed keys of one note on disk; `base` is the content the plan was made from."""
+    path = root / write.path
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return WriteResult(write.path, "skipped", "the note no longer exists")
+    if now() - stat.st_mtime < defer_seconds:
+        return WriteResult(write.path, "deferred", "modified moments ago: the user may be typing")
+    edited = frontmatter.set_managed(base, write.values)
+    if isinstance(edited, Unwritable):
+        return WriteResult(write.path, "skipped", edited.reason)
+    if edited == base:
+        return WriteResult(write.path, "unchanged", checksum=checksum(base))
+    conflict = atomic_replace(path, edited, checksum(base))
+    if conflict is not None:
+        return WriteResult(write.path, "conflict", conflict.reason)
+    return WriteResult(write.path, "written", checksum=checksum(edited))

@@ -1,0 +1,134 @@
+"""Incremental indexing over real files, the real model and a real store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ideaweave.indexer import Indexer, plan_scan
+from ideaweave.store import NoteStat, Store
+from ideaweave.vault import NoteFile, ScanRules, VaultScanner
+
+
+def write(root: Path, rel: str, text: str | bytes) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Path:
+    root = tmp_path / "vault"
+    (root / ".obsidian").mkdir(parents=True)
+    write(root, "Alignment.md", "# Alignment\n\nMaking AI systems pursue what their designers intend.\n\nSee [[Reward hacking]].\n")
+    write(root, "Reward hacking.md", "---\ntags: [rl]\n---\n# Reward hacking\n\nA policy exploits flaws in its reward signal.\n")
+    write(root, "topics/Gardening.md", "Tomatoes need sun, water and patience. Compost helps the soil.\n")
+    return root
+
+
+def make_indexer(vault: Path, state: Path, embedder) -> Indexer:
+    store = Store.open(state, embedder.dim, embedder.model_id)
+    return Indexer(VaultScanner(vault, ScanRules()), store, embedder, max_tokens=128)
+
+
+def test_plan_scan_reads_only_changed_files():
+    files = [NoteFile("a.md", 10, 1), NoteFile("b.md", 20, 2), NoteFile("c.md", 5, 3)]
+    known = {"a.md": NoteStat(10, 1, "h"), "b.md": NoteStat(20, 9, "h"), "gone.md": NoteStat(1, 1, "h")}
+    plan = plan_scan(files, known, skipped={"c.md": (5, 3)})
+    assert [f.path for f in plan.to_read] == ["b.md"]
+    assert plan.deleted == ("gone.md",) and plan.unchanged == 2
+
+
+def test_cold_index_then_restart_embeds_nothing(vault, tmp_path, embedder):
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    first = indexer.run()
+    assert first.notes == 3 and first.embedded_chunks == first.chunks > 0
+    indexer.store.close()
+    again = make_indexer(vault, tmp_path / "state", embedder).run()
+    assert again.embedded_chunks == 0 and again.read == 0 and again.notes == 3
+
+
+def test_touch_without_change_rereads_but_does_not_embed(vault, tmp_path, embedder):
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    os.utime(vault / "Alignment.md", ns=(1, 1))
+    report = indexer.run()
+    assert report.read == 1 and report.embedded_chunks == 0 and report.changed == []
+
+
+def test_edit_embeds_only_the_changed_chunk(vault, tmp_path, embedder):
+    write(vault, "Long.md", "# One\n\nFirst section about corrigibility.\n\n# Two\n\nSecond section about interpretability.\n")
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    write(vault, "Long.md", "# One\n\nFirst section about corrigibility.\n\n# Two\n\nSecond section, now about debate.\n")
+    report = indexer.run()
+    assert report.changed == ["Long.md"] and report.embedded_chunks == 1
+
+
+def test_rename_reembeds_nothing_and_keeps_links(vault, tmp_path, embedder):
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    (vault / "topics").rename(vault / "garden")
+    (vault / "Reward hacking.md").rename(vault / "Reward gaming.md")
+    report = indexer.run()
+    assert report.embedded_chunks == 0
+    assert sorted(report.renamed) == [("Reward hacking.md", "Reward gaming.md"), ("topics/Gardening.md", "garden/Gardening.md")]
+    assert sorted(indexer.store.note_paths()) == ["Alignment.md", "Reward gaming.md", "garden/Gardening.md"]
+    # [[Reward hacking]] no longer resolves once its target is renamed.
+    assert ("Alignment.md", "Reward hacking.md") not in indexer.store.links()
+    assert indexer.store.counts()["vectors"] == indexer.store.counts()["chunks"]
+
+
+def test_delete_removes_note_everywhere(vault, tmp_path, embedder):
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    (vault / "Reward hacking.md").unlink()
+    report = indexer.run()
+    assert report.deleted == ["Reward hacking.md"]
+    store = indexer.store
+    assert "Reward hacking.md" not in store.note_paths()
+    assert store.fts_search("exploits flaws", 10) == []
+    assert store.links() == []
+    assert store.counts()["vectors"] == sum(len(store.chunks_of(p)) for p in store.note_paths())
+
+
+def test_bad_files_are_reported_and_do_not_stop_indexing(vault, tmp_path, embedder):
+    write(vault, "broken yaml.md", "---\ntitle: [unclosed\n---\nThe body still counts and mentions gardening.\n")
+    write(vault, "binary.md", b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR" + bytes(range(256)))
+    write(vault, "latin1.md", "caf\xe9 cr\xe8me".encode("latin-1"))
+    write(vault, "huge.md", "word " * 1_000_000)  # 5 MB
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    report = indexer.run()
+    reasons = dict(report.skipped)
+    assert set(reasons) == {"binary.md", "latin1.md", "huge.md"}
+    assert "binary" in reasons["binary.md"] and "UTF-8" in reasons["latin1.md"] and "larger" in reasons["huge.md"]
+    assert "broken yaml.md" in indexer.store.note_paths()
+    assert indexer.store.fts_search("body still counts", 5)[0].note_path == "broken yaml.md"
+    # Unchanged bad files are not read again on the next run.
+    assert indexer.run().read == 0
+
+
+def test_update_handles_create_modify_delete(vault, tmp_path, embedder):
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    write(vault, "New.md", "A brand new note about scalable oversight.\n")
+    (vault / "topics" / "Gardening.md").unlink()
+    report = indexer.update(["New.md", "topics/Gardening.md", ".obsidian/workspace.json"])
+    assert report.changed == ["New.md"] and report.deleted == ["topics/Gardening.md"]
+    assert sorted(indexer.store.note_paths()) == ["Alignment.md", "New.md", "Reward hacking.md"]
+
+
+def test_interrupted_run_is_completed_next_time(vault, tmp_path, embedder):
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    # Simulate a crash that left chunks without vectors (e.g. a model reset half-way).
+    indexer.store.reset_vectors()
+    report = indexer.run()
+    assert report.embedded_chunks == indexer.store.counts()["chunks"] > 0
+    assert indexer.store.counts()["chunks_without_vectors"] == 0

@@ -1,0 +1,161 @@
+"""Write planning (pure) and safe writes on real files, including a real concurrent editor."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ideaweave import frontmatter
+from ideaweave.writer import (
+    Candidate, Keys, NoteState, Write, apply_write, atomic_replace, checksum, plan_note, plan_writes,
+)
+
+KEYS = Keys(count=3)
+
+
+def cands(*names: str) -> list[Candidate]:
+    return [Candidate(f"{n}.md", f"[[{n}]]") for n in names]
+
+
+def test_first_write_takes_the_top_candidates():
+    state = NoteState("a.md", {}, None)
+    write, problem, rejects, pins = plan_note(state, cands("b", "c", "d", "e"), "A summary.", KEYS, set())
+    assert write.values == {"related": ["[[b]]", "[[c]]", "[[d]]"], "summary": "A summary."}
+    assert problem is None and rejects == [] and pins == []
+
+
+def test_nothing_changes_when_values_are_right():
+    last = {"related": ["[[b]]", "[[c]]", "[[d]]"], "summary": "S."}
+    state = NoteState("a.md", dict(last), last)
+    write, *_ = plan_note(state, cands("b", "c", "d", "e"), "S.", KEYS, set())
+    assert write is None
+
+
+def test_hysteresis_keeps_order_and_links_still_near_the_top():
+    last = {"related": ["[[b]]", "[[c]]", "[[d]]"], "summary": "S."}
+    state = NoteState("a.md", dict(last), last)
+    # Scores moved: d now ranks first, b fell to 5th (still inside count + hysteresis): nothing to write.
+    write, *_ = plan_note(state, cands("d", "x", "c", "y", "b", "z"), "S.", KEYS, set())
+    assert write is None
+    # b falls out of the window entirely: only its slot changes, the others keep their places.
+    write, *_ = plan_note(state, cands("d", "x", "c", "y", "z", "w", "v", "b"), "S.", KEYS, set())
+    assert write.values == {"related": ["[[c]]", "[[d]]", "[[x]]"]}
+
+
+def test_user_deleting_a_link_rejects_it_and_adding_one_pins_it():
+    last = {"related": ["[[b]]", "[[c]]", "[[d]]"], "summary": "S."}
+    state = NoteState("a.md", {"related": ["[[mine]]", "[[b]]", "[[d]]"], "summary": "S."}, last)
+    write, problem, rejects, pins = plan_note(state, cands("b", "c", "d", "e"), "S.", KEYS, set())
+    assert rejects == ["[[c]]"] and pins == ["[[mine]]"]
+    assert write.values["related"] == ["[[mine]]", "[[b]]", "[[d]]", "[[e]]"]
+    assert "[[c]]" not in write.values["related"]
+    assert write.remembered["pinned"] == ["[[mine]]"]
+
+
+def test_rejected_targets_are_never_suggested():
+    state = NoteState("a.md", {}, None)
+    write, *_ = plan_note(state, cands("b", "c", "d", "e"), None, KEYS, rejected={"c.md"})
+    assert write.values == {"related": ["[[b]]", "[[d]]", "[[e]]"]}
+
+
+def test_values_not_written_by_ideaweave_are_left_alone_and_reported():
+    state = NoteState("a.md", {"related": ["[[hand made]]"], "summary": "My own words."}, None)
+    plan = plan_writes([state], {"a.md": cands("b")}, {"a.md": "Generated."}, KEYS, {})
+    assert plan.writes == [] and plan.unchanged == ["a.md"]
+    assert "not written by ideaweave" in plan.skipped[0][1]
+
+
+def test_user_removing_a_key_opts_out_and_editing_the_summary_owns_it():
+    last = {"related": ["[[b]]"], "summary": "Generated."}
+    removed = NoteState("a.md", {}, last)
+    assert plan_note(removed, cands("x", "y"), "New generated.", KEYS, set())[0] is None
+    edited = NoteState("a.md", {"related": ["[[b]]"], "summary": "I rewrote this."}, last)
+    write, *_ = plan_note(edited, cands("b"), "New generated.", KEYS, set())
+    assert write is None
+
+
+def test_summary_removed_when_note_became_too_short():
+    last = {"related": ["[[b]]"], "summary": "Old."}
+    state = NoteState("a.md", dict(last), last)
+    write, *_ = plan_note(state, cands("b"), None, Keys(count=1), set())
+    assert write.values == {"summary": None}
+
+
+def note(tmp_path: Path, text: str, age: float = 60.0) -> Path:
+    path = tmp_path / "note.md"
+    path.write_bytes(text.encode("utf-8"))
+    past = time.time() - age
+    os.utime(path, (past, past))
+    return path
+
+
+def test_apply_write_changes_only_managed_keys(tmp_path):
+    path = note(tmp_path, "---\n# keep me\ntitle: X  # inline\ntags: [a, b]\n---\nBody\r\nstays.")
+    base = path.read_bytes()
+    result = apply_write(tmp_path, Write("note.md", {"related": ["[[b]]"]}, {}), base, defer_seconds=5)
+    assert result.status == "written"
+    after = path.read_bytes()
+    assert after == b'---\n# keep me\ntitle: X  # inline\ntags: [a, b]\nrelated:\n  - "[[b]]"\n---\nBody\r\nstays.'
+    assert result.checksum == checksum(after)
+    assert [p.name for p in tmp_path.iterdir()] == ["note.md"]  # no temp file left behind
+
+
+def test_recently_modified_note_is_deferred(tmp_path):
+    path = note(tmp_path, "Body.\n", age=0.5)
+    result = apply_write(tmp_path, Write("note.md", {"summary": "S"}, {}), path.read_bytes(), defer_seconds=5)
+    assert result.status == "deferred" and path.read_text() == "Body.\n"
+
+
+def test_compare_and_swap_refuses_a_changed_file(tmp_path):
+    path = note(tmp_path, "Body.\n")
+    base = path.read_bytes()
+    path.write_text("Body.\nThe user typed this.\n")
+    conflict = atomic_replace(path, b"---\nsummary: x\n---\nBody.\n", checksum(base))
+    assert conflict.status == "conflict"
+    assert path.read_text() == "Body.\nThe user typed this.\n"
+
+
+def test_unparsable_frontmatter_is_never_written(tmp_path):
+    path = note(tmp_path, "---\ntitle: [unclosed\n---\nBody.\n")
+    before = path.read_bytes()
+    result = apply_write(tmp_path, Write("note.md", {"summary": "S"}, {}), before, defer_seconds=0)
+    assert result.status == "skipped" and "YAML" in result.reason
+    assert path.read_bytes() == before
+
+
+def _editor(path: str, started, lines: int) -> None:
+    started.set()
+    for i in range(lines):
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"typed line {i}\n")
+        time.sleep(0.002)
+
+
+def test_race_with_a_real_editor_process_loses_no_line(tmp_path):
+    """Another process appends while we plan and write: every appended line must survive."""
+    path = note(tmp_path, "---\ntags: [x]\n---\nStart.\n")
+    started = multiprocessing.Event()
+    editor = multiprocessing.Process(target=_editor, args=(str(path), started, 300))
+    editor.start()
+    started.wait()
+    written = conflicts = 0
+    while editor.is_alive() or written == 0:
+        base = path.read_bytes()
+        value = f"summary {written}"
+        edited = frontmatter.set_managed(base, {"summary": value})
+        result = atomic_replace(path, edited, checksum(base))
+        if result is None:
+            written += 1
+        else:
+            conflicts += 1
+    editor.join()
+    text = path.read_text(encoding="utf-8")
+    for i in range(300):
+        assert f"typed line {i}\n" in text
+    assert text.count("typed line") == 300
+    assert frontmatter.read_managed(path.read_bytes(), ["summary"])["summary"].startswith("summary ")
+    assert written >= 1
