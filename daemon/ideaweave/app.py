@@ -100,6 +100,23 @@ class App:
 
         return Indexer(self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens)
 
+    def relater(self, corpus=None):
+        """A Relater over the current index, with this vault's weights (calibrated once, then cached)."""
+        from .relate import Corpus, Relater, weights_for
+
+        relater = Relater(corpus or Corpus(self.store))
+        r = self.settings.relate
+        configured = {"emb": r.emb_weight, "chunk": r.chunk_weight, "bm25": r.bm25_weight, "title": r.title_weight,
+                      "aa": r.aa_weight, "back": r.back_weight, "nbr": r.nbr_weight}
+        relater.weights = weights_for(relater, self.store, r.weights, configured, self.read_body)
+        return relater
+
+    def read_body(self, path: str) -> str | None:
+        from .vault import Skipped
+
+        note = self.scanner.read(path)
+        return None if isinstance(note, Skipped) else note.text[note.body_start:]
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()

@@ -73,12 +73,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_related(args: argparse.Namespace) -> int:
-    from .relate import Corpus, Relater
-
     app = open_app(args)
     if not args.no_index:
         app.indexer.run()
-    relater = Relater(Corpus(app.store))
+    relater = app.relater()
     results = []
     for note in args.notes:
         path = vault_relative(app, note)
@@ -105,6 +103,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     hits = search(app.store, app.embedder, args.query, k=args.k, include_private=args.include_private)
     lines = [f"{h.score:.4f}  {h.path}{'#' + h.heading if h.heading else ''}\n        {h.passage[:120]}" for h in hits]
     emit(args, {"query": args.query, "results": [h.as_json() for h in hits]}, "\n".join(lines) or "no results")
+    app.close()
+    return 0
+
+
+def cmd_novelty(args: argparse.Namespace) -> int:
+    from .novelty import novelty
+    from .relate import Corpus
+
+    app = open_app(args)
+    if not args.no_index:
+        app.indexer.run()
+    path = vault_relative(app, args.note)
+    sections = novelty(Corpus(app.store), path)
+    lines = [path]
+    for s in sections:
+        lines.append(f"  {s.novelty:5.2f}  {s.heading or '(top)'}  nearest: {s.nearest_path}"
+                     f"{'#' + s.nearest_heading if s.nearest_heading else ''}")
+    emit(args, {"note": path, "sections": [s.as_json() for s in sections]}, "\n".join(lines))
     app.close()
     return 0
 
@@ -216,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-private", action="store_true")
     p.add_argument("--no-index", action="store_true")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("novelty", parents=[common], help="what is new in a note: its sections against the rest of the vault")
+    p.add_argument("note", metavar="NOTE")
+    p.add_argument("--no-index", action="store_true")
+    p.set_defaults(func=cmd_novelty)
 
     p = sub.add_parser("status", parents=[common], help="what the index holds")
     p.set_defaults(func=cmd_status)

@@ -53,8 +53,14 @@ class IndexSettings:
 @dataclass(frozen=True)
 class RelateSettings:
     k: int = setting(10, "Number of related notes computed per note (CLI, API).")
-    weights: str = setting("auto", "Fusion weights: \"auto\" calibrates them on the vault's own links, \"default\" uses the measured defaults.")
-    min_score: float = setting(0.0, "Suggestions scoring below this are dropped.")
+    weights: str = setting("auto", "\"auto\": calibrate the weights below on the vault's own links (held out and predicted), shrunk half-way towards them; \"fixed\": use them as they are.")
+    emb_weight: float = setting(1.0, "Weight of whole-note semantic similarity.")
+    chunk_weight: float = setting(0.9, "Weight of the best section-to-section semantic match.")
+    bm25_weight: float = setting(0.4, "Weight of keyword (BM25) evidence.")
+    title_weight: float = setting(0.35, "Weight of the note's title or alias being mentioned.")
+    aa_weight: float = setting(0.15, "Weight of shared links (Adamic-Adar over the link graph).")
+    back_weight: float = setting(0.2, "Weight of the candidate already linking to the note.")
+    nbr_weight: float = setting(0.25, "Weight of links made by the note's closest notes.")
 
 
 @dataclass(frozen=True)
@@ -206,8 +212,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"summary.mode must be \"extractive\" or \"llm\", not {settings.summary.mode!r}")
     if settings.watch.observer not in ("auto", "native", "polling"):
         raise ConfigError(f"watch.observer must be \"auto\", \"native\" or \"polling\", not {settings.watch.observer!r}")
-    if settings.relate.weights not in ("auto", "default"):
-        raise ConfigError(f"relate.weights must be \"auto\" or \"default\", not {settings.relate.weights!r}")
+    if settings.relate.weights not in ("auto", "fixed"):
+        raise ConfigError(f"relate.weights must be \"auto\" or \"fixed\", not {settings.relate.weights!r}")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
     if not 1 <= settings.embedding.threads <= 256:

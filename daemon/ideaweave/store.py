@@ -891,6 +891,16 @@ class Store:
 
 # ---------------------------------------------------------------- pure helpers
 
+    # ------------------------------------------------------------ settings derived from the vault
+
+    def get_setting(self, key: str) -> str | None:
+        """A value other parts derive from the vault and keep here (e.g. calibrated weights)."""
+        return self._meta().get(f"derived.{key}")
+
+    def put_setting(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            self._set_meta(db, **{f"derived.{key}": value})
+
     # ------------------------------------------------------------ summaries and write issues
 
     def cached_summary(self, content_hash: str, mode: str) -> tuple[bool, str | None]:

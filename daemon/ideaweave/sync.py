@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import frontmatter
 from .app import App, link_string, link_target
 from .frontmatter import Unwritable
-from .relate import Corpus, Relater
+from .relate import Corpus
 from .vault import Skipped
 from .writer import HYSTERESIS, Candidate, Keys, NoteState, apply_write, checksum, plan_note, plan_writes
 
@@ -89,8 +89,8 @@ class VaultSync:
         started = time.perf_counter()
         report = SyncReport()
         store = self.app.store
-        corpus = corpus or Corpus(store)
-        relater = Relater(corpus, self._weights(corpus))
+        relater = self.app.relater(corpus)
+        corpus = relater.corpus
         resolver = self.app.indexer.resolver
         targets = sorted(paths) if paths is not None else store.note_paths()
         states, bases, candidates, summaries, rejected = [], {}, {}, {}, {}
@@ -125,11 +125,6 @@ class VaultSync:
             self._write(write, bases[write.path], report, dry_run, inputs)
         report.seconds = time.perf_counter() - started
         return report
-
-    def _weights(self, corpus: Corpus):
-        from .relate import DEFAULT_WEIGHTS
-
-        return DEFAULT_WEIGHTS
 
     def _read(self, path: str, report: SyncReport) -> bytes | None:
         try:

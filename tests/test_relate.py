@@ -1,0 +1,122 @@
+"""Relatedness, calibration and novelty on the bundled example vault, with the real model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ideaweave.app import App
+from ideaweave.config import Settings, replace
+from ideaweave.novelty import novelty
+from ideaweave.relate import COMPONENTS, Corpus, Relater, calibrate, diversify, keywords, zscore
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
+
+
+@pytest.fixture(scope="module")
+def example_app(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("relate") / "vault"
+    shutil.copytree(EXAMPLE, root)
+    settings = replace(Settings(), state_dir=str(root.parent / "state"))
+    app = App(settings, root)
+    app.__dict__["embedder"] = embedder
+    app.indexer.run()
+    yield app
+    app.store.close()
+
+
+def test_finds_the_unlinked_twin_notes(example_app):
+    relater = example_app.relater()
+    top = [s.path for s in relater.rank("Concepts/Reward hacking.md", k=5)]
+    assert "Concepts/Specification gaming.md" in top
+    top = [s.path for s in relater.rank("Concepts/Eliciting latent knowledge.md", k=5)]
+    assert "Projects/Honest reporting heads.md" in top
+
+
+def test_passages_are_text_of_the_suggested_note(example_app):
+    relater = example_app.relater()
+    for path in example_app.store.note_paths():
+        for s in relater.rank(path, k=5, include_private=True):
+            chunk_texts = " ".join(" ".join(c.text.split()) for c in example_app.store.chunks_of(s.path))
+            assert s.passage.rstrip("…") in chunk_texts, (path, s.path)
+            if s.heading:
+                assert s.heading in {c.heading for c in example_app.store.chunks_of(s.path)}
+
+
+def test_excludes_self_linked_rejected_templates_and_private(example_app):
+    relater = example_app.relater()
+    corpus = relater.corpus
+    for path in example_app.store.note_paths():
+        linked = corpus.graph.outlinks(path)
+        rejected = {p for p in example_app.store.note_paths() if p.startswith("Papers/")}
+        suggested = {s.path for s in relater.rank(path, k=10, exclude=rejected)}
+        assert path not in suggested
+        assert not suggested & linked
+        assert not suggested & rejected
+        assert not any(p.startswith(("Templates/", "Private/")) for p in suggested)
+
+
+def test_every_suggestion_explains_itself(example_app):
+    for s in example_app.relater().rank("Concepts/Deceptive alignment.md", k=10):
+        assert s.why and np.isfinite(s.score)
+        assert set(s.components) == set(COMPONENTS)
+
+
+def test_diversify_skips_near_copies():
+    vectors = np.array([[1, 0], [1, 0], [0, 1], [0.7, 0.7]], dtype=np.float32)
+    scores = np.array([3.0, 2.5, 2.2, 1.0])  # 2.5 - 0.6 * 1.0 < 2.2: the near-copy drops below
+    assert diversify(scores, vectors, 2) == [0, 2]
+
+
+def test_zscore_ignores_non_candidates():
+    values = np.array([1.0, 2.0, 3.0, 100.0])
+    mask = np.array([True, True, True, False])
+    z = zscore(values, mask)
+    assert abs(z[:3].mean()) < 1e-9 and z[1] == 0
+
+
+def test_keywords_skip_stopwords():
+    assert keywords("The reward the REWARD model and the policy", 2) == ["reward", "model"]
+
+
+def test_calibration_needs_enough_linked_notes(example_app):
+    relater = example_app.relater()
+    assert calibrate(relater, example_app.read_body) is None  # 19 notes: too few to learn from
+
+
+def test_calibration_on_a_linked_vault(tmp_path, embedder):
+    # 30 topic pairs, each note linking its twin and two more notes of the same topic family.
+    root = tmp_path / "vault"
+    root.mkdir()
+    topics = ["rivers", "volcanoes", "bees", "chess", "violins", "glaciers", "satellites", "bread", "tides", "owls"]
+    for i, topic in enumerate(topics):
+        for j in range(4):
+            others = [f"{topic} {k}" for k in range(4) if k != j]
+            links = " ".join(f"[[{o}]]" for o in others)
+            (root / f"{topic} {j}.md").write_text(
+                f"Notes number {j} about {topic}: facts, questions and observations about {topic}. {links}\n", encoding="utf-8")
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
+    app.__dict__["embedder"] = embedder
+    app.indexer.run()
+    result = calibrate(Relater(Corpus(app.store)), app.read_body)
+    assert result is not None and result.queries >= 20
+    assert set(result.weights) == set(COMPONENTS)
+    assert result.calibrated_score >= result.default_score - 1e-9
+
+
+def test_novelty_ranks_a_copied_section_least_novel(example_app, tmp_path):
+    root = example_app.root
+    source = (root / "Concepts" / "Goodhart's law.md").read_text(encoding="utf-8")
+    (root / "Copycat.md").write_text(
+        "# Something new\n\nBeekeeping in winter: insulate the hive and leave enough honey for the colony.\n\n"
+        "# Borrowed\n\n" + source.split("\n", 2)[-1], encoding="utf-8")
+    example_app.indexer.run()
+    sections = novelty(Corpus(example_app.store), "Copycat.md")
+    assert sections[-1].heading == "Borrowed" and sections[-1].novelty < 0.1
+    assert sections[-1].nearest_path == "Concepts/Goodhart's law.md"
+    assert sections[0].heading == "Something new" and sections[0].novelty > sections[-1].novelty + 0.2
+    (root / "Copycat.md").unlink()
+    example_app.indexer.run()
