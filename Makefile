@@ -6,7 +6,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-MODELS := models/build/manifest.toml
 PLUGIN := plugins/obsidian-bridge
 SCRATCH := .scratch
 VAULT ?=
@@ -32,11 +31,6 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 
 install: $(INSTALLED)
 
-$(MODELS): $(INSTALLED) models/manifest.toml models/build.py models/convert_bert.py
-	@echo "Building the default models into models/build/ ..."
-	$(BIN)/python models/build.py
-	@touch $@
-
 models: $(INSTALLED)
 	@$(BIN)/python models/build.py
 
@@ -57,7 +51,7 @@ run: install models
 		$(BIN)/ideaweave watch --vault "$(VAULT)" $(ARGS); \
 	else \
 		mkdir -p $(SCRATCH); \
-		[ -d $(SCRATCH)/example-vault ] || cp -R examples/vault $(SCRATCH)/example-vault; \
+		[ -d $(SCRATCH)/example-vault ] || cp -Rp examples/vault $(SCRATCH)/example-vault; \
 		echo "Running on a copy of the example vault: $(SCRATCH)/example-vault"; \
 		$(BIN)/ideaweave watch --vault $(SCRATCH)/example-vault $(ARGS); \
 	fi
