@@ -1,0 +1,391 @@
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EMBEDDING_F16, TEXT_MODEL
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ideaweave.errors import ModelError
+from ideaweave.modelfiles import require_model
+from ideaweave.summarize import (
+    ELLIPSIS,
+    INSTRUCTIONS,
+    LlmSummarizer,
+    acceptable_llm_summary,
+    clean_llm_output,
+    cut_at_word,
+    fit_length,
+    prompt_text,
+    rank_sentences,
+    render_inline,
+    sentences_of,
+    summarize_extractive,
+    supported_share,
+)
+from ideaweave.vault import Note, ScanRules, parse_note
+
+CORRIGIBILITY = Path(__file__).resolve().parents[1] / "examples" / "vault" / "Concepts" / "Corrigibility.md"
+
+STRUCTURED = """\
+---
+tags: [demo]
+summary: old
+---
+# Gardens
+
+A garden needs [[Water|watering]] and **patience**. Weeds grow back, e.g. after rain.
+
+## Tools
+
+```python
+print("Code is not prose.")
+```
+
+| Tool | Use |
+| --- | --- |
+| Hoe | Weeds are cut here. |
+
+- [[Spade]]
+- [[Rake]] and [[Hoe]]
+- [Shears](https://example.com/shears)
+
+[[Compost]] [[Soil]]
+#gardening #tools
+![[diagram.png]]
+See also: [[Pruning]]
+
+> Quoted wisdom lives here.
+> It spans two lines.
+
+> [!tip] Callout title
+> The callout body is prose.
+
+- Seeds sprout in spring when the ground warms.
+- Fruit comes later in [summer](Summer.md).
+
+%% A private comment that Obsidian hides. %%
+The `rake` command gathers leaves.
+"""
+
+
+def note_of(text: str, path: str = "Note.md", template_folder: str = "") -> Note:
+    note = parse_note(path, text.encode("utf-8"), 0, ScanRules(), template_folder)
+    assert isinstance(note, Note)
+    return note
+
+
+def texts(text: str) -> list[str]:
+    return [s.text for s in sentences_of(note_of(text))]
+
+
+def words(count: int, label: str = "word") -> str:
+    return " ".join(f"{label}{i}" for i in range(count))
+
+
+# ------------------------------------------------------------------ sentences
+
+
+def test_sentences_skip_everything_but_prose():
+    assert texts(STRUCTURED) == [
+        "A garden needs watering and patience.",
+        "Weeds grow back, e.g. after rain.",
+        "Quoted wisdom lives here.",
+        "It spans two lines.",
+        "The callout body is prose.",
+        "Seeds sprout in spring when the ground warms.",
+        "Fruit comes later in summer.",
+        "The rake command gathers leaves.",
+    ]
+
+
+def test_sentence_offsets_point_at_their_markdown():
+    note = note_of(STRUCTURED)
+    for sentence in sentences_of(note):
+        source = note.text[sentence.start:sentence.end]
+        unquoted = re.sub(r"(?m)^\s*>\s?", "", source)
+        assert render_inline(unquoted) == sentence.text
+    found = sentences_of(note)
+    assert note.text[found[0].start:found[0].end] == "A garden needs [[Water|watering]] and **patience**."
+    assert note.text[found[2].start:found[3].end] == "Quoted wisdom lives here.\n> It spans two lines."
+
+
+def test_inline_markdown_is_rendered_as_a_reader_sees_it():
+    assert render_inline("See [[Folder/Note|the alias]] and [[Folder/Other]].") == "See the alias and Other."
+    assert render_inline("Read [[Note#Shutdown problem]] first.") == "Read Note > Shutdown problem first."
+    assert render_inline("A [link](https://x.org), ![img](a.png) and ![[embed.png]] here.") == "A link, and here."
+    assert render_inline("**Bold**, *italic*, __strong__, ~~gone~~, ==marked==.") == "Bold, italic, strong, gone, marked."
+    assert render_inline("Run `a **b** [[c]]` now.") == "Run a **b** [[c]] now."
+    assert render_inline("Keep U_N, U_S and snake_case_names.") == "Keep U_N, U_S and snake_case_names."
+    assert render_inline("Cited[^1] at https://example.com/page today.") == "Cited at today."
+    assert render_inline("An escaped \\*star\\* stays.") == "An escaped *star* stays."
+    assert texts("**Bold over two sentences. Still bold.** Plain.\n") == [
+        "Bold over two sentences.", "Still bold.", "Plain.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "paragraph, expected",
+    [
+        ("Tools help, e.g. rakes. They last.", ["Tools help, e.g. rakes.", "They last."]),
+        ("Use a hoe, i.e. A blade on a stick. It cuts.", ["Use a hoe, i.e. A blade on a stick.", "It cuts."]),
+        ("Smith et al. Showed it. Then more.", ["Smith et al. Showed it.", "Then more."]),
+        ("Pi is 3.14 here. Then more.", ["Pi is 3.14 here.", "Then more."]),
+        ("J. R. R. Tolkien wrote it. Dr. Who did not.", ["J. R. R. Tolkien wrote it.", "Dr. Who did not."]),
+        ("The U.S. Army marched. See Fig. 3 for it.", ["The U.S. Army marched.", "See Fig. 3 for it."]),
+        ("Really? Yes! Done... Next one.", ["Really?", "Yes!", "Done...", "Next one."]),
+        ('He said "stop." Then left.', ['He said "stop."', "Then left."]),
+        ("Link [[Dr. Who. Again]] stays whole. Next.", ["Link Dr. Who. Again stays whole.", "Next."]),
+        ("Ends with etc. Then a new one.", ["Ends with etc.", "Then a new one."]),
+        ("Lowercase after a dot. is not a new sentence.", ["Lowercase after a dot. is not a new sentence."]),
+    ],
+)
+def test_sentence_splitting(paragraph, expected):
+    assert texts(paragraph + "\n") == expected
+
+
+def test_comments_are_hidden_wherever_they_are():
+    text = "%% hidden %% Shown here. Also %%inline%% shown.\n\n%%\n# Not a heading\n\nnor this\n%%\nLast one.\n"
+    assert texts(text) == ["Shown here.", "Also shown.", "Last one."]
+
+
+def test_line_breaks_end_sentences_unless_the_paragraph_is_hard_wrapped():
+    assert texts("First thought without a stop\nSecond thought here\nand its tail\n") == [
+        "First thought without a stop",
+        "Second thought here and its tail",
+    ]
+    wrapped = (
+        "This paragraph was wrapped by an editor at a fixed width so that\n"
+        "Every line is long and the breaks are only spaces to the reader.\n"
+    )
+    assert texts(wrapped) == [" ".join(wrapped.split())]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([
+    "Plain words here.", "A [[Link|alias]] in it.", "Question?", "e.g. this.", "- item one", "> quoted line.",
+    "# Heading", "```", "| a | b |", "#tag", "**bold** text!", "", "\n", "`code` end.", "Dr. No. 5 went.",
+]), max_size=25))
+def test_sentences_are_ordered_non_empty_spans_of_the_body(parts):
+    note = note_of("---\ntitle: x\n---\n" + "\n".join(parts))
+    found = sentences_of(note)
+    previous_end = note.body_start
+    for sentence in found:
+        assert previous_end <= sentence.start < sentence.end <= len(note.text)
+        assert sentence.text and sentence.text == sentence.text.strip()
+        previous_end = sentence.end
+
+
+# ------------------------------------------------------------------ extractive summary
+
+
+def test_extractive_summary_is_made_of_the_notes_own_sentences(embedder):
+    note = note_of(CORRIGIBILITY.read_text(encoding="utf-8"), "Concepts/Corrigibility.md")
+    summary = summarize_extractive(note, embedder)
+    own = [s.text for s in sentences_of(note)]
+    assert summary and len(summary) <= 300
+    used = [text for text in own if text in summary]
+    assert " ".join(used) == summary  # whole sentences of the note, nothing else, in the note's order
+    assert 1 <= len(used) <= 2
+    assert summarize_extractive(note, embedder) == summary  # the same note, the same summary
+
+
+def test_extractive_summary_picks_the_central_sentences(embedder):
+    text = (
+        "# Sourdough\n\n"
+        "Sourdough bread rises because wild yeast in the starter ferments the flour. "
+        "My neighbour has a red bicycle with a basket. "
+        "A sourdough starter is flour and water in which wild yeast and bacteria ferment. "
+        "Feeding the starter daily keeps the yeast active so the bread dough rises well. "
+        "What time is it? "
+        "The weather was nice on Tuesday afternoon at the beach.\n"
+    )
+    summary = summarize_extractive(note_of(text, "Sourdough.md"), embedder)
+    assert summary is not None
+    assert "bicycle" not in summary and "weather" not in summary and "?" not in summary
+    assert summary.count(".") == 2
+
+
+def test_extractive_summary_respects_the_length_limits(embedder):
+    note = note_of(CORRIGIBILITY.read_text(encoding="utf-8"), "Concepts/Corrigibility.md")
+    one = summarize_extractive(note, embedder, sentences=1)
+    assert one in [s.text for s in sentences_of(note)]
+    for max_chars in (60, 120, 200):
+        summary = summarize_extractive(note, embedder, max_chars=max_chars)
+        assert summary and len(summary) <= max_chars
+    cut = summarize_extractive(note, embedder, max_chars=60)
+    assert cut.endswith(ELLIPSIS) and any(s.text.startswith(cut[:-1]) for s in sentences_of(note))
+
+
+def test_short_notes_and_templates_get_no_summary(embedder):
+    assert summarize_extractive(note_of("# Title\n\nJust a few words here.\n"), embedder) is None
+    # Thirty words, but in a code block, a heading and a link list: no prose.
+    no_prose = f"# {words(10)}\n\n```\n{words(30)}\n```\n\n- [[A]]\n- [[B]]\n"
+    assert summarize_extractive(note_of(no_prose), embedder) is None
+    prose = "This sentence has enough words to count for something in a summary. " * 5
+    assert summarize_extractive(note_of(prose, "Templates/Daily.md", template_folder="Templates"), embedder) is None
+    assert summarize_extractive(note_of(prose), embedder, min_words=100) is None
+    assert summarize_extractive(note_of(prose), embedder) is not None
+
+
+def test_ranking_balances_sections_and_favours_the_title():
+    a, b, c = np.eye(3, dtype=np.float32)
+    # One sentence on topic a, four on topic b: a plain centroid would rank b first; with each
+    # section's centroid counting once, a and b tie and the earlier sentence wins.
+    vectors = np.array([a, b, b, b, b])
+    assert rank_sentences(vectors, [0, 1, 1, 1, 1], range(5))[0] == 0
+    assert rank_sentences(vectors, [0, 0, 0, 0, 0], range(5))[0] == 1
+    # Only candidates are ranked; the title tips the balance between equally central sentences.
+    assert rank_sentences(vectors, [0, 1, 1, 1, 1], [2, 4]) == [2, 4]
+    both = np.array([a, b], dtype=np.float32)
+    assert rank_sentences(both, [0, 1], range(2), title=b) == [1, 0]
+    assert rank_sentences(both, [0, 1], range(2), title=None) == [0, 1]
+
+
+def test_fit_length_and_cut_at_word():
+    texts_ = ["First sentence is here.", "Second one is a lot longer than the first one."]
+    assert fit_length(texts_, [0, 1], 100) == "First sentence is here. Second one is a lot longer than the first one."
+    assert fit_length(texts_, [0, 1], 40) == "First sentence is here."  # the lower-ranked goes
+    assert fit_length(texts_, [1, 0], 50) == "Second one is a lot longer than the first one."
+    assert fit_length(texts_, [1, 0], 20) == "Second one is a lot…"
+    assert cut_at_word("Alpha beta, gamma delta", 13) == "Alpha beta…"
+    assert cut_at_word("Supercalifragilistic", 6) == "Super…"
+    assert cut_at_word("Short.", 10) == "Short."
+
+
+# ------------------------------------------------------------------ abstractive summary: checks
+
+
+NOTE_TEXT = (
+    "A corrigible agent lets its overseers change its goals, pause it or turn it off.\n"
+    "Almost any goal gives an agent a reason to resist correction, so corrigibility runs against the grain.\n"
+    "Utility indifference makes the agent indifferent to whether the shutdown button is pressed."
+)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "",
+        "  ",
+        "... 42 !!",
+        "Summarise this note in one or two sentences.",  # echoes the prompt
+        "Use only what the note says; add nothing.",  # echoes the instructions
+        "Almost any goal gives an agent a reason to resist correction, so corrigibility runs against it.",  # copied
+        "A corrigible agent lets its overseers change its goals, pause it or turn it off.",  # copied
+        "Corrigible agents accept correction. " * 9,  # too long
+        "Corrigible agents accept correction from overseers. Corrigible agents accept correction from overseers.",
+        "Corrigibility was defined by Stuart Russell in 1999 for shutdown buttons.",  # name and year made up
+        "Agents lets its overseers change goals, and corrigible agents lets its overseers change goals too.",
+        "It is a classic example of how a simple and elegant concept can create a complex and difficult problem.",
+    ],
+)
+def test_unacceptable_llm_outputs_are_rejected(output):
+    assert not acceptable_llm_summary(output, NOTE_TEXT, INSTRUCTIONS)
+
+
+def test_acceptable_llm_output_passes():
+    good = ("Corrigibility asks an agent to let overseers change its goals or turn it off, though almost any goal "
+            "resists correction; utility indifference is one answer.")
+    assert acceptable_llm_summary(good, NOTE_TEXT, INSTRUCTIONS)
+    assert not acceptable_llm_summary(good, NOTE_TEXT, INSTRUCTIONS, max_chars=50)
+
+
+def test_supported_share_counts_the_notes_words():
+    assert supported_share("Corrigible agents resist correction.", NOTE_TEXT) == 1.0
+    assert supported_share("Bananas ripen slowly in warm kitchens.", NOTE_TEXT) == 0.0
+    assert supported_share("The note discusses the idea of it.", NOTE_TEXT) == 0.0  # nothing but common words
+
+
+@pytest.mark.parametrize(
+    "raw, cleaned",
+    [
+        ("Summary: this note explains corrigibility. It has parts. And more.", "Explains corrigibility. It has parts."),
+        ("Sure! Here is a summary of the note:\n\n**Agents** resist correction.", "Agents resist correction."),
+        ("This note is about the shutdown problem.", "The shutdown problem."),
+        ('"Agents resist correction."', "Agents resist correction."),
+        ("- In summary, agents resist [[Correction|correction]].\n\nMore text.", "Agents resist correction."),
+        ("First sentence is long enough here. " + "Second " * 60 + "end.", "First sentence is long enough here."),
+    ],
+)
+def test_llm_output_is_cleaned(raw, cleaned):
+    assert clean_llm_output(raw) == cleaned
+
+
+def test_prompt_text_keeps_paragraphs_and_drops_markup():
+    text = prompt_text(note_of(STRUCTURED))
+    assert text.splitlines()[0] == "A garden needs watering and patience. Weeds grow back, e.g. after rain."
+    assert "print" not in text and "Spade" not in text and "[[" not in text
+
+
+# ------------------------------------------------------------------ abstractive summary: the real model
+
+
+@pytest.fixture(scope="module")
+def llm() -> LlmSummarizer:
+    model = LlmSummarizer(require_model(TEXT_MODEL, hash_it=False), threads=1)
+    yield model
+    model.close()
+
+
+def test_llm_summary_of_a_normal_note_is_never_empty(llm, embedder):
+    text = "\n\n".join(CORRIGIBILITY.read_text(encoding="utf-8").split("\n\n")[:4])  # frontmatter and intro
+    note = note_of(text, "Concepts/Corrigibility.md")
+    summary, source = llm.summarize(note, lambda: summarize_extractive(note, embedder))
+    assert source in ("llm", "extractive")
+    assert summary and len(summary) <= 300
+    if source == "llm":
+        assert acceptable_llm_summary(summary, prompt_text(note), INSTRUCTIONS)
+    else:
+        assert summary == summarize_extractive(note, embedder)
+
+
+def test_llm_is_not_asked_about_short_notes_or_templates(llm):
+    calls = []
+    short = note_of("# Tiny\n\nToo short to summarise.\n")
+    assert llm.summarize(short, lambda: calls.append(1)) == (None, "extractive")
+    template = note_of("This template sentence repeats to reach enough words for a summary. " * 5,
+                       "Templates/T.md", template_folder="Templates")
+    assert llm.summarize(template, lambda: "fallback") == ("fallback", "extractive")
+    assert calls == [1]
+
+
+def test_long_notes_are_cut_to_fit_the_context(llm):
+    text = "Gardens need water and patience to grow. " * 600  # about 4,800 tokens
+    prompt = llm.chat_prompt("Gardens", text)
+    assert llm.count_tokens(prompt) + llm.max_new_tokens <= llm.n_ctx
+    assert "Gardens need water" in prompt and prompt.count("Gardens need water") < 600
+    with pytest.raises(ModelError):
+        llm.generate(prompt + text)
+
+
+def test_a_file_that_is_not_a_model_is_a_model_error(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelError, match="cannot load"):
+        LlmSummarizer(bad)
+
+
+def test_a_model_without_a_chat_template_is_a_model_error():
+    with pytest.raises(ModelError, match="chat template"):
+        LlmSummarizer(require_model(EMBEDDING_F16, hash_it=False))
+
+
+def test_the_text_model_survives_in_a_fresh_process():
+    # The SIGILL of the repacked/AMX kernels kills the whole process, so it can only be seen from outside.
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ideaweave.summarize import LlmSummarizer\n"
+        "llm = LlmSummarizer(Path(sys.argv[1]), threads=1, max_new_tokens=8)\n"
+        "print(repr(llm.generate(llm.chat_prompt('Q4_1', 'A quantized model runs on every CPU kernel.'))))\n"
+    )
+    model = require_model(TEXT_MODEL, hash_it=False)
+    result = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() not in ("", "''")
