@@ -459,3 +459,16 @@ def test_link_text_resolves_back_from_every_note(paths):
             if shadow != path.lower() and any(p.lower() == shadow for p in paths):
                 continue
             assert resolver.resolve(text, source) == path, (text, source)
+
+
+def test_symlinked_notes_outside_the_vault_are_never_read(tmp_path):
+    root = tmp_path / "vault"
+    root.mkdir()
+    outside = tmp_path / "secret.md"
+    outside.write_text("a file outside the vault", encoding="utf-8")
+    (root / "inside.md").write_text("inside", encoding="utf-8")
+    (root / "leak.md").symlink_to(outside)
+    (root / "alias.md").symlink_to(root / "inside.md")
+    scanner = VaultScanner(root, ScanRules())
+    assert [f.path for f in scanner.scan()] == ["alias.md", "inside.md"]
+    assert isinstance(scanner.read("leak.md"), Skipped)

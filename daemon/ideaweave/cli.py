@@ -16,6 +16,7 @@ from . import __version__
 from .app import App, resolve_vault
 from .config import Settings, example_toml, load_settings, replace
 from .errors import IdeaweaveError, VaultError
+from .privacy import enter_private_mode
 from .progress import ProgressBar
 
 log = logging.getLogger("ideaweave")
@@ -134,14 +135,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         "vault": str(app.root), "state_dir": str(app.state_dir), "model": str(app.embedding_model_path),
         "notes": counts["notes"], "chunks": counts["chunks"], "vectors": counts["vectors"],
         "skipped": [{"path": p, "reason": r} for p, r in app.store.skipped()],
+        "not_written": [{"path": p, "reason": r} for p, r in app.store.write_issues()],
         "last_indexed": last, "index_bytes": app.store.size_on_disk(),
         "private_mode": app.settings.private_mode,
     }
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
              f"index      {data['index_bytes'] / 1e6:.1f} MB on disk",
-             f"indexed    {_when(last)}", f"skipped    {len(data['skipped'])}"]
+             f"indexed    {_when(last)}", f"private    {'on: nothing can reach the network' if data['private_mode'] else 'off'}",
+             f"skipped    {len(data['skipped'])}"]
     human += [f"  {s['path']}: {s['reason']}" for s in data["skipped"]]
+    human.append(f"not written {len(data['not_written'])}")
+    human += [f"  {s['path']}: {s['reason']}" for s in data["not_written"]]
     emit(args, data, "\n".join(human))
     app.close()
     return 0
@@ -178,6 +183,27 @@ def cmd_apply(args: argparse.Namespace) -> int:
         human += report.diffs
     emit(args, data, "\n".join(human))
     app.close()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from .token import load_or_create_token, rotate_token, token_path
+
+    app = open_app(args)
+    token = rotate_token(app.state_dir) if args.rotate else load_or_create_token(app.state_dir)
+    emit(args, {"token": token, "path": str(token_path(app.state_dir)), "rotated": args.rotate}, token)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    import shutil
+
+    app = open_app(args)
+    existed = app.state_dir.exists()
+    if existed:
+        shutil.rmtree(app.state_dir)
+    emit(args, {"vault": str(app.root), "state_dir": str(app.state_dir), "removed": existed},
+         f"removed {app.state_dir}" if existed else f"nothing to remove: {app.state_dir} does not exist")
     return 0
 
 
@@ -245,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the changes instead of writing them")
     p.set_defaults(func=cmd_apply)
 
+    p = sub.add_parser("token", parents=[common], help="print the local API's bearer token (the bridge plugin needs it)")
+    p.add_argument("--rotate", action="store_true", help="replace the token with a new one")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("forget", parents=[common], help="remove every trace of this vault's index (the notes are untouched)")
+    p.set_defaults(func=cmd_forget)
+
     p = sub.add_parser("doctor", parents=[common], help="check models, llama.cpp, the state folder and the vault")
     p.set_defaults(func=cmd_doctor)
 
@@ -265,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.private:
             settings = replace(settings, private_mode=True)
+        enter_private_mode(settings)
         args.settings = settings
         if getattr(args, "k", 0) is None:
             args.k = settings.relate.k

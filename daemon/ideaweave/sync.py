@@ -9,7 +9,7 @@ import difflib
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import frontmatter
@@ -17,7 +17,7 @@ from .app import App, link_string, link_target
 from .frontmatter import Unwritable
 from .relate import Corpus
 from .vault import Skipped
-from .writer import HYSTERESIS, Candidate, Keys, NoteState, apply_write, checksum, plan_note, plan_writes
+from .writer import HYSTERESIS, Candidate, Keys, NoteState, Write, apply_write, checksum, plan_note, plan_writes
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,19 @@ class SyncReport:
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
+    handed_off: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_json(self) -> dict:
         return {"written": len(self.written), "unchanged": self.unchanged,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-                "deferred": self.deferred, "written_notes": self.written, "seconds": round(self.seconds, 3)}
+                "deferred": self.deferred, "handed_off": self.handed_off, "written_notes": self.written, "seconds": round(self.seconds, 3)}
+
+
+def summary_cache_key(note) -> str:
+    """Keyed by the body alone: writing the summary into the frontmatter must not invalidate it."""
+    return hashlib.sha256(note.text[note.body_start:].encode("utf-8")).hexdigest()
 
 
 class Summaries:
@@ -52,8 +58,7 @@ class Summaries:
         note = self.app.scanner.read(path)
         if isinstance(note, Skipped):
             return None
-        # Keyed by the body alone: writing the summary into the frontmatter must not invalidate it.
-        key = hashlib.sha256(note.text[note.body_start:].encode("utf-8")).hexdigest()
+        key = summary_cache_key(note)
         found, cached = self.app.store.cached_summary(key, self.mode)
         if found:
             return cached
@@ -79,8 +84,12 @@ class Summaries:
 
 
 class VaultSync:
-    def __init__(self, app: App):
+    """`handoff`, when given, is offered each write first (the Obsidian bridge applies it inside
+    Obsidian); it returns False when it cannot take the write, and the file is written here."""
+
+    def __init__(self, app: App, handoff: Callable[[Write, bytes], bool] | None = None):
         self.app = app
+        self.handoff = handoff
         self.keys = Keys(app.settings.writer.related_key, app.settings.writer.summary_key,
                          app.settings.writer.related_count)
         self.summaries = Summaries(app)
@@ -109,9 +118,14 @@ class VaultSync:
             last = store.last_written(path)
             states.append(NoteState(path, current, last.values if last else None))
             bases[path] = base
-            rejected[path] = {t for t, a in store.feedback_for(path).items() if a == "rejected"}
-            ranked = relater.rank(path, k=self.keys.count + HYSTERESIS + 2, exclude=rejected[path])
-            candidates[path] = [Candidate(s.path, link_string(resolver, s.path, s.heading)) for s in ranked]
+            feedback = store.feedback_for(path)
+            rejected[path] = {t for t, a in feedback.items() if a == "rejected"}
+            ranked = relater.rank(path, k=self.keys.count + HYSTERESIS + 2, exclude=set(feedback))
+            # Links pinned through the bridge come first, as links the user typed into `related` do.
+            pinned = [Candidate(t, link_string(resolver, t, None)) for t, a in sorted(feedback.items())
+                      if a == "pinned" and t in corpus.index]
+            ranked_candidates = pinned + [Candidate(s.path, link_string(resolver, s.path, s.heading)) for s in ranked]
+            candidates[path] = _without_duplicate_targets(ranked_candidates, current.get(self.keys.related), resolver, path)
             summaries[path] = self.summaries.for_note(path)
         plan = plan_writes(states, candidates, summaries, self.keys, rejected)
         self._remember_feedback(plan, resolver, dry_run)
@@ -153,6 +167,9 @@ class VaultSync:
             report.written.append(write.path)
             report.diffs.append(_diff(write.path, base, edited))
             return
+        if self.handoff is not None and self.handoff(write, base):
+            report.handed_off.append(write.path)
+            return
         for _attempt in range(CONFLICT_RETRIES):
             result = apply_write(self.app.root, write, base, self.app.settings.writer.defer_seconds)
             if result.status != "conflict":
@@ -191,6 +208,19 @@ class VaultSync:
         write, _problem, _rejects, _pins = plan_note(
             state, inputs["candidates"][path], inputs["summaries"][path], self.keys, inputs["rejected"][path])
         return None if write is None else (write, base)
+
+
+def _without_duplicate_targets(candidates, present, resolver, source: str) -> list[Candidate]:
+    """Drop candidates whose note is already in `related` under another link text (an alias, a heading)."""
+    links = present if isinstance(present, list) else []
+    targets = {link_target(resolver, link, source) for link in links if isinstance(link, str)}
+    seen, kept = set(), []
+    for c in candidates:
+        if c.path in seen or (c.path in targets and c.link not in links):
+            continue
+        seen.add(c.path)
+        kept.append(c)
+    return kept
 
 
 def _diff(path: str, before: bytes, after: bytes) -> str:

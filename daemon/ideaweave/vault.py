@@ -455,7 +455,7 @@ class VaultScanner:
                     if entry.is_dir(follow_symlinks=False):
                         if not self._folder_excluded(path):
                             folders.append(path)
-                    elif self.accepts(path) and entry.is_file():
+                    elif self.accepts(path) and entry.is_file() and (not entry.is_symlink() or self._inside(path)):
                         stat = entry.stat()
                         found.append(NoteFile(path, stat.st_size, stat.st_mtime_ns))
                 except OSError:  # vanished or unreadable between listing and stat
@@ -476,6 +476,8 @@ class VaultScanner:
     def read(self, path: str) -> Note | Skipped:
         """Read and parse one note; a missing, unreadable or unparsable file becomes a Skipped."""
         full = self.root / path
+        if full.is_symlink() and not self._inside(path):
+            return Skipped(path, "a link to a file outside the vault")
         try:
             stat = full.stat()
             if stat.st_size > self.rules.max_note_bytes:  # not even read: it could be huge
@@ -486,6 +488,13 @@ class VaultScanner:
         except OSError as exc:
             return Skipped(path, f"cannot be read: {exc.strerror or exc}")
         return parse_note(path, raw, stat.st_mtime_ns, self.rules, self.template_folder)
+
+    def _inside(self, path: str) -> bool:
+        """Does a symlinked note resolve to a file inside the vault? (Outside files are never read.)"""
+        try:
+            return (self.root / path).resolve().is_relative_to(self.root.resolve())
+        except OSError:
+            return False
 
     def _folder_excluded(self, folder: str) -> bool:
         # A folder matched by an exclude glob or an Obsidian prefix filter holds no note: skip the walk.

@@ -1,0 +1,938 @@
+"""The local HTTP API that `ideaweave watch` serves to the Obsidian bridge plugin (contract version 1).
+
+Three layers, thinnest last:
+- `WriteQueue`: the hand-off of frontmatter writes to the plugin while it is connected (pure
+  bookkeeping over a clock; no files);
+- `ApiBackend` and its real implementation `AppBackend`: what the endpoints can ask of an `App`;
+- `build_api`: the HTTP edge (Starlette). It alone turns requests into calls and errors into
+  `{"error": "..."}` responses, and it refuses, before any routing, requests that do not name a
+  loopback host, come from another web origin, lack the token or announce too large a body.
+`serve` runs it with uvicorn in a background thread, bound to loopback only; `start_api` wires all
+of it for a watched vault.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__, frontmatter
+from .app import App, link_string
+from .errors import ConfigError, IdeaweaveError
+from .relate import Corpus, Relater, Suggestion
+from .search import SearchHit, search
+from .vault import Skipped
+from .writer import Write, checksum
+
+log = logging.getLogger(__name__)
+
+ALLOWED_ORIGIN = "app://obsidian.md"
+MAX_BODY_BYTES = 64 * 1024
+# The plugin polls /writes every 2-5 s: three missed polls and it counts as gone.
+BRIDGE_SECONDS = 15.0
+# A write the plugin has not acked by then is taken back and written by the daemon itself.
+OFFER_SECONDS = 60.0
+# Taken-back writes are remembered this many at a time, so a late ack can still be recorded.
+TAKEN_BACK_MEMORY = 1000
+MAX_K = 100
+MAX_QUERY_CHARS = 1000
+MAX_PATH_CHARS = 1024
+FEEDBACK_ACTIONS = {"pin": "pinned", "reject": "rejected", "clear": None}
+
+
+# ------------------------------------------------------------------ plain values
+
+
+@dataclass(frozen=True)
+class Indexing:
+    done: int = 0
+    total: int = 0
+    active: bool = False
+
+    def as_json(self) -> dict:
+        return {"done": self.done, "total": self.total, "active": self.active}
+
+
+@dataclass(frozen=True)
+class Status:
+    vault: str
+    notes: int
+    chunks: int
+    indexing: Indexing
+    queue: int
+    paused: bool
+    private_mode: bool
+    last_error: str | None
+    bridge_connected: bool
+    version: str = __version__
+
+    def as_json(self) -> dict:
+        return {"vault": self.vault, "notes": self.notes, "chunks": self.chunks, "indexing": self.indexing.as_json(),
+                "queue": self.queue, "paused": self.paused, "private_mode": self.private_mode,
+                "last_error": self.last_error, "bridge_connected": self.bridge_connected, "version": self.version}
+
+
+@dataclass(frozen=True)
+class RelatedIdea:
+    suggestion: Suggestion
+    link: str  # the link text Obsidian resolves, as it would be written into `related`
+    pinned: bool
+
+    def as_json(self) -> dict:
+        return {**self.suggestion.as_json(), "link": self.link, "pinned": self.pinned}
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """A frontmatter write offered to the bridge plugin."""
+
+    id: str
+    write: Write
+    base_checksum: str  # the file the write was planned from
+    offered_at: float
+    sequence: int  # order of offers: a later write to the same note supersedes an earlier one
+
+    @property
+    def path(self) -> str:
+        return self.write.path
+
+    def as_json(self) -> dict:
+        values = self.write.values
+        return {"id": self.id, "path": self.write.path,
+                "set": {key: value for key, value in values.items() if value is not None},
+                "remove": [key for key, value in values.items() if value is None]}
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The first ack of a write: what the backend must do about it."""
+
+    entry: PendingWrite
+    applied: bool
+    # True when no later write to the same note has been acked as applied: only then does this
+    # write's content describe the file, and only then is it recorded as what ideaweave wrote.
+    newest: bool
+
+
+# ------------------------------------------------------------------ the write hand-off
+
+
+class WriteQueue:
+    """Writes waiting for the bridge plugin, each applied at most once per id.
+
+    While the plugin is connected (it polled within BRIDGE_SECONDS) the daemon offers writes here
+    instead of editing files under Obsidian's feet. Unacked writes are offered again at every poll;
+    one not acked within OFFER_SECONDS is taken back (`expired`) for the daemon to write itself.
+    Thread-safe: the API's threads and the daemon's share one queue.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, PendingWrite] = {}
+        self._taken_back: collections.OrderedDict[str, PendingWrite] = collections.OrderedDict()
+        self._newest_applied: dict[str, int] = {}  # path -> sequence of the newest write acked as applied
+        self._sequence = 0
+        self._last_poll: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._last_poll is not None and self._clock() - self._last_poll < BRIDGE_SECONDS
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def awaiting(self, path: str) -> bool:
+        """Is a write to this note offered and not acked yet? (Its file changes may be the plugin's.)"""
+        with self._lock:
+            return any(entry.path == path for entry in self._pending.values())
+
+    def offer(self, write: Write, base_checksum: str) -> str:
+        """Queue a write for the plugin; an earlier unacked write to the same note is withdrawn."""
+        with self._lock:
+            for entry in [e for e in self._pending.values() if e.path == write.path]:
+                self._take_back(entry)
+            self._sequence += 1
+            # Random ids: the plugin keeps applied ids across restarts of either side, so a counter
+            # starting again at 1 would make it skip a new write as already applied.
+            entry = PendingWrite(f"w-{secrets.token_hex(8)}", write, base_checksum, self._clock(), self._sequence)
+            self._pending[entry.id] = entry
+            return entry.id
+
+    def pending(self) -> list[PendingWrite]:
+        """The writes to offer now, oldest first; being asked marks the bridge as connected."""
+        with self._lock:
+            self._last_poll = self._clock()
+            return list(self._pending.values())
+
+    def withdraw(self, write_id: str) -> PendingWrite | None:
+        """Stop offering a write (its note changed since it was planned); a late ack is still honoured."""
+        with self._lock:
+            entry = self._pending.get(write_id)
+            if entry is not None:
+                self._take_back(entry)
+            return entry
+
+    def expired(self) -> list[PendingWrite]:
+        """Take back the writes not acked in time, for the daemon to write itself."""
+        with self._lock:
+            cutoff = self._clock() - OFFER_SECONDS
+            late = [entry for entry in self._pending.values() if entry.offered_at <= cutoff]
+            for entry in late:
+                self._take_back(entry)
+            return late
+
+    def ack(self, write_id: str, applied: bool) -> Settled | None:
+        """Settle a write; None when the id is unknown or was already acked (nothing more to do)."""
+        with self._lock:
+            # Settled ids are forgotten at once: a repeated ack finds nothing, so nothing happens twice.
+            entry = self._pending.pop(write_id, None) or self._taken_back.pop(write_id, None)
+            if entry is None:
+                return None
+            newest = entry.sequence > self._newest_applied.get(entry.path, 0)
+            if applied and newest:
+                self._newest_applied[entry.path] = entry.sequence
+            return Settled(entry, applied, newest)
+
+    def _take_back(self, entry: PendingWrite) -> None:
+        del self._pending[entry.id]
+        # Kept for a while: the plugin may have applied it already and its ack be on the way.
+        self._taken_back[entry.id] = entry
+        while len(self._taken_back) > TAKEN_BACK_MEMORY:
+            self._taken_back.popitem(last=False)
+
+
+# ------------------------------------------------------------------ what the endpoints need
+
+
+class ApiBackend(Protocol):
+    """The operations behind the endpoints; every method may block (the API calls them off its event loop)."""
+
+    root: Path  # the vault folder, for checking that requested paths stay inside it
+
+    def status(self) -> Status: ...
+
+    def has_note(self, path: str) -> bool: ...
+
+    def unready_reason(self) -> str | None:
+        """Why the index cannot answer yet (a first indexing pass, a model change), or None."""
+        ...
+
+    def related(self, note: str, k: int) -> list[RelatedIdea]: ...
+
+    def search(self, query: str, k: int) -> list[SearchHit]: ...
+
+    def summary(self, note: str) -> str | None: ...
+
+    def feedback(self, note: str, target: str, action: str) -> None:
+        """action: "pin", "reject" or "clear"."""
+        ...
+
+    def set_paused(self, paused: bool) -> None: ...
+
+    def pending_writes(self) -> list[PendingWrite]: ...
+
+    def ack_write(self, write_id: str, applied: bool, error: str | None) -> None: ...
+
+
+class DaemonState(Protocol):
+    """What the running daemon reports and obeys; `watch.WatchStats` has these fields."""
+
+    indexing_done: int
+    indexing_total: int
+    indexing_active: bool
+    pending: int  # changed notes waiting to be processed
+    last_error: str | None
+    writes_paused: threading.Event  # set: nothing is written into notes
+
+
+@dataclass
+class StandaloneState:
+    """A DaemonState for an API served without a watcher."""
+
+    indexing_done: int = 0
+    indexing_total: int = 0
+    indexing_active: bool = False
+    pending: int = 0
+    last_error: str | None = None
+    writes_paused: threading.Event = field(default_factory=threading.Event)
+
+
+class AppBackend:
+    """ApiBackend over an App and the state of the daemon serving it.
+
+    The daemon keeps `state` current (plain attribute assignments, safe across threads), calls
+    `refresh()` after each batch it indexes, offers writes through `hand_off`, and plans again and
+    writes itself the notes of the writes `expired_writes()` takes back.
+    """
+
+    def __init__(self, app: App, state: DaemonState | None = None, writes: WriteQueue | None = None):
+        self.app = app
+        self.root = app.root
+        self.state = state if state is not None else StandaloneState()
+        self.writes = writes if writes is not None else WriteQueue()  # an empty queue is falsy
+        self._corpus: Corpus | None = None
+        self._corpus_misses: set[str] = set()
+        self._corpus_lock = threading.Lock()
+
+    @property
+    def paused(self) -> bool:
+        return self.state.writes_paused.is_set()
+
+    # ---- what the daemon calls
+
+    def refresh(self, corpus: Corpus | None = None) -> None:
+        """The index changed: rank against `corpus` (the daemon's fresh snapshot), else build one when asked."""
+        with self._corpus_lock:
+            self._corpus = corpus  # read-only once built, so it can be shared with the daemon's thread
+            self._corpus_misses.clear()
+
+    def hand_off(self, write: Write, base: bytes) -> bool:
+        """Offer a write to the bridge plugin; False when it is not connected (the daemon writes itself)."""
+        if not self.writes.connected:
+            return False
+        self.writes.offer(write, checksum(base))
+        return True
+
+    def expired_writes(self) -> list[PendingWrite]:
+        """Writes the plugin did not ack in time, for the daemon to plan again and write itself.
+
+        A write the file already holds was applied and only its ack was lost (the plugin stopped in
+        between): it is recorded as written instead, or its values would look like the user's edits.
+        """
+        left = []
+        for entry in self.writes.expired():
+            try:
+                data = (self.root / entry.path).read_bytes()
+            except OSError:
+                data = None
+            if data is not None and _holds_values(data, entry.write.values):
+                self.ack_write(entry.id, True, None)
+            else:
+                left.append(entry)
+        return left
+
+    # ---- ApiBackend
+
+    def status(self) -> Status:
+        counts = self.app.store.counts()
+        state = self.state
+        indexing = Indexing(state.indexing_done, state.indexing_total, state.indexing_active)
+        return Status(str(self.root), counts["notes"], counts["chunks"], indexing, state.pending, self.paused,
+                      self.app.settings.private_mode, state.last_error, self.writes.connected)
+
+    def has_note(self, path: str) -> bool:
+        return self.app.store.note(path) is not None
+
+    def unready_reason(self) -> str | None:
+        if self.app.store.model_changed:
+            return "the index is being rebuilt for a new embedding model"
+        if self.state.indexing_active:
+            return f"indexing ({self.state.indexing_done}/{self.state.indexing_total} notes)"
+        return None
+
+    def related(self, note: str, k: int) -> list[RelatedIdea]:
+        feedback = self.app.store.feedback_for(note)
+        rejected = {target for target, action in feedback.items() if action == "rejected"}
+        pinned = {target for target, action in feedback.items() if action == "pinned"}
+        ranked = self._relater(note).rank(note, k=k + len(pinned), exclude=rejected)
+        # What the user pinned comes first, as it does in the note's `related` list.
+        ranked.sort(key=lambda s: s.path not in pinned)
+        resolver = self.app.indexer.resolver
+        return [RelatedIdea(s, link_string(resolver, s.path, s.heading), s.path in pinned) for s in ranked[:k]]
+
+    def search(self, query: str, k: int) -> list[SearchHit]:
+        return search(self.app.store, self.app.embedder, query, k=k)
+
+    def summary(self, note: str) -> str | None:
+        """The summary in the note's frontmatter, else the cached one; never computed here (it may take a model call)."""
+        stored = self.app.store.note(note)
+        written = stored.frontmatter.get(self.app.settings.writer.summary_key) if stored else None
+        if isinstance(written, str) and written.strip():
+            return written
+        parsed = self.app.scanner.read(note)
+        if isinstance(parsed, Skipped):
+            return None
+        # The key the sync's summary cache uses: the body alone, so writing the summary does not invalidate it.
+        key = hashlib.sha256(parsed.text[parsed.body_start:].encode("utf-8")).hexdigest()
+        _found, cached = self.app.store.cached_summary(key, self.app.settings.summary.mode)
+        return cached
+
+    def feedback(self, note: str, target: str, action: str) -> None:
+        stored_action = FEEDBACK_ACTIONS[action]
+        if stored_action is None:
+            self.app.store.clear_feedback(note, target)
+        else:
+            self.app.store.set_feedback(note, target, stored_action)
+
+    def set_paused(self, paused: bool) -> None:
+        if paused:
+            self.state.writes_paused.set()
+        else:
+            self.state.writes_paused.clear()
+
+    def pending_writes(self) -> list[PendingWrite]:
+        offered = self.writes.pending()
+        if self.paused:
+            return []  # held back, and taken back after OFFER_SECONDS like any unacked write
+        current = []
+        for entry in offered:
+            try:
+                data = (self.root / entry.path).read_bytes()
+            except OSError:
+                data = None
+            if data is not None and checksum(data) == entry.base_checksum:
+                current.append(entry)
+            else:
+                # Edited (or gone) since the write was planned: applying it blindly could undo the user's
+                # edit. The watcher sees that change and plans again from the new content.
+                self.writes.withdraw(entry.id)
+        return current
+
+    def ack_write(self, write_id: str, applied: bool, error: str | None) -> None:
+        settled = self.writes.ack(write_id, applied)
+        if settled is None:
+            return
+        path = settled.entry.path
+        store = self.app.store
+        if not applied:
+            log.info("%s: the bridge did not apply write %s: %s", path, write_id, error)
+            store.set_write_issue(path, f"the Obsidian bridge could not apply the change: {error or 'no reason given'}")
+            return
+        if not settled.newest:
+            return
+        try:
+            data = (self.root / path).read_bytes()
+        except OSError as exc:
+            store.set_write_issue(path, f"cannot be read after the bridge wrote it: {exc.strerror or exc}")
+            return
+        # The checksum of what the plugin wrote: the watcher then recognises the change as ideaweave's own.
+        store.record_written(path, checksum(data), settled.entry.write.remembered)
+        store.clear_write_issue(path)
+
+    # ---- helpers
+
+    def _relater(self, note: str) -> Relater:
+        with self._corpus_lock:
+            stale = self._corpus is not None and note not in self._corpus.index and note not in self._corpus_misses
+            if self._corpus is None or stale:
+                self._corpus = Corpus(self.app.store)
+                self._corpus_misses.clear()
+            if note not in self._corpus.index:
+                self._corpus_misses.add(note)  # indexed without vectors (an empty note): do not rebuild for it again
+            return Relater(self._corpus)
+
+
+def _holds_values(data: bytes, values: dict[str, object]) -> bool:
+    current = frontmatter.read_managed(data, list(values))
+    if isinstance(current, frontmatter.Unwritable):
+        return False
+    return all(key not in current if value is None else current.get(key) == value for key, value in values.items())
+
+
+# ------------------------------------------------------------------ the HTTP edge
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _bad(message: str) -> HTTPException:
+    return HTTPException(400, message)
+
+
+def vault_path(root: Path, raw: str, what: str = "note") -> str:
+    """A vault-relative note path from a request, checked to stay inside the vault (400 otherwise)."""
+    if not raw:
+        raise _bad(f"{what}: the path is empty")
+    if len(raw) > MAX_PATH_CHARS:
+        raise _bad(f"{what}: the path is longer than {MAX_PATH_CHARS} characters")
+    if any(ch < " " or ch in "\\\x7f" for ch in raw):
+        raise _bad(f"{what}: the path holds a control character or a backslash")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(f"{what}: the path is not valid text") from None
+    if raw.startswith("/") or re.match(r"[A-Za-z]:", raw):
+        raise _bad(f"{what}: paths are relative to the vault, not absolute")
+    if any(part in ("", ".", "..") for part in raw.split("/")):
+        raise _bad(f"{what}: the path has an empty, '.' or '..' part")
+    if not raw.lower().endswith(".md"):
+        raise _bad(f"{what}: note paths end with .md")
+    try:
+        vault = root.resolve()
+        full = (vault / raw).resolve()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop
+        raise _bad(f"{what}: the path cannot be resolved") from None
+    # A symlink inside the vault may point anywhere; only what stays inside is served.
+    if not full.is_relative_to(vault):
+        raise _bad(f"{what}: the path leads outside the vault")
+    return raw
+
+
+def _host_name(host_header: str) -> str:
+    if host_header.startswith("["):
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RequestGate:
+    """What every request must pass before routing, and the CORS headers of every response.
+
+    Refused: a Host that is not loopback (DNS rebinding), an Origin other than the allowed one (a web
+    page), a missing or wrong bearer token, a declared body over the limit. A CORS preflight from the
+    allowed origin is answered here, without the token (browsers do not send it on preflights).
+    """
+
+    def __init__(self, app: ASGIApp, token: str, allowed_origin: str, max_body_bytes: int):
+        self.app = app
+        self.token = token.encode("utf-8")
+        self.allowed_origin = allowed_origin
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        cors = {"Vary": "Origin"}
+        if origin == self.allowed_origin:
+            cors["Access-Control-Allow-Origin"] = origin
+        refusal = self._refuse_host_or_origin(headers, origin)
+        if refusal is None and scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            preflight = {**cors, "Access-Control-Allow-Methods": "GET, POST",
+                         "Access-Control-Allow-Headers": "Authorization, Content-Type", "Access-Control-Max-Age": "600"}
+            await Response(status_code=204, headers=preflight)(scope, receive, send)
+            return
+        refusal = refusal or self._refuse_token(headers) or self._refuse_size(headers)
+        if refusal is not None:
+            status, message, extra = refusal
+            await error_response(status, message, {**cors, **extra})(scope, receive, send)
+            return
+        await self.app(scope, receive, _adding_headers(send, cors))
+
+    def _refuse_host_or_origin(self, headers: Headers, origin: str | None):
+        host = headers.get("host")
+        if host is not None and not is_loopback(_host_name(host)):
+            return 403, "the API answers requests addressed to a loopback host only", {}
+        if origin is not None and origin != self.allowed_origin:
+            return 403, f"requests from the origin {origin[:100]!r} are not allowed", {}
+        return None
+
+    def _refuse_token(self, headers: Headers):
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return 401, "missing bearer token (see `ideaweave token`)", {"WWW-Authenticate": "Bearer"}
+        # Constant time: how long a comparison takes must not tell how much of a guess was right.
+        if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), self.token):
+            return 401, "wrong token (see `ideaweave token`)", {"WWW-Authenticate": "Bearer"}
+        return None
+
+    def _refuse_size(self, headers: Headers):
+        declared = headers.get("content-length")
+        if declared is None:
+            return None
+        if not declared.isdigit():
+            return 400, "Content-Length is not a number", {}
+        if int(declared) > self.max_body_bytes:
+            return 413, f"the request body is larger than {self.max_body_bytes} bytes", {}
+        return None
+
+
+def _adding_headers(send: Send, extra: dict[str, str]) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            for name, value in extra.items():
+                headers[name] = value
+        await send(message)
+
+    return sending
+
+
+class Endpoints:
+    """One method per route: parse and check the request, call the backend off the event loop, answer JSON."""
+
+    def __init__(self, backend: ApiBackend, max_body_bytes: int):
+        self.backend = backend
+        self.max_body_bytes = max_body_bytes
+
+    async def status(self, request: Request) -> JSONResponse:
+        status = await run_in_threadpool(self.backend.status)
+        return JSONResponse(status.as_json())
+
+    async def related(self, request: Request) -> JSONResponse:
+        note = await self._known_note(_required(request, "note"))
+        k = _count(request, "k", default=10)
+        ideas = await run_in_threadpool(self.backend.related, note, k)
+        return JSONResponse({"note": note, "related": [idea.as_json() for idea in ideas]})
+
+    async def search(self, request: Request) -> JSONResponse:
+        query = _required(request, "q")
+        if len(query) > MAX_QUERY_CHARS:
+            raise _bad(f"q: longer than {MAX_QUERY_CHARS} characters")
+        k = _count(request, "k", default=20)
+        hits = await run_in_threadpool(self.backend.search, query, k)
+        return JSONResponse({"query": query, "results": [hit.as_json() for hit in hits]})
+
+    async def summary(self, request: Request) -> JSONResponse:
+        note = await self._known_note(_required(request, "note"))
+        summary = await run_in_threadpool(self.backend.summary, note)
+        return JSONResponse({"note": note, "summary": summary})
+
+    async def feedback(self, request: Request) -> JSONResponse:
+        body = await self._json_object(request)
+        action = body.get("action")
+        if not isinstance(action, str) or action not in FEEDBACK_ACTIONS:
+            raise _bad(f"action: one of {', '.join(FEEDBACK_ACTIONS)}")
+        note = await self._known_note(_text_field(body, "note"))
+        target = vault_path(self.backend.root, _text_field(body, "target"), "target")
+        if target == note:
+            raise _bad("target: a note is not related to itself")
+        if action != "clear":  # clearing may concern a note deleted since
+            await self._known_note(target, "target")
+        await run_in_threadpool(self.backend.feedback, note, target, action)
+        return JSONResponse({"ok": True})
+
+    async def pause(self, request: Request) -> JSONResponse:
+        await run_in_threadpool(self.backend.set_paused, True)
+        return JSONResponse({"paused": True})
+
+    async def resume(self, request: Request) -> JSONResponse:
+        await run_in_threadpool(self.backend.set_paused, False)
+        return JSONResponse({"paused": False})
+
+    async def writes(self, request: Request) -> JSONResponse:
+        pending = await run_in_threadpool(self.backend.pending_writes)
+        return JSONResponse({"pending": [entry.as_json() for entry in pending]})
+
+    async def ack(self, request: Request) -> JSONResponse:
+        body = await self._json_object(request)
+        applied = body.get("applied")
+        if not isinstance(applied, bool):
+            raise _bad("applied: true or false")
+        error = body.get("error")
+        if error is not None and not isinstance(error, str):
+            raise _bad("error: a line of text or null")
+        error = " ".join(error.split())[:300] if error else None
+        await run_in_threadpool(self.backend.ack_write, request.path_params["id"], applied, error)
+        return JSONResponse({"ok": True})
+
+    async def openapi(self, request: Request) -> JSONResponse:
+        return JSONResponse(OPENAPI_SCHEMA)
+
+    # ---- request checks
+
+    async def _known_note(self, raw: str, what: str = "note") -> str:
+        path = vault_path(self.backend.root, raw, what)
+        if await run_in_threadpool(self.backend.has_note, path):
+            return path
+        reason = await run_in_threadpool(self.backend.unready_reason)
+        if reason is not None:
+            raise HTTPException(503, f"{what}: {path} is not indexed yet: {reason}")
+        raise HTTPException(404, f"{what}: no indexed note {path}")
+
+    async def _json_object(self, request: Request) -> dict:
+        size, parts = 0, []
+        async for part in request.stream():  # counted as it arrives: a chunked body declares no length
+            size += len(part)
+            if size > self.max_body_bytes:
+                raise HTTPException(413, f"the request body is larger than {self.max_body_bytes} bytes")
+            parts.append(part)
+        try:
+            body = json.loads(b"".join(parts))
+        except (ValueError, RecursionError):
+            raise _bad("the request body is not JSON") from None
+        if not isinstance(body, dict):
+            raise _bad("the request body must be a JSON object")
+        return body
+
+
+def _required(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if value is None:
+        raise _bad(f"{name}: missing")
+    return value
+
+
+def _count(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= MAX_K:
+        raise _bad(f"{name}: a whole number from 1 to {MAX_K}")
+    return int(raw)
+
+
+def _text_field(body: dict, name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise _bad(f"{name}: a note path is required")
+    return value
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _domain_error(request: Request, exc: IdeaweaveError) -> JSONResponse:
+    # The store or the model cannot answer (being rebuilt, missing): the index is not ready.
+    return error_response(503, str(exc))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("API error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}); see the daemon's log")
+
+
+def build_api(backend: ApiBackend, token: str, allowed_origin: str = ALLOWED_ORIGIN,
+              max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+    """The API as an ASGI application; every endpoint needs `Authorization: Bearer <token>`."""
+    if not token:
+        raise ConfigError("the API needs a token")
+    if allowed_origin == "*":
+        raise ConfigError("the API allows one origin, never every origin")
+    e = Endpoints(backend, max_body_bytes)
+    routes = [
+        Route("/status", e.status, methods=["GET"]),
+        Route("/related", e.related, methods=["GET"]),
+        Route("/search", e.search, methods=["GET"]),
+        Route("/summary", e.summary, methods=["GET"]),
+        Route("/feedback", e.feedback, methods=["POST"]),
+        Route("/pause", e.pause, methods=["POST"]),
+        Route("/resume", e.resume, methods=["POST"]),
+        Route("/writes", e.writes, methods=["GET"]),
+        Route("/writes/{id}/ack", e.ack, methods=["POST"]),
+        Route("/openapi.json", e.openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestGate, token=token, allowed_origin=allowed_origin, max_body_bytes=max_body_bytes)],
+        exception_handlers={HTTPException: _http_error, IdeaweaveError: _domain_error, Exception: _unexpected_error},
+    )
+
+
+# ------------------------------------------------------------------ the OpenAPI document
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(schema_name: str) -> dict:
+    return {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
+
+
+_ERRORS = {"400": _error("a bad parameter or body"), "401": _error("no token or a wrong token"),
+           "403": _error("another origin, or a host that is not loopback"), "413": _error("the body is too large")}
+_INDEX_ERRORS = {**_ERRORS, "404": _error("no indexed note with that path"), "503": _error("the index is not ready")}
+
+
+def _operation(summary: str, ok: str, errors: dict, parameters: list | None = None, body: str | None = None) -> dict:
+    operation: dict = {"summary": summary, "responses": {"200": _ok(ok), **errors}}
+    if parameters:
+        operation["parameters"] = parameters
+    if body:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    return operation
+
+
+def _query(name: str, schema: dict, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+_NOTE_PATH = {"type": "string", "pattern": r"\.md$", "maxLength": MAX_PATH_CHARS,
+              "description": "a vault-relative note path, '/'-separated, with .md"}
+_NOTE_PARAM = _query("note", _NOTE_PATH, required=True)
+_K = {"type": "integer", "minimum": 1, "maximum": MAX_K}
+_NULLABLE_TEXT = {"type": "string", "nullable": True}
+_FLAG = {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}
+_PAUSED = {"type": "object", "required": ["paused"], "properties": {"paused": {"type": "boolean"}}}
+
+OPENAPI_SCHEMA: dict = {
+    "openapi": "3.0.3",
+    "info": {"title": "ideaweave local API", "version": "1",
+             "description": "Served on loopback by `ideaweave watch` for the Obsidian bridge plugin."},
+    "security": [{"bearer": []}],
+    "paths": {
+        "/status": {"get": _operation("What the daemon is doing", "Status", _ERRORS)},
+        "/related": {"get": _operation("Notes related to a note", "Related", _INDEX_ERRORS,
+                                       [_NOTE_PARAM, _query("k", {**_K, "default": 10})])},
+        "/search": {"get": _operation("Hybrid keyword and semantic search", "SearchResults", _INDEX_ERRORS,
+                                      [_query("q", {"type": "string", "maxLength": MAX_QUERY_CHARS}, required=True),
+                                       _query("k", {**_K, "default": 20})])},
+        "/summary": {"get": _operation("A note's summary", "Summary", _INDEX_ERRORS, [_NOTE_PARAM])},
+        "/feedback": {"post": _operation("Pin, reject or clear a related note", "Ok", _INDEX_ERRORS, body="Feedback")},
+        "/pause": {"post": _operation("Stop writing into notes", "Paused", _ERRORS)},
+        "/resume": {"post": _operation("Write into notes again", "Paused", _ERRORS)},
+        "/writes": {"get": _operation("Writes waiting for the plugin; marks the bridge as connected", "Writes", _ERRORS)},
+        "/writes/{id}/ack": {"post": _operation(
+            "The plugin applied (or could not apply) a write", "Ok", {**_ERRORS, "404": _error("no such endpoint")},
+            [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}], body="Ack")},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}, **_ERRORS}}},
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Ok": _FLAG,
+            "Paused": _PAUSED,
+            "Status": {"type": "object", "required": ["vault", "notes", "chunks", "indexing", "queue", "paused",
+                                                      "private_mode", "last_error", "bridge_connected", "version"],
+                       "properties": {
+                           "vault": {"type": "string"}, "notes": {"type": "integer"}, "chunks": {"type": "integer"},
+                           "indexing": {"type": "object", "required": ["done", "total", "active"], "properties": {
+                               "done": {"type": "integer"}, "total": {"type": "integer"}, "active": {"type": "boolean"}}},
+                           "queue": {"type": "integer"}, "paused": {"type": "boolean"},
+                           "private_mode": {"type": "boolean"}, "last_error": _NULLABLE_TEXT,
+                           "bridge_connected": {"type": "boolean"}, "version": {"type": "string"}}},
+            "RelatedIdea": {"type": "object",
+                            "required": ["path", "title", "score", "heading", "link", "passage", "why", "pinned"],
+                            "properties": {
+                                "path": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
+                                "heading": _NULLABLE_TEXT, "link": {"type": "string"}, "passage": {"type": "string"},
+                                "why": {"type": "string"}, "pinned": {"type": "boolean"}}},
+            "Related": {"type": "object", "required": ["note", "related"], "properties": {
+                "note": {"type": "string"}, "related": {"type": "array", "items": {"$ref": "#/components/schemas/RelatedIdea"}}}},
+            "SearchHit": {"type": "object", "required": ["path", "title", "score", "heading", "passage"], "properties": {
+                "path": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
+                "heading": _NULLABLE_TEXT, "passage": {"type": "string"}}},
+            "SearchResults": {"type": "object", "required": ["query", "results"], "properties": {
+                "query": {"type": "string"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchHit"}}}},
+            "Summary": {"type": "object", "required": ["note", "summary"], "properties": {
+                "note": {"type": "string"}, "summary": _NULLABLE_TEXT}},
+            "Feedback": {"type": "object", "required": ["note", "target", "action"], "properties": {
+                "note": _NOTE_PATH, "target": _NOTE_PATH,
+                "action": {"type": "string", "enum": list(FEEDBACK_ACTIONS)}}},
+            "PendingWrite": {"type": "object", "required": ["id", "path", "set", "remove"], "properties": {
+                "id": {"type": "string"}, "path": {"type": "string"}, "set": {"type": "object"},
+                "remove": {"type": "array", "items": {"type": "string"}}}},
+            "Writes": {"type": "object", "required": ["pending"], "properties": {
+                "pending": {"type": "array", "items": {"$ref": "#/components/schemas/PendingWrite"}}}},
+            "Ack": {"type": "object", "required": ["applied"], "properties": {
+                "applied": {"type": "boolean"}, "error": _NULLABLE_TEXT}},
+        },
+    },
+}
+
+
+# ------------------------------------------------------------------ serving
+
+
+def loopback_address(host: str) -> str:
+    """The address to bind for a configured host; ConfigError for anything that is not loopback."""
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
+        # Not resolved: a hosts file can map "localhost" anywhere.
+        return "127.0.0.1"
+    if is_loopback(name):
+        return name
+    raise ConfigError(f"api.host must be a loopback address (127.0.0.1, ::1 or localhost), not {host!r}: "
+                      "the API must not be reachable from other machines")
+
+
+@dataclass
+class ApiServer:
+    """A running API: uvicorn in a daemon thread."""
+
+    server: object  # uvicorn.Server
+    thread: threading.Thread
+    host: str
+    port: int
+    backend: AppBackend | None = None  # set by start_api: the daemon hands writes off through it
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop accepting, let requests in flight finish (a few seconds at most), close the socket."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.server.force_exit = True
+            self.thread.join(timeout)
+
+    close = shutdown
+
+
+def serve(api: ASGIApp, host: str, port: int, startup_timeout: float = 10.0) -> ApiServer:
+    """Serve the API on a loopback address in a background thread (port 0: any free port)."""
+    import uvicorn
+
+    address = loopback_address(host)
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot serve the API on {address}:{port}: {exc.strerror or exc} "
+                          "(another ideaweave running? change api.port)") from exc
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(api, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="ideaweave-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise ConfigError(f"the API did not start on {address}:{bound_port}")
+        time.sleep(0.02)
+    log.info("API listening on %s:%d", address, bound_port)
+    return ApiServer(server, thread, address, bound_port)
+
+
+def start_api(app: App, state: DaemonState) -> ApiServer:
+    """Serve the API of a watched vault at the configured loopback address, with the vault's token."""
+    from .token import load_or_create_token
+
+    backend = AppBackend(app, state)
+    api = build_api(backend, load_or_create_token(app.state_dir))
+    running = serve(api, app.settings.api.host, app.settings.api.port)
+    running.backend = backend
+    return running
