@@ -353,10 +353,9 @@ def test_paths_that_leave_the_vault_or_are_malformed_get_400(client, note):
         assert "secret" not in response.text.lower()
 
 
-def test_a_symlink_out_of_the_vault_is_refused_even_when_the_scanner_indexed_it(client, app):
-    # The scanner reads file symlinks; whatever the index holds, the API serves nothing from outside the vault.
+def test_a_symlink_out_of_the_vault_is_neither_indexed_nor_served(client, app):
     assert (app.root / "leak.md").is_symlink()
-    assert app.store.note("leak.md") is not None
+    assert app.store.note("leak.md") is None
     response = client.get("/related", params={"note": "leak.md"})
     assert response.status_code == 400 and "outside the vault" in response.json()["error"]
 

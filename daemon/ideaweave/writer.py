@@ -25,7 +25,8 @@ from .frontmatter import Unwritable
 
 # An already-written link stays while it ranks within the top (count + HYSTERESIS) candidates.
 HYSTERESIS = 3
-OPTED_OUT = "opted_out"  # marker kept in the written values of a note whose user removed a key
+OPTED_OUT = "opted_out"
+SWAP_GRACE_SECONDS = 0.002  # marker kept in the written values of a note whose user removed a key
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,8 @@ def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResu
                 return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
             os.replace(temp_name, path)
             temp_name = None
+            # A save that opened the old file just before the swap lands within moments: look once more.
+            time.sleep(SWAP_GRACE_SECONDS)
             after = os.fstat(original.fileno())
             if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 _restore(path, original)
