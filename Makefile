@@ -48,12 +48,12 @@ test-plugin: plugin
 # With no VAULT, run on a scratch copy of the bundled example vault so the repository stays clean.
 run: install models
 	@if [ -n "$(VAULT)" ]; then \
-		$(BIN)/ideaweave watch --vault "$(VAULT)" $(ARGS); \
+		$(BIN)/ideaweave watch -v --vault "$(VAULT)" $(ARGS); \
 	else \
 		mkdir -p $(SCRATCH); \
 		[ -d $(SCRATCH)/example-vault ] || cp -Rp examples/vault $(SCRATCH)/example-vault; \
 		echo "Running on a copy of the example vault: $(SCRATCH)/example-vault"; \
-		$(BIN)/ideaweave watch --vault $(SCRATCH)/example-vault $(ARGS); \
+		$(BIN)/ideaweave watch -v --vault $(SCRATCH)/example-vault $(ARGS); \
 	fi
 
 bench: install models

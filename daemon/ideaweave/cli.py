@@ -186,6 +186,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .api import start_api
+    from .watch import run_watch
+
+    app = open_app(args)
+    api = app.settings.api
+    where = f"; local API on http://{api.host}:{api.port}" if api.enabled else ""
+    print(f"ideaweave: watching {app.root}{where} (Ctrl-C to stop)", file=sys.stderr)
+    ready = lambda: print("ideaweave: vault reconciled; following changes", file=sys.stderr)  # noqa: E731
+    try:
+        return run_watch(app, on_ready=ready, api_backend_factory=start_api)
+    finally:
+        app.close()
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from .token import load_or_create_token, rotate_token, token_path
 
@@ -270,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", parents=[common], help="index, then write related links and summaries into the notes once")
     p.add_argument("--dry-run", action="store_true", help="print the changes instead of writing them")
     p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("watch", parents=[common], help="the daemon: keep every note's related and summary current")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("token", parents=[common], help="print the local API's bearer token (the bridge plugin needs it)")
     p.add_argument("--rotate", action="store_true", help="replace the token with a new one")
