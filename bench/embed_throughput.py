@@ -65,13 +65,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-tokens", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--quick", action="store_true", help="the first 400 chunks, one repeat")
+    parser.add_argument("--quick", action="store_true", help="only the first 400 chunks")
     args = parser.parse_args()
     models = checkout_models_dir()
     probe = LlamaEmbedder(models / "all-MiniLM-L6-v2.f16.gguf")
     texts = vault_chunks(args.vault, probe, args.max_tokens)
     if args.quick:
-        texts, args.repeats = texts[:400], 1
+        texts = texts[:400]
     tokens = sum(probe.count_tokens(t) for t in texts)
     probe.close()
     print(f"{len(texts)} chunks, {tokens} tokens (vault {args.vault.name if args.vault.name != 'vault' else args.vault.parent.name})")

@@ -105,8 +105,11 @@ class VaultSync:
         states, bases, candidates, summaries, rejected = [], {}, {}, {}, {}
         templates = {n.path for n in store.notes() if n.is_template}
         for path in targets:
-            if path in templates or path not in corpus.index:
+            if path in templates:
                 continue  # templates are copied into new notes: never write into them
+            if path not in corpus.index:
+                report.skipped.append((path, "no text to relate or summarise"))
+                continue
             base = self._read(path, report)
             if base is None:
                 continue
