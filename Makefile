@@ -34,7 +34,7 @@ install: $(INSTALLED)
 models: $(INSTALLED)
 	@$(BIN)/python models/build.py
 
-test: test-python
+test: test-python test-plugin
 
 test-python: install models
 	$(BIN)/python -m pytest $(ARGS)
