@@ -1,0 +1,876 @@
+"""The daemon: watch the vault and keep every note's `related` and `summary` current.
+
+Two halves. The pure half (`FsEvent`, `EventBatcher`, `notes_citing`, `nearest_notes`) decides
+*which* notes a burst of file events concerns and *when* they are ready: a note is ready once it
+has been quiet for `watch.quiet_ms`, and nothing waits longer than `watch.max_batch_ms`.
+The threaded shell (`run_watch`, `VaultWatcher`) carries it out: a watchdog observer pushes events
+into a bounded queue, one loop pops ready batches, indexes them, and re-syncs the changed notes
+plus the few notes whose related lists they can change. The daemon recognises its own writes by
+checksum, so writing a note never starts a second round of work.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import queue
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .app import App
+from .errors import LockError, VaultError
+
+log = logging.getLogger(__name__)
+
+# How many nearest notes (by note vector) are re-ranked when a note's content changes: a changed
+# note can only enter the lists of notes it is close to, and hysteresis keeps most lists as they are.
+NEIGHBOURS = 10
+# Events buffered between the observer thread and the loop; past this, a full rescan replaces them.
+QUEUE_LIMIT = 10_000
+# Notes synced per slice of the start-up pass, so that a stop request is noticed between slices.
+SYNC_SLICE = 16
+# The loop wakes at least this often to notice a stop request.
+MAX_WAIT = 0.25
+BATTERY_CHECK_SECONDS = 30.0
+# A batch that failed is tried again after this long; after this many failures in a row, the daemon
+# exits with an error and lets the service manager restart it.
+RETRY_AFTER_ERROR = 10.0
+MAX_FAILURES = 5
+HISTORY = 200
+
+CHANGED, DELETED = "changed", "deleted"
+
+
+# ------------------------------------------------------------------ pure: events and batches
+
+
+@dataclass(frozen=True)
+class FsEvent:
+    """One file-system event, with vault-relative "/"-separated paths and a monotonic time."""
+
+    kind: str  # "created" | "modified" | "deleted" | "moved"
+    src: str
+    dest: str | None = None
+    is_directory: bool = False
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Notes ready to be processed together."""
+
+    changed: tuple[str, ...] = ()  # created or modified: index, then sync
+    deleted: tuple[str, ...] = ()  # gone (deleted, or the old side of a move)
+    retried: tuple[str, ...] = ()  # a write was deferred, or the batch failed: again (indexing is a no-op if unchanged)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self.changed + self.deleted
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.deleted or self.retried)
+
+
+@dataclass
+class _Pending:
+    state: str  # CHANGED or DELETED: the last event wins, the indexer checks the file anyway
+    first: float
+    last: float
+
+
+def is_relevant(event: FsEvent, accepts: Callable[[str], bool]) -> bool:
+    """Can this event concern a note? Folder changes can; a folder's mtime moving cannot."""
+    if event.is_directory:
+        return event.kind != "modified"
+    return accepts(event.src) or (event.dest is not None and accepts(event.dest))
+
+
+class EventBatcher:
+    """Coalesces file events into batches of notes: pure, driven by the caller's clock.
+
+    `accepts(path)` says whether a path is a note (editor temp files, dot-files, `.obsidian/` and
+    non-markdown files are not); `notes_under(folder)` lists the notes inside a folder, so that
+    moving or deleting a folder concerns each of its notes.
+    """
+
+    def __init__(self, accepts: Callable[[str], bool], notes_under: Callable[[str], Iterable[str]],
+                 quiet: float, max_batch: float):
+        self.accepts = accepts
+        self.notes_under = notes_under
+        self.quiet = quiet
+        self.max_batch = max_batch
+        self._pending: dict[str, _Pending] = {}
+        self._retry: dict[str, float] = {}  # path -> when a deferred write is due again
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._retry)
+
+    def add(self, event: FsEvent) -> None:
+        if event.is_directory:
+            self._add_folder(event)
+        elif event.kind == "moved":
+            self._mark(event.src, DELETED, event.at)
+            if event.dest is not None:
+                self._mark(event.dest, CHANGED, event.at)
+        else:
+            self._mark(event.src, DELETED if event.kind == "deleted" else CHANGED, event.at)
+
+    def _add_folder(self, event: FsEvent) -> None:
+        if event.kind == "modified":
+            return
+        if event.kind in ("deleted", "moved"):
+            for old in self.notes_under(event.src):
+                self._mark(old, DELETED, event.at)
+                if event.kind == "moved" and event.dest is not None:
+                    self._mark(event.dest + old[len(event.src):], CHANGED, event.at)
+        folder = event.dest if event.kind == "moved" else event.src
+        if event.kind in ("created", "moved") and folder is not None:
+            for new in self.notes_under(folder):
+                self._mark(new, CHANGED, event.at)
+
+    def _mark(self, path: str, state: str, at: float) -> None:
+        if not self.accepts(path):
+            return
+        self._retry.pop(path, None)  # the new event brings the note back anyway
+        pending = self._pending.get(path)
+        if pending is None:
+            self._pending[path] = _Pending(state, at, at)
+        else:
+            pending.state, pending.last = state, max(pending.last, at)
+
+    def defer(self, paths: Iterable[str], until: float) -> None:
+        """Bring these notes back at `until`: a write deferred while the user types, a failed batch, resumed writes."""
+        for path in paths:
+            if path not in self._pending:
+                self._retry[path] = until
+
+    def next_due(self) -> float | None:
+        """When `take` will next return something (None: only a new event can make it)."""
+        times = [p.last + self.quiet for p in self._pending.values()]
+        if self._pending:
+            times.append(min(p.first for p in self._pending.values()) + self.max_batch)
+        times.extend(self._retry.values())
+        return min(times, default=None)
+
+    def take(self, now: float) -> Batch | None:
+        """Remove and return the notes that are ready at `now`, or None."""
+        overdue = bool(self._pending) and now - min(p.first for p in self._pending.values()) >= self.max_batch
+        ready = [path for path, p in self._pending.items() if overdue or now - p.last >= self.quiet]
+        due = [path for path, until in self._retry.items() if until <= now]
+        if not ready and not due:
+            return None
+        taken = {path: self._pending.pop(path) for path in ready}
+        for path in due:
+            del self._retry[path]
+        return Batch(
+            changed=tuple(sorted(p for p, s in taken.items() if s.state == CHANGED)),
+            deleted=tuple(sorted(p for p, s in taken.items() if s.state == DELETED)),
+            retried=tuple(sorted(due)),
+        )
+
+    def paths(self) -> set[str]:
+        """Every note waiting, for an event or a retry."""
+        return set(self._pending) | set(self._retry)
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._retry.clear()
+
+
+_LINK_TARGET = re.compile(r"^\[\[([^\]|#^]*)")
+
+
+def link_names(path: str) -> set[str]:
+    """The texts a wikilink can use for a note: its name, or any trailing part of its path."""
+    stem = path[:-3] if path.lower().endswith(".md") else path
+    parts = stem.lower().split("/")
+    return {"/".join(parts[i:]) for i in range(len(parts))}
+
+
+def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[str]:
+    """Notes whose written `related` list links to one of `targets` (matched by link text).
+
+    Matching text rather than resolving links lets this find links to notes that are gone or renamed.
+    """
+    names = set().union(*(link_names(t) for t in targets)) if targets else set()
+    if not names:
+        return set()
+    found = set()
+    for note, links in written.items():
+        if not isinstance(links, list):
+            continue
+        for link in links:
+            match = _LINK_TARGET.match(link) if isinstance(link, str) else None
+            if match and match.group(1).strip().lower() in names:
+                found.add(note)
+                break
+    return found
+
+
+def nearest_notes(paths: Sequence[str], vectors: np.ndarray, index: Mapping[str, int], of: str, k: int,
+                  excluded: np.ndarray | None = None) -> list[str]:
+    """The k notes whose note vectors are closest to `of`'s (cosine: the vectors are unit length)."""
+    q = index.get(of)
+    if q is None or len(paths) < 2:
+        return []
+    sims = vectors @ vectors[q]
+    sims[q] = -np.inf
+    if excluded is not None:
+        sims[excluded] = -np.inf
+    order = np.argsort(-sims, kind="stable")[:k]
+    return [paths[j] for j in order if np.isfinite(sims[j])]
+
+
+# ------------------------------------------------------------------ watchdog events -> FsEvent
+
+
+def to_fs_event(event_type: str, src: str, dest: str, is_directory: bool, root: str, at: float) -> FsEvent | None:
+    """A watchdog event as a vault-relative FsEvent; None for events that change nothing (reads)."""
+    kind = {"created": "created", "modified": "modified", "closed": "modified",
+            "deleted": "deleted", "moved": "moved"}.get(event_type)
+    if kind is None:
+        return None
+    src_rel, dest_rel = _relative(src, root), _relative(dest, root) if dest else None
+    if kind == "moved":
+        if src_rel is None and dest_rel is None:
+            return None
+        if dest_rel is None:  # moved out of the vault
+            return FsEvent("deleted", src_rel, None, is_directory, at)
+        if src_rel is None:  # moved in from outside
+            return FsEvent("created", dest_rel, None, is_directory, at)
+        return FsEvent("moved", src_rel, dest_rel, is_directory, at)
+    if src_rel is None:
+        return None
+    return FsEvent(kind, src_rel, None, is_directory, at)
+
+
+def _relative(path: str, root: str) -> str | None:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    relative = os.path.relpath(path, root)
+    if relative == "." or relative.startswith(".." + os.sep) or relative == "..":
+        return None
+    return relative.replace(os.sep, "/")
+
+
+# ------------------------------------------------------------------ status shared with the API
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch did; `started`/`finished` are wall-clock times."""
+
+    started: float
+    finished: float
+    paths: tuple[str, ...]  # notes the batch indexed (own writes excluded)
+    own_writes: int
+    indexed: int  # notes whose content was read anew
+    embedded: int  # chunks embedded
+    synced: int  # notes whose related/summary were recomputed
+    written: tuple[str, ...]
+    deferred: tuple[str, ...]
+
+
+@dataclass
+class WatchStats:
+    """Counters and state of a running daemon; read by tests, the bench and the API."""
+
+    ready: bool = False
+    observer: str = ""  # "native" or "polling"
+    batches: int = 0
+    notes_indexed: int = 0
+    chunks_embedded: int = 0
+    notes_synced: int = 0
+    notes_written: int = 0
+    own_writes_ignored: int = 0
+    deferred: int = 0
+    full_rescans: int = 0
+    start_up_synced: int = 0  # notes the start-up pass synced (every note after a crash)
+    pending: int = 0
+    indexing_done: int = 0
+    indexing_total: int = 0
+    indexing_active: bool = False
+    paused_on_battery: bool = False
+    last_error: str | None = None
+    writes_paused: threading.Event = field(default_factory=threading.Event)
+    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+
+    def record(self, outcome: BatchOutcome) -> None:
+        self.batches += 1
+        self.notes_indexed += outcome.indexed
+        self.chunks_embedded += outcome.embedded
+        self.notes_synced += outcome.synced
+        self.notes_written += len(outcome.written)
+        self.own_writes_ignored += outcome.own_writes
+        self.deferred += len(outcome.deferred)
+        self.history.append(outcome)
+
+
+# ------------------------------------------------------------------ what the last run left unsynced
+
+
+def sync_fingerprint(settings) -> str:
+    """What a note's related list and summary depend on besides the notes: the version and these settings."""
+    writer = settings.writer
+    relevant = {"version": __version__, "embedding": settings.models.embedding,
+                "writer": [writer.enabled, writer.related_key, writer.summary_key, writer.related_count],
+                **{name: dataclasses.asdict(getattr(settings, name)) for name in ("index", "relate", "summary")}}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+class SyncLedger:
+    """Whether every note was in step when the daemon last stopped cleanly, with the same settings.
+
+    Syncing every note at start-up ranks the whole vault once per note (minutes for a few thousand
+    notes), so after a clean stop only the notes changed since, and those they affect, are synced.
+    The ledger is removed while the daemon runs: after a crash, or with other settings or another
+    version, the start-up pass syncs every note again.
+    """
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+
+    def take(self) -> list[str] | None:
+        """The notes left unsynced at the last clean stop (and remove the ledger); None: sync every note."""
+        try:
+            record = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        finally:
+            self.path.unlink(missing_ok=True)
+        if not isinstance(record, dict) or record.get("fingerprint") != self.fingerprint:
+            return None
+        unsynced = record.get("unsynced")
+        return [p for p in unsynced if isinstance(p, str)] if isinstance(unsynced, list) else None
+
+    def close(self, unsynced: Iterable[str]) -> None:
+        """Record a clean stop: every note is in step but these."""
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        temporary.write_text(json.dumps({"fingerprint": self.fingerprint, "unsynced": sorted(unsynced)}),
+                             encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+# ------------------------------------------------------------------ process-level guards
+
+
+@contextlib.contextmanager
+def daemon_lock(state_dir: Path, root: Path) -> Iterator[Path]:
+    """Hold `daemon.lock` in the state folder for as long as the daemon runs: one daemon per vault.
+
+    flock locks vanish with their process, so a daemon killed with -9 never leaves a stale lock.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state_dir / "daemon.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise LockError(f"another ideaweave daemon (PID {holder}) is already watching {root} "
+                        f"(lock {path}); stop it before starting a new one") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` (only the main thread may install signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def lower_priority(niceness: int = 10) -> None:
+    """Run at `niceness` (never raising priority back: only root could)."""
+    try:
+        current = os.nice(0)
+        if current < niceness:
+            os.nice(niceness - current)
+    except OSError as exc:
+        log.warning("cannot lower the daemon's CPU priority: %s", exc)
+
+
+def on_battery(power_supply: Path = Path("/sys/class/power_supply")) -> bool:
+    """Is this machine running on a discharging battery? False when it cannot tell."""
+    try:
+        supplies = list(power_supply.iterdir())
+    except OSError:
+        return False
+    for supply in supplies:
+        try:
+            kind = (supply / "type").read_text().strip()
+            status = (supply / "status").read_text().strip() if kind == "Battery" else ""
+        except OSError:
+            continue
+        if status == "Discharging":
+            return True
+    return False
+
+
+class BatteryGate:
+    """Says whether heavy work should wait for mains power; checks the battery at most every 30 s."""
+
+    def __init__(self, enabled: bool, check: Callable[[], bool] = on_battery,
+                 clock: Callable[[], float] = time.monotonic, interval: float = BATTERY_CHECK_SECONDS):
+        self.enabled, self.check, self.clock, self.interval = enabled, check, clock, interval
+        self._checked_at: float | None = None
+        self._paused = False
+
+    def paused(self) -> bool:
+        if not self.enabled:
+            return False
+        now = self.clock()
+        if self._checked_at is None or now - self._checked_at >= self.interval:
+            was = self._paused
+            self._paused, self._checked_at = self.check(), now
+            if self._paused != was:
+                log.warning("on battery: indexing paused until mains power returns" if self._paused
+                            else "mains power: indexing resumed")
+        return self._paused
+
+
+_TEMP_NAME = re.compile(r"^\..+\.ideaweave-tmp$")
+
+
+def remove_stale_temp_files(root: Path) -> int:
+    """Delete the temporary files of writes a crash interrupted (ours by name; the lock says no write is running)."""
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in (".obsidian", ".trash", ".git")]
+        for name in filenames:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+    if removed:
+        log.warning("removed %d temporary file%s left by an interrupted write", removed, _s(removed))
+    return removed
+
+
+# ------------------------------------------------------------------ the observer
+
+
+def start_observer(root: Path, handler, mode: str, poll_seconds: float, native_factory=None):
+    """(observer, "native" | "polling"): native events where they work, polling otherwise.
+
+    "auto" falls back to polling when the native observer cannot start (inotify's watch limit on a
+    large vault, a network drive); "native" turns that failure into an error.
+    """
+    from watchdog.observers import Observer
+    from watchdog.observers.polling import PollingObserver
+
+    if mode != "polling":
+        observer = (native_factory or Observer)()
+        try:
+            observer.schedule(handler, str(root), recursive=True)
+            observer.start()
+            return observer, "native"
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                observer.stop()
+            if mode == "native":
+                raise VaultError(f"cannot watch {root} for changes: {exc}; set watch.observer = \"polling\"") from exc
+            log.warning("native file watching failed (%s); polling every %.1f s instead", exc, poll_seconds)
+    observer = PollingObserver(timeout=poll_seconds)
+    observer.schedule(handler, str(root), recursive=True)
+    observer.start()
+    return observer, "polling"
+
+
+class _QueueingHandler:
+    """Runs on the observer's thread: turns watchdog events into FsEvents on a bounded queue."""
+
+    def __init__(self, root: Path, events: queue.Queue, overflowed: threading.Event,
+                 accepts: Callable[[str], bool]):
+        self.root, self.events, self.overflowed, self.accepts = str(root), events, overflowed, accepts
+
+    def dispatch(self, event) -> None:  # the method watchdog calls
+        fs_event = to_fs_event(event.event_type, event.src_path, event.dest_path, event.is_directory,
+                               self.root, time.monotonic())
+        if fs_event is None or not is_relevant(fs_event, self.accepts):
+            return
+        try:
+            self.events.put_nowait(fs_event)
+        except queue.Full:
+            self.overflowed.set()  # the loop rescans the whole vault instead
+
+
+# ------------------------------------------------------------------ the daemon
+
+
+class _Stopped(Exception):
+    """Raised from the indexer's progress callback to abandon a long pass when asked to stop."""
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class VaultWatcher:
+    """The loop: start-up reconcile, then batches of file events until asked to stop."""
+
+    def __init__(self, app: App, stop: threading.Event, stats: WatchStats | None = None,
+                 battery: BatteryGate | None = None, api=None):
+        watch = app.settings.watch
+        self.app = app
+        self.stop = stop
+        self.api = api  # the API's backend: told of each fresh index, hands back writes the bridge dropped
+        self.stats = stats if stats is not None else WatchStats()
+        self.battery = battery or BatteryGate(getattr(watch, "pause_on_battery", True))
+        self.events: queue.Queue[FsEvent] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self.overflowed = threading.Event()
+        self.batcher = EventBatcher(app.scanner.accepts, self._notes_under,
+                                    quiet=watch.quiet_ms / 1000, max_batch=watch.max_batch_ms / 1000)
+        self._held: set[str] = set()  # notes to sync once writing is resumed
+        self._failures = 0
+        self._cut_short = False  # a sync was abandoned to stop: the next start syncs every note
+        self.ledger = SyncLedger(app.state_dir / "watch-ledger.json", sync_fingerprint(app.settings))
+
+    # ---- entry
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        handler = _QueueingHandler(self.app.root, self.events, self.overflowed, self.app.scanner.accepts)
+        watch = self.app.settings.watch
+        # Watching starts before the start-up pass, so that nothing saved during it is missed.
+        observer, self.stats.observer = start_observer(self.app.root, handler, watch.observer, watch.poll_seconds)
+        try:
+            self._reconcile(self.ledger.take())
+            if self.stop.is_set():
+                return 0
+            self.stats.ready = True
+            if on_ready is not None:
+                on_ready()
+            while not self.stop.is_set():
+                self._step()
+            if not self._cut_short:  # own writes still waiting as events need nothing
+                self.ledger.close({p for p in self.batcher.paths() if not self._is_own_write(p)} | self._held)
+            return 0
+        except _Stopped:
+            return 0
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+            self.app.store.flush()
+
+    # ---- the start-up pass (and the rescan after an overflow)
+
+    def _reconcile(self, unsynced: Sequence[str] | None) -> None:
+        """Index the whole vault (stat-based: nothing unchanged is re-read), then sync the notes out of step.
+
+        `unsynced` None syncs every note; otherwise the notes the index changed, those they affect,
+        and `unsynced` (left over from the last run).
+        """
+        from .relate import Corpus
+
+        self._wait_for_power()
+        self.stats.indexing_active = True
+        try:
+            index = self.app.indexer.run(progress=self._progress)
+        finally:
+            self.stats.indexing_active = False
+        corpus = Corpus(self.app.store)
+        self._refresh_api(corpus)
+        if unsynced is None:
+            paths = self.app.store.note_paths()
+        else:
+            touched = index.changed + index.deleted + [old for old, _ in index.renamed]
+            paths = sorted((self._sync_targets(touched, index, {}, corpus) | set(unsynced)) & set(corpus.paths))
+        written, deferred = self._sync_or_hold(paths, corpus)
+        self.stats.start_up_synced += len(paths)
+        log.info("start-up: %d notes (%d read, %d embedded chunks), synced %d, wrote %d, %d deferred",
+                 index.notes, index.read, index.embedded_chunks, len(paths), len(written), len(deferred))
+
+    def _progress(self, done: int, total: int) -> None:
+        self.stats.indexing_done, self.stats.indexing_total = done, total
+        if self.stop.is_set():
+            raise _Stopped
+
+    def _wait_for_power(self) -> None:
+        while self.battery.paused() and not self.stop.is_set():
+            self.stats.paused_on_battery = True
+            self.stop.wait(1.0)
+        self.stats.paused_on_battery = False
+
+    # ---- one turn of the loop
+
+    def _step(self) -> None:
+        paused = self.stats.paused_on_battery = self.battery.paused()
+        # On battery, events keep being gathered (bounded by the number of notes) but not processed.
+        self._drain(MAX_WAIT if paused else self._wait_time())
+        self.stats.pending = len(self.batcher)
+        if self.overflowed.is_set() and not paused:
+            self._rescan()
+            return
+        if paused:
+            return
+        if self._held and not self.stats.writes_paused.is_set():
+            self.batcher.defer(self._held, 0.0)
+            self._held.clear()
+        if self.api is not None and hasattr(self.api, "expired_writes"):
+            # Writes the Obsidian bridge did not apply in time: planned again and written here.
+            self.batcher.defer({w.path for w in self.api.expired_writes()}, 0.0)
+        batch = self.batcher.take(time.monotonic())
+        if batch:
+            self._handle_safely(batch)
+
+    def _wait_time(self) -> float:
+        due = self.batcher.next_due()
+        if due is None:
+            return MAX_WAIT
+        return min(MAX_WAIT, max(0.0, due - time.monotonic()))
+
+    def _drain(self, timeout: float) -> None:
+        """Move queued events into the batcher, waiting up to `timeout` for the first one."""
+        try:
+            event = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self.batcher.add(event)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _rescan(self) -> None:
+        log.warning("too many changes at once to follow one by one: rescanning the vault")
+        self.overflowed.clear()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.events.get_nowait()
+        self.batcher.clear()
+        self.stats.full_rescans += 1
+        self._reconcile(unsynced=[])  # the index shows what changed; its cascade covers the rest
+
+    def _handle_safely(self, batch: Batch) -> None:
+        try:
+            self._handle(batch)
+            self._failures = 0
+        except _Stopped:
+            raise
+        except FileNotFoundError as exc:
+            # A note vanished between two steps (renamed while being written): its events are on
+            # their way; go over the batch again once they have settled.
+            log.info("a note moved while being processed (%s); processing the batch again", exc)
+            self.batcher.defer(batch.paths + batch.retried, time.monotonic() + self.batcher.quiet)
+        except Exception as exc:  # one bad batch must not end the daemon; a broken index will
+            self._failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("processing %d changed notes failed (%s); trying again in %.0f s",
+                      len(batch.paths) + len(batch.retried), self.stats.last_error, RETRY_AFTER_ERROR,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            if self._failures >= MAX_FAILURES:
+                raise
+            self.batcher.defer(batch.paths + batch.retried, time.monotonic() + RETRY_AFTER_ERROR)
+
+    # ---- one batch
+
+    def _handle(self, batch: Batch) -> None:
+        from .relate import Corpus
+
+        started = time.time()
+        # Retried notes are indexed again too (a no-op when unchanged): a batch that failed half-way
+        # comes back as retries.
+        fresh = [p for p in batch.paths if not self._is_own_write(p)] + list(batch.retried)
+        own = len(batch.paths) + len(batch.retried) - len(fresh)
+        fresh += self._move_partners(fresh)
+        if not fresh:
+            self.stats.record(BatchOutcome(started, time.time(), (), own, 0, 0, 0, (), ()))
+            return
+        before = {p: self._fingerprint(p) for p in fresh}
+        self.stats.indexing_active = True
+        try:
+            index = self.app.indexer.update(fresh, progress=self._progress)
+        finally:
+            self.stats.indexing_active = False
+        corpus = Corpus(self.app.store)
+        self._refresh_api(corpus)
+        targets = self._sync_targets(fresh, index, before, corpus) | set(batch.retried)
+        written, deferred = self._sync_or_hold(sorted(targets), corpus)
+        outcome = BatchOutcome(started, time.time(), tuple(fresh), own, len(index.changed), index.embedded_chunks,
+                               len(targets), tuple(written), tuple(deferred))
+        self.stats.record(outcome)
+        self._log(outcome)
+
+    def _is_own_write(self, path: str) -> bool:
+        """Does the file hold exactly what ideaweave last wrote into it (and the index knows it)?"""
+        last = self.app.store.last_written(path)
+        if last is None:
+            return False
+        digest = _sha256_of(self.app.root / path)
+        note = self.app.store.note(path)
+        return digest == last.checksum and note is not None and note.content_hash == digest
+
+    def _move_partners(self, paths: Sequence[str]) -> list[str]:
+        """The other half of moves this batch saw only half of.
+
+        The two halves of a move do not always arrive together: a note moved into a folder created
+        a moment before is seen deleted at once and created only once the new folder's watch is set
+        up, and the other way round. Handing the indexer both halves in one update lets it pair them
+        by content, so a move keeps the note's vectors and the memory of what ideaweave wrote.
+        """
+        known = self.app.store.note_stats()
+        exists = lambda p: (self.app.root / p).exists()  # noqa: E731 - a short local predicate
+        listed = set(paths)
+        if any(p in known and not exists(p) for p in paths):  # vanished: its new name may be anywhere
+            listed |= {f.path for f in self.app.scanner.scan() if f.path not in known}
+        new_hashes = {_sha256_of(self.app.root / p) for p in listed if p not in known and exists(p)} - {None}
+        if new_hashes:  # appeared: a note with the same bytes may have vanished from elsewhere
+            listed |= {p for p, stat in known.items() if stat.content_hash in new_hashes and not exists(p)}
+        return sorted(listed - set(paths))
+
+    def _fingerprint(self, path: str) -> tuple[str, ...]:
+        return tuple(chunk.hash for chunk in self.app.store.chunks_of(path))
+
+    def _sync_targets(self, fresh: Sequence[str], index, before: Mapping[str, tuple[str, ...]], corpus) -> set[str]:
+        """The changed notes, plus the notes whose related candidates the change can move."""
+        old_name = {new: old for old, new in index.renamed}
+        gone = set(index.deleted) | set(old_name.values())
+        # Only a change of embedded text moves a note among its neighbours: a frontmatter edit or a
+        # rename does not (a rename changes link texts, which the notes citing it pick up).
+        meaning_changed = {p for p in index.changed
+                           if self._fingerprint(p) != before.get(old_name.get(p, p), ())}
+        targets = {p for p in fresh if p in corpus.index}
+        written = {path: record.values.get(self.app.settings.writer.related_key)
+                   for path, record in self.app.store.all_written().items()}
+        targets |= notes_citing(written, gone | meaning_changed)
+        hidden = corpus.template | corpus.private if len(corpus) else None
+        for path in meaning_changed:
+            q = corpus.index.get(path)
+            if q is not None and not corpus.private[q]:  # a private note is never suggested elsewhere
+                targets.update(nearest_notes(corpus.paths, corpus.note_vectors, corpus.index, path,
+                                             NEIGHBOURS, excluded=hidden))
+        return {p for p in targets if p in corpus.index}
+
+    def _sync_or_hold(self, paths: Sequence[str], corpus) -> tuple[list[str], list[str]]:
+        """Relate, summarize and write these notes, a slice at a time: (written, deferred)."""
+        from .sync import VaultSync
+
+        if self.stats.writes_paused.is_set():
+            self._held.update(paths)
+            return [], []
+        sync = VaultSync(self.app)
+        dry_run = not self.app.settings.writer.enabled  # "compute only": summaries cached, nothing written
+        written, deferred = [], []
+        for start in range(0, len(paths), SYNC_SLICE):
+            if self.stop.is_set():
+                self._cut_short = True  # the rest waits for the next start-up pass
+                break
+            report = sync.run(paths=paths[start:start + SYNC_SLICE], dry_run=dry_run, corpus=corpus)
+            if not dry_run:
+                self._after_writes(report.written, report.deferred)
+                written += report.written
+                deferred += report.deferred
+        return written, deferred
+
+    def _refresh_api(self, corpus) -> None:
+        if self.api is not None and hasattr(self.api, "refresh"):
+            self.api.refresh(corpus)
+
+    def _after_writes(self, written: Sequence[str], deferred: Sequence[str]) -> None:
+        """Index our own writes at once, and come back to the notes whose write had to wait.
+
+        Indexing the bytes just written (no embedding: only the frontmatter changed) keeps the
+        index's content hash equal to the file's, which is how a later rename is recognised and how
+        the write's own file events are told apart from the user's.
+        """
+        ours = [p for p in written if self._holds_our_write(p)]
+        if ours:
+            self.app.indexer.update(ours)
+        defer_seconds = self.app.settings.writer.defer_seconds
+        for path in deferred:
+            self.batcher.defer([path], time.monotonic() + self._seconds_until_writable(path, defer_seconds))
+
+    def _holds_our_write(self, path: str) -> bool:
+        last = self.app.store.last_written(path)
+        return last is not None and _sha256_of(self.app.root / path) == last.checksum
+
+    def _seconds_until_writable(self, path: str, defer_seconds: float) -> float:
+        try:
+            age = time.time() - (self.app.root / path).stat().st_mtime
+        except OSError:
+            return 0.0
+        return max(0.05, defer_seconds - age + 0.05)
+
+    def _notes_under(self, folder: str) -> list[str]:
+        """Notes the index knows inside `folder`, and notes now on disk there."""
+        prefix = folder.rstrip("/") + "/"
+        known = [p for p in self.app.store.note_paths() if p.startswith(prefix)]
+        on_disk = []
+        for dirpath, dirnames, filenames in os.walk(self.app.root / folder):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = Path(dirpath).relative_to(self.app.root).as_posix()
+            on_disk += [f"{rel}/{name}" for name in filenames if self.app.scanner.accepts(f"{rel}/{name}")]
+        return sorted(set(known) | set(on_disk))
+
+    def _log(self, outcome: BatchOutcome) -> None:
+        others = len(set(outcome.written) - set(outcome.paths))
+        log.info("indexed %d note%s (%d embedded chunk%s), wrote %d note%s (%d others; synced %d%s) in %.2f s",
+                 outcome.indexed, _s(outcome.indexed), outcome.embedded, _s(outcome.embedded),
+                 len(outcome.written), _s(len(outcome.written)), others, outcome.synced,
+                 f"; {len(outcome.deferred)} deferred" if outcome.deferred else "",
+                 outcome.finished - outcome.started)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def run_watch(app: App, stop: threading.Event | None = None, on_ready: Callable[[], None] | None = None,
+              api_backend_factory: Callable[[App, WatchStats], object] | None = None,
+              stats: WatchStats | None = None) -> int:
+    """Watch the vault until SIGINT/SIGTERM or `stop` is set; returns the exit code.
+
+    `on_ready()` is called once the start-up pass is done. `api_backend_factory(app, stats)`, when
+    given and the API is enabled, starts the local API and returns an object with `close()` (such as
+    `api.start_api`); its `backend`, if any, gets `refresh(corpus)` after every index change and is
+    asked for `expired_writes()`. The caller owns `app` and closes it afterwards; the store is
+    flushed here.
+    """
+    stop = stop if stop is not None else threading.Event()
+    stats = stats if stats is not None else WatchStats()
+    with daemon_lock(app.state_dir, app.root), stop_on_signals(stop):
+        lower_priority()
+        remove_stale_temp_files(app.root)
+        server = None
+        if api_backend_factory is not None and app.settings.api.enabled:
+            server = api_backend_factory(app, stats)
+        try:
+            return VaultWatcher(app, stop, stats, api=getattr(server, "backend", None)).run(on_ready)
+        finally:
+            if server is not None and hasattr(server, "close"):
+                server.close()

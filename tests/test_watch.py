@@ -1,0 +1,928 @@
+"""The watch daemon: the pure batcher exhaustively, then the real daemon on real files with the real model."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import frontmatter as pyfrontmatter  # python-frontmatter: an independent check that notes still parse
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ideaweave import config
+from ideaweave.app import App, scan_rules
+from ideaweave.config import Settings
+from ideaweave.errors import LockError, VaultError
+from ideaweave.indexer import Indexer
+from ideaweave.store import Store
+from ideaweave.vault import ScanRules, VaultScanner
+from ideaweave.watch import (
+    Batch, BatteryGate, EventBatcher, FsEvent, SyncLedger, VaultWatcher, WatchStats, daemon_lock, is_relevant,
+    link_names, nearest_notes, notes_citing, on_battery, remove_stale_temp_files, run_watch, start_observer,
+    sync_fingerprint, to_fs_event,
+)
+
+DAEMON_DIR = Path(__file__).resolve().parents[1] / "daemon"
+ACCEPTS = VaultScanner(Path("/nonexistent-vault"), ScanRules()).accepts
+
+
+def batcher(notes=(), quiet=1.0, max_batch=10.0) -> EventBatcher:
+    known = list(notes)
+    return EventBatcher(ACCEPTS, lambda folder: [p for p in known if p.startswith(folder + "/")], quiet, max_batch)
+
+
+def ev(kind: str, src: str, at: float, dest: str | None = None, folder: bool = False) -> FsEvent:
+    return FsEvent(kind, src, dest, folder, at)
+
+
+# ------------------------------------------------------------------ the pure batcher
+
+
+def test_a_note_is_ready_once_it_has_been_quiet():
+    b = batcher(quiet=1.0)
+    b.add(ev("modified", "a.md", 0.0))
+    assert b.take(0.5) is None
+    assert b.take(1.0) == Batch(changed=("a.md",))
+    assert b.take(5.0) is None and len(b) == 0
+
+
+def test_repeated_events_coalesce_and_extend_the_quiet_period():
+    b = batcher(quiet=1.0)
+    for t in (0.0, 0.3, 0.6, 0.9):
+        b.add(ev("modified", "a.md", t))
+    b.add(ev("created", "a.md", 0.95))
+    assert b.take(1.5) is None  # last event at 0.95: not quiet yet
+    assert b.take(1.95) == Batch(changed=("a.md",))
+
+
+def test_max_batch_window_flushes_a_note_that_never_goes_quiet():
+    b = batcher(quiet=1.0, max_batch=3.0)
+    t = 0.0
+    while t < 2.9:
+        b.add(ev("modified", "busy.md", t))
+        assert b.take(t) is None
+        t += 0.5
+    b.add(ev("modified", "busy.md", 3.0))
+    assert b.take(3.0) == Batch(changed=("busy.md",))
+    b.add(ev("modified", "busy.md", 3.2))  # a new window starts with the next event
+    assert b.take(4.0) is None and b.take(4.2) == Batch(changed=("busy.md",))
+
+
+def test_the_window_flushes_everything_pending_together():
+    b = batcher(quiet=1.0, max_batch=3.0)
+    b.add(ev("modified", "old.md", 0.0))
+    b.add(ev("modified", "old.md", 0.8))
+    b.add(ev("modified", "new.md", 2.9))
+    for t in (1.0, 1.5, 2.0, 2.5):
+        b.add(ev("modified", "old.md", t))
+    assert b.take(3.0) == Batch(changed=("new.md", "old.md"))
+
+
+def test_quiet_notes_leave_while_busy_ones_stay():
+    b = batcher(quiet=1.0, max_batch=10.0)
+    b.add(ev("modified", "calm.md", 0.0))
+    b.add(ev("modified", "busy.md", 0.0))
+    b.add(ev("modified", "busy.md", 0.8))
+    assert b.take(1.0) == Batch(changed=("calm.md",))
+    assert b.take(1.5) is None
+    assert b.take(1.8) == Batch(changed=("busy.md",))
+
+
+def test_a_move_is_a_delete_and_a_create():
+    b = batcher()
+    b.add(ev("moved", "a.md", 0.0, dest="sub/b.md"))
+    assert b.take(1.0) == Batch(changed=("sub/b.md",), deleted=("a.md",))
+
+
+def test_the_last_event_of_a_note_wins():
+    b = batcher()
+    b.add(ev("created", "gone.md", 0.0))
+    b.add(ev("deleted", "gone.md", 0.1))
+    b.add(ev("deleted", "back.md", 0.0))
+    b.add(ev("created", "back.md", 0.1))
+    b.add(ev("moved", "x.md", 0.0, dest="y.md"))
+    b.add(ev("moved", "y.md", 0.1, dest="x.md"))  # moved there and back again
+    assert b.take(2.0) == Batch(changed=("back.md", "x.md"), deleted=("gone.md", "y.md"))
+
+
+def test_deleting_a_folder_concerns_each_note_in_it():
+    b = batcher(notes=["proj/a.md", "proj/sub/b.md", "projects.md", "other/c.md"])
+    b.add(ev("deleted", "proj", 0.0, folder=True))
+    assert b.take(1.0) == Batch(deleted=("proj/a.md", "proj/sub/b.md"))
+
+
+def test_moving_a_folder_deletes_the_old_paths_and_creates_the_new():
+    b = batcher(notes=["proj/a.md", "proj/sub/b.md", "proj/.hidden.md"])
+    b.add(ev("moved", "proj", 0.0, dest="archive/proj", folder=True))
+    assert b.take(1.0) == Batch(changed=("archive/proj/a.md", "archive/proj/sub/b.md"),
+                                deleted=("proj/a.md", "proj/sub/b.md"))
+
+
+def test_moving_a_folder_into_the_trash_deletes_its_notes():
+    b = batcher(notes=["proj/a.md"])
+    b.add(ev("moved", "proj", 0.0, dest=".trash/proj", folder=True))
+    assert b.take(1.0) == Batch(deleted=("proj/a.md",))
+
+
+def test_a_created_folder_brings_the_notes_inside_it():
+    b = batcher(notes=["new/a.md", "new/b.md"])  # notes_under also lists notes found on disk
+    b.add(ev("created", "new", 0.0, folder=True))
+    b.add(ev("modified", "new", 0.0, folder=True))  # a folder's own mtime says nothing
+    assert b.take(1.0) == Batch(changed=("new/a.md", "new/b.md"))
+
+
+@pytest.mark.parametrize("path", [
+    ".obsidian/workspace.json", ".obsidian/plugins/x/data.md", ".trash/old.md", "sub/.hidden.md",
+    ".note.md.k2j3h4.ideaweave-tmp", "sub/.Note.md.abc.ideaweave-tmp", "note.md.swp", ".note.md.swp",
+    "note.md~", ".#note.md", "picture.png", "notes.txt", "canvas.canvas", "4913",
+])
+def test_paths_that_are_not_notes_are_ignored(path):
+    b = batcher()
+    for kind in ("created", "modified", "deleted"):
+        b.add(ev(kind, path, 0.0))
+    b.add(ev("moved", path, 0.0, dest=path + ".bak"))
+    assert not is_relevant(ev("modified", path, 0.0), ACCEPTS)
+    assert b.take(100.0) is None and len(b) == 0
+
+
+def test_a_temp_file_renamed_over_a_note_is_a_change_of_that_note():
+    b = batcher()
+    event = ev("moved", "sub/.Note.md.abc123.ideaweave-tmp", 0.0, dest="sub/Note.md")
+    assert is_relevant(event, ACCEPTS)
+    b.add(ev("created", "sub/.Note.md.abc123.ideaweave-tmp", 0.0))
+    b.add(event)
+    assert b.take(1.0) == Batch(changed=("sub/Note.md",))
+
+
+def test_deferred_notes_come_back_when_due():
+    b = batcher(quiet=1.0)
+    b.defer(["typing.md"], until=5.0)
+    assert b.next_due() == 5.0 and len(b) == 1
+    assert b.take(4.9) is None
+    assert b.take(5.0) == Batch(retried=("typing.md",))
+    assert b.take(10.0) is None
+
+
+def test_a_new_event_replaces_a_pending_retry():
+    b = batcher(quiet=1.0)
+    b.defer(["typing.md"], until=5.0)
+    b.add(ev("modified", "typing.md", 2.0))
+    assert b.take(3.0) == Batch(changed=("typing.md",))
+    assert b.take(6.0) is None
+    b.add(ev("modified", "again.md", 0.0))
+    b.defer(["again.md"], until=0.5)  # already pending: the event brings it back anyway
+    assert b.take(0.6) is None
+
+
+def test_next_due_is_the_earliest_of_quiet_window_and_retries():
+    b = batcher(quiet=1.0, max_batch=3.0)
+    assert b.next_due() is None
+    b.add(ev("modified", "a.md", 0.0))
+    assert b.next_due() == 1.0
+    for t in (0.5, 1.0, 1.5, 2.0, 2.5):
+        b.add(ev("modified", "a.md", t))
+    assert b.next_due() == 3.0  # the window ends before a.md goes quiet
+    b.defer(["b.md"], until=2.0)
+    assert b.next_due() == 2.0
+
+
+_NAMES = ["a.md", "b.md", "sub/c.md", ".obsidian/x.json", ".a.md.1.ideaweave-tmp", "a.md~"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["created", "modified", "deleted", "moved", "take"]),
+                          st.sampled_from(_NAMES), st.sampled_from(_NAMES),
+                          st.floats(min_value=0.0, max_value=1.5)), max_size=40))
+def test_every_change_is_delivered_once_never_early_and_in_its_last_state(steps):
+    quiet, window = 1.0, 3.0
+    b = batcher(quiet=quiet, max_batch=window)
+    now, expected, since, last = 0.0, {}, {}, {}
+
+    def check(batch: Batch | None, at: float) -> None:
+        if batch is None:
+            return
+        assert not set(batch.changed) & set(batch.deleted)
+        oldest = min(since.values(), default=at)
+        for path in batch.paths:
+            assert ACCEPTS(path) and path in expected, path
+            assert at - last[path] >= quiet or at - oldest >= window, "delivered before it was quiet"
+            state = "changed" if path in batch.changed else "deleted"
+            assert state == expected.pop(path)
+            since.pop(path), last.pop(path)
+
+    def touch(path: str, state: str, at: float) -> None:
+        if ACCEPTS(path):
+            expected[path] = state
+            since.setdefault(path, at)
+            last[path] = at
+
+    for kind, src, dest, dt in steps:
+        now += dt
+        if kind == "take":
+            check(b.take(now), now)
+            continue
+        b.add(ev(kind, src, now, dest=dest if kind == "moved" else None))
+        if kind == "moved":
+            touch(src, "deleted", now)
+            touch(dest, "changed", now)
+        else:
+            touch(src, "deleted" if kind == "deleted" else "changed", now)
+    check(b.take(now + window), now + window)
+    assert expected == {} and len(b) == 0  # nothing lost
+
+
+# ------------------------------------------------------------------ watchdog events, links, neighbours
+
+
+def test_watchdog_events_become_vault_relative():
+    root = "/v"
+    assert to_fs_event("modified", "/v/a/b.md", "", False, root, 1.0) == FsEvent("modified", "a/b.md", None, False, 1.0)
+    assert to_fs_event("closed", "/v/a.md", "", False, root, 1.0).kind == "modified"
+    assert to_fs_event("opened", "/v/a.md", "", False, root, 1.0) is None  # our own reads
+    assert to_fs_event("closed_no_write", "/v/a.md", "", False, root, 1.0) is None
+    assert to_fs_event("moved", "/v/a.md", "/v/b/a.md", False, root, 1.0) == FsEvent("moved", "a.md", "b/a.md", False, 1.0)
+    assert to_fs_event("moved", "/v/a.md", "/elsewhere/a.md", False, root, 1.0) == FsEvent("deleted", "a.md", None, False, 1.0)
+    assert to_fs_event("moved", "/tmp/x", "/v/dir", True, root, 1.0) == FsEvent("created", "dir", None, True, 1.0)
+    assert to_fs_event("modified", "/v", "", True, root, 1.0) is None
+    assert to_fs_event("created", "/v2/a.md", "", False, root, 1.0) is None
+
+
+def test_link_names_are_the_trailing_parts_of_a_path():
+    assert link_names("Concepts/AI/Corrigibility.md") == {"corrigibility", "ai/corrigibility", "concepts/ai/corrigibility"}
+
+
+def test_notes_citing_finds_links_by_their_text():
+    written = {
+        "a.md": ["[[Corrigibility#Shutdown problem]]", "[[Other]]"],
+        "b.md": ["[[concepts/corrigibility|the idea]]"],
+        "c.md": ["[[Corrigibility 2]]", "[[Incorrigibility]]"],
+        "d.md": "opted_out",
+        "e.md": None,
+        "f.md": ["[[Reward hacking]]"],
+    }
+    assert notes_citing(written, {"Concepts/Corrigibility.md"}) == {"a.md", "b.md"}
+    assert notes_citing(written, {"Concepts/Corrigibility.md", "Reward hacking.md"}) == {"a.md", "b.md", "f.md"}
+    assert notes_citing(written, set()) == set()
+
+
+def test_nearest_notes_by_note_vector():
+    vectors = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.95, 0, 0.05], [0.8, 0.2, 0]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    paths = ["q.md", "near.md", "far.md", "nearest.md", "template.md"]
+    index = {p: i for i, p in enumerate(paths)}
+    excluded = np.array([False, False, False, False, True])
+    assert nearest_notes(paths, vectors, index, "q.md", 2, excluded) == ["nearest.md", "near.md"]
+    assert nearest_notes(paths, vectors, index, "q.md", 10, excluded) == ["nearest.md", "near.md", "far.md"]
+    assert nearest_notes(paths, vectors, index, "missing.md", 2) == []
+
+
+# ------------------------------------------------------------------ process guards
+
+
+def _supply(root: Path, name: str, kind: str, status: str | None = None) -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "type").write_text(kind + "\n")
+    if status is not None:
+        (folder / "status").write_text(status + "\n")
+
+
+def test_on_battery_reads_the_power_supply_class(tmp_path):
+    assert on_battery(tmp_path / "missing") is False
+    _supply(tmp_path / "ac", "AC", "Mains")
+    _supply(tmp_path / "ac", "BAT0", "Battery", "Charging")
+    assert on_battery(tmp_path / "ac") is False
+    _supply(tmp_path / "bat", "AC", "Mains")
+    _supply(tmp_path / "bat", "BAT0", "Battery", "Discharging")
+    assert on_battery(tmp_path / "bat") is True
+    _supply(tmp_path / "odd", "BAT1", "Battery")  # no status file: cannot tell
+    assert on_battery(tmp_path / "odd") is False
+
+
+def test_battery_gate_checks_at_most_every_interval():
+    calls, clock = [], [0.0]
+    gate = BatteryGate(True, check=lambda: calls.append(1) or True, clock=lambda: clock[0], interval=30.0)
+    assert gate.paused() and gate.paused() and len(calls) == 1
+    clock[0] = 31.0
+    assert gate.paused() and len(calls) == 2
+    assert BatteryGate(False, check=lambda: True).paused() is False
+
+
+def test_a_second_lock_on_the_same_state_folder_names_the_holder(tmp_path):
+    with daemon_lock(tmp_path / "state", tmp_path / "vault"):
+        with pytest.raises(LockError, match=rf"PID {os.getpid()}\b"):
+            with daemon_lock(tmp_path / "state", tmp_path / "vault"):
+                pass
+    with daemon_lock(tmp_path / "state", tmp_path / "vault"):  # released on exit
+        pass
+
+
+class _NoInotify:
+    """A native observer that cannot start, as when the inotify watch limit is reached."""
+
+    def schedule(self, *args, **kwargs):
+        raise OSError(28, "inotify watch limit reached")
+
+    def stop(self):
+        pass
+
+
+def test_observer_falls_back_to_polling_when_native_watching_fails(tmp_path):
+    from watchdog.events import FileSystemEventHandler
+
+    observer, kind = start_observer(tmp_path, FileSystemEventHandler(), "auto", 0.5, native_factory=_NoInotify)
+    try:
+        assert kind == "polling" and observer.is_alive()
+    finally:
+        observer.stop()
+        observer.join()
+    with pytest.raises(VaultError, match="polling"):
+        start_observer(tmp_path, FileSystemEventHandler(), "native", 0.5, native_factory=_NoInotify)
+
+
+def test_stale_temp_files_of_a_crashed_write_are_removed(tmp_path):
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / ".a.md.x1y2z3.ideaweave-tmp", tmp_path / "sub" / ".B c.md.q.ideaweave-tmp"]
+    kept = [tmp_path / "a.md", tmp_path / ".a.md.swp", tmp_path / "sub" / "x.ideaweave-tmp.md"]
+    for path in stale + kept:
+        path.write_text("x")
+    assert remove_stale_temp_files(tmp_path) == 2
+    assert [p.exists() for p in stale] == [False, False] and all(p.exists() for p in kept)
+
+
+def test_the_ledger_remembers_a_clean_stop_once_and_only_for_the_same_settings(tmp_path):
+    ledger = SyncLedger(tmp_path / "ledger.json", "f1")
+    assert ledger.take() is None  # never stopped cleanly: sync every note
+    ledger.close({"b.md", "a.md"})
+    assert ledger.take() == ["a.md", "b.md"]
+    assert ledger.take() is None  # taken: a crash from now on means a full sync
+    ledger.close([])
+    assert SyncLedger(tmp_path / "ledger.json", "f2").take() is None
+    (tmp_path / "ledger.json").write_text("{not json")
+    assert ledger.take() is None and not (tmp_path / "ledger.json").exists()
+
+
+def test_the_fingerprint_follows_the_settings_that_shape_related_and_summary():
+    base = Settings()
+    assert sync_fingerprint(base) == sync_fingerprint(config.replace(base, **{"watch.quiet_ms": 5}))
+    assert sync_fingerprint(base) == sync_fingerprint(config.replace(base, **{"writer.defer_seconds": 0.0}))
+    assert sync_fingerprint(base) != sync_fingerprint(config.replace(base, **{"writer.related_count": 7}))
+    assert sync_fingerprint(base) != sync_fingerprint(config.replace(base, **{"summary.sentences": 3}))
+
+
+# ------------------------------------------------------------------ the real daemon
+
+NOTES = {
+    "Garden/Tomatoes.md": """---
+tags: [garden]
+---
+# Tomatoes
+
+Tomatoes want full sun, deep watering and a stake or cage to climb. Pinch the side shoots of cordon varieties
+so the plant puts its energy into fruit rather than leaves. Feed with a high potash fertiliser once the first truss sets.
+
+Blight arrives in warm wet weather: remove the lower leaves and water the soil, not the foliage.
+""",
+    "Garden/Compost.md": """# Compost
+
+A compost heap turns kitchen scraps, grass clippings and autumn leaves into dark crumbly soil food.
+Balance green nitrogen-rich material with brown carbon-rich material, keep it as damp as a wrung sponge,
+and turn it every few weeks so air reaches the middle. A hot heap kills weed seeds.
+""",
+    "Garden/Watering.md": """# Watering
+
+Water the garden early in the morning so the soil holds moisture through the heat of the day. Deep, infrequent
+watering grows deeper roots than a daily sprinkle. Mulch with straw or compost to keep water in the ground,
+and collect rain in butts for dry spells.
+""",
+    "Garden/Seed saving.md": """# Seed saving
+
+Save seed from open-pollinated vegetables such as beans, peas and tomatoes. Let the best plants go to seed,
+dry the pods on the plant, and store the seed in paper envelopes somewhere cool and dry. Label every packet
+with the variety and the year.
+""",
+    "Alignment/Reward hacking.md": """# Reward hacking
+
+A reinforcement learning agent hacks its reward when it finds a way to score highly that its designers did not
+intend, such as looping forever to collect points instead of finishing the race. The reward function is a proxy
+for what we want, and optimisation pressure finds the gaps between the proxy and the goal.
+""",
+    "Alignment/Goodhart's law.md": """# Goodhart's law
+
+When a measure becomes a target, it ceases to be a good measure. Optimising a proxy metric hard enough breaks
+the correlation between the proxy and the true objective. In machine learning this shows up as specification
+gaming and reward hacking by optimising agents.
+""",
+    "Alignment/Corrigibility.md": """---
+aliases: [corrigible agent]
+---
+# Corrigibility
+
+A corrigible AI system lets its overseers correct it, change its goals or shut it down, and does not resist or
+manipulate them into stopping. Most goals give an agent an instrumental reason to avoid being switched off,
+so corrigibility has to be designed in.
+""",
+    "Alignment/Scalable oversight.md": """# Scalable oversight
+
+How can humans supervise AI systems on tasks too hard for them to evaluate directly? Proposals include debate
+between two models, recursive reward modelling and amplification, where weaker overseers with AI help judge
+the outputs of a stronger model.
+""",
+    "Kitchen/Sourdough.md": """# Sourdough
+
+A sourdough starter is flour and water colonised by wild yeast and lactic acid bacteria. Feed it daily, mix
+the dough with a ripe starter, let it ferment slowly in the fridge overnight, and bake in a hot covered pot
+so the loaf gets a crackling crust and an open crumb.
+""",
+    "Kitchen/Fermentation.md": """# Fermentation
+
+Lacto-fermentation preserves vegetables with salt alone: cabbage becomes sauerkraut and kimchi as lactic acid
+bacteria turn sugars into acid. Keep the vegetables under the brine, at cool room temperature, and taste
+after a week. Fermented food keeps for months.
+""",
+    "Kitchen/Stock.md": """# Stock
+
+A good stock simmers bones, onion, carrot and celery in cold water for hours without boiling. Skim the scum,
+never stir, strain through a fine sieve and cool it quickly. Reduce it for sauces, or freeze it in portions
+for soups and risotto.
+""",
+    "Kitchen/Knife skills.md": """# Knife skills
+
+Hold the knife with a pinch grip on the blade and curl the fingers of the guiding hand into a claw. Rock the
+blade for herbs, slice with long strokes for onions, and keep the edge sharp with a whetstone: a dull knife
+slips and cuts fingers.
+""",
+}
+
+
+def write_vault(root: Path, notes: dict[str, str] = NOTES) -> Path:
+    (root / ".obsidian").mkdir(parents=True)
+    (root / ".obsidian" / "app.json").write_text("{}")
+    for rel, text in notes.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    return root
+
+
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    values = {"state_dir": str(tmp_path / "state"), "watch.quiet_ms": 200, "watch.max_batch_ms": 2000,
+              "writer.defer_seconds": 0.0, "api.enabled": False, "models.verify": False}
+    values.update(overrides)
+    return config.replace(Settings(), **values)
+
+
+def make_app(vault: Path, tmp_path: Path, embedder, **overrides) -> App:
+    app = App(make_settings(tmp_path, **overrides), vault.resolve())
+    app.__dict__["embedder"] = embedder
+    return app
+
+
+@contextlib.contextmanager
+def running_daemon(app: App, timeout: float = 60.0, watcher: VaultWatcher | None = None, wait_ready: bool = True):
+    """run_watch (or a VaultWatcher's run, without the process guards) on a thread, stopped on exit."""
+    stop, ready, outcome = threading.Event(), threading.Event(), {}
+    stats = watcher.stats if watcher is not None else WatchStats()
+    if watcher is not None:
+        watcher.stop = stop
+
+    def daemon() -> None:
+        try:
+            if watcher is not None:
+                outcome["code"] = watcher.run(on_ready=ready.set)
+            else:
+                outcome["code"] = run_watch(app, stop=stop, on_ready=ready.set, stats=stats)
+        except BaseException as exc:  # surfaced in the test's thread below
+            outcome["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=daemon, name="watch-daemon", daemon=True)
+    thread.start()
+    stats.ready_event = ready
+    assert not wait_ready or ready.wait(timeout), "the daemon never finished its start-up pass"
+    if "error" in outcome:
+        raise outcome["error"]
+    try:
+        yield stats
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive(), "the daemon did not stop"
+    if "error" in outcome:
+        raise outcome["error"]
+    assert outcome["code"] == 0
+
+
+def eventually(check, timeout: float = 20.0, what: str = "condition", detail=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for: {what} {detail()}")
+        time.sleep(0.1)
+
+
+def settle(stats: WatchStats, idle: float = 1.0, timeout: float = 30.0) -> None:
+    """Wait until nothing is pending and no batch ran for `idle` seconds."""
+    deadline = time.monotonic() + timeout
+    seen, since = stats.batches, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if stats.batches != seen or stats.pending:
+            seen, since = stats.batches, time.monotonic()
+        elif time.monotonic() - since >= idle:
+            return
+    pytest.fail("the daemon never went idle")
+
+
+def meta(vault: Path, rel: str) -> dict:
+    return pyfrontmatter.loads((vault / rel).read_text(encoding="utf-8")).metadata
+
+
+def related_of(vault: Path, rel: str) -> list[str]:
+    return list(meta(vault, rel).get("related") or [])
+
+
+def all_related(vault: Path) -> dict[str, list[str]]:
+    return {p.relative_to(vault).as_posix(): related_of(vault, p.relative_to(vault).as_posix())
+            for p in vault.rglob("*.md") if ".obsidian" not in p.parts}
+
+
+def citing(vault: Path, name: str) -> set[str]:
+    return {note for note, links in all_related(vault).items() if any(link.startswith(f"[[{name}") for link in links)}
+
+
+def test_start_up_writes_every_note_then_new_and_edited_notes_follow(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder)
+    with running_daemon(app) as stats:
+        for rel in NOTES:  # the start-up pass wrote every note
+            assert related_of(vault, rel) and meta(vault, rel).get("summary"), rel
+        assert stats.observer == "native"
+
+        (vault / "Garden/Slugs.md").write_text(
+            "# Slugs\n\nSlugs eat seedlings, lettuce and hostas at night in damp weather. Beer traps, copper tape, "
+            "nematodes and a torchlit hunt after rain keep them down; thrushes and frogs eat them too.\n")
+        eventually(lambda: related_of(vault, "Garden/Slugs.md") and meta(vault, "Garden/Slugs.md").get("summary"),
+                   what="the new note gets related links and a summary")
+        assert any("Garden" in link or name in link for link in related_of(vault, "Garden/Slugs.md")
+                   for name in ("Tomatoes", "Compost", "Watering", "Seed saving"))
+
+        new_body = ("# Knife skills\n\nA reward model trained on human preferences can be gamed: the policy learns "
+                    "to please the reward model rather than the humans behind it. Overseers must check the "
+                    "agent's behaviour, not only its reward, and specification gaming should be expected.\n")
+        # The user rewrites the body entirely (the frontmatter stays: removing a key would opt the note out).
+        old = (vault / "Kitchen/Knife skills.md").read_text()
+        frontmatter_block = old[:old.index("\n---\n", 3) + 5]
+        (vault / "Kitchen/Knife skills.md").write_text(frontmatter_block + new_body)
+        eventually(lambda: "reward model" in (meta(vault, "Kitchen/Knife skills.md").get("summary") or ""),
+                   what="the rewritten note's summary follows its new text")
+        eventually(lambda: any("Reward hacking" in link or "Goodhart" in link
+                               for link in related_of(vault, "Kitchen/Knife skills.md")),
+                   what="the rewritten note's related links follow its new topic")
+        body = (vault / "Kitchen/Knife skills.md").read_text()
+        assert body.endswith(new_body)
+
+
+def test_own_writes_cause_no_second_round_and_an_edit_cascades_to_few_notes(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder)
+    with running_daemon(app) as stats:
+        settle(stats)  # the start-up pass's own writes come back as events: all ignored
+        assert stats.notes_indexed == 0 and stats.notes_written == 0
+        before = (stats.batches, stats.notes_indexed, stats.notes_written, stats.own_writes_ignored)
+        history_before = len(stats.history)
+
+        with open(vault / "Garden/Compost.md", "a", encoding="utf-8") as handle:
+            handle.write("\nWorms in the compost heap speed everything up; a wormery works on a balcony too.\n")
+        eventually(lambda: stats.notes_indexed > before[1], what="the edit is indexed")
+        settle(stats)
+
+        batches = list(stats.history)[history_before:]
+        working = [b for b in batches if b.paths]
+        assert len(working) == 1, batches  # exactly one batch did work: the user's edit
+        work = working[0]
+        assert work.paths == ("Garden/Compost.md",) and work.indexed == 1 and work.embedded >= 1
+        others = set(work.written) - {"Garden/Compost.md"}
+        assert len(others) <= 3, f"one edit rewrote {len(others)} other notes: {sorted(others)}"
+        assert work.synced <= 1 + 10  # the note, notes citing it, and its nearest neighbours at most
+        # Every note the daemon wrote came back as a file event and was recognised as its own write.
+        assert stats.notes_indexed - before[1] == 1
+        assert stats.own_writes_ignored - before[3] == stats.notes_written - before[2] == len(work.written)
+        assert all(not b.paths and b.indexed == 0 and b.synced == 0 for b in batches if b is not work)
+
+
+def test_renames_moves_and_deletes_update_the_links_in_other_notes(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder)
+    with running_daemon(app) as stats:
+        citers = citing(vault, "Reward hacking")
+        assert citers, "precondition: some note lists Reward hacking"
+        embedded = stats.chunks_embedded
+
+        os.rename(vault / "Alignment/Reward hacking.md", vault / "Alignment/Reward tampering.md")
+        eventually(lambda: not citing(vault, "Reward hacking") and citing(vault, "Reward tampering") >= citers,
+                   what="links to the renamed note use its new name")
+        assert stats.chunks_embedded == embedded, "a rename re-embedded the note"
+        assert app.store.note("Alignment/Reward hacking.md") is None
+
+        (vault / "Archive").mkdir()
+        os.rename(vault / "Alignment/Corrigibility.md", vault / "Archive/Corrigibility.md")
+        eventually(lambda: app.store.note("Archive/Corrigibility.md") is not None
+                   and app.store.note("Alignment/Corrigibility.md") is None, what="the moved note is indexed")
+        assert related_of(vault, "Archive/Corrigibility.md")
+        assert app.store.last_written("Archive/Corrigibility.md") is not None, "the move lost what ideaweave wrote"
+        assert stats.chunks_embedded == embedded, "a move re-embedded the note"
+
+        shutil.move(str(vault / "Kitchen"), str(vault / "Recipes"))
+        eventually(lambda: not [p for p in app.store.note_paths() if p.startswith("Kitchen/")]
+                   and len([p for p in app.store.note_paths() if p.startswith("Recipes/")]) == 4,
+                   what="a moved folder's notes are re-indexed under the new folder")
+        assert stats.chunks_embedded == embedded, ("moving a folder re-embedded its notes", list(stats.history))
+
+        gone = citing(vault, "Goodhart's law")
+        assert gone, "precondition: some note lists Goodhart's law"
+        (vault / "Alignment/Goodhart's law.md").unlink()
+        eventually(lambda: not citing(vault, "Goodhart's law"), what="links to a deleted note disappear")
+
+        shutil.rmtree(vault / "Garden")
+        eventually(lambda: not [p for p in app.store.note_paths() if p.startswith("Garden/")]
+                   and not any(citing(vault, n) for n in ("Tomatoes", "Compost", "Watering", "Seed saving")),
+                   what="a deleted folder's notes leave the index and every related list",
+                   detail=lambda: ({p: (r.values.get("related")) for p, r in app.store.all_written().items()}, all_related(vault), [(b.paths, b.written, b.synced) for b in stats.history if b.paths]))
+        settle(stats)
+        # Every remaining link resolves to a note that exists.
+        names = {p.stem.lower() for p in vault.rglob("*.md")}
+        for note, links in all_related(vault).items():
+            for link in links:
+                assert re.match(r"\[\[([^\]|#]*)", link).group(1).split("/")[-1].lower() in names, (note, link)
+
+
+def test_a_restart_after_a_clean_stop_syncs_only_what_changed_meanwhile(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault")
+    with running_daemon(make_app(vault, tmp_path, embedder)) as stats:
+        assert stats.start_up_synced == len(NOTES)  # first start: every note
+    with running_daemon(make_app(vault, tmp_path, embedder)) as stats:
+        assert stats.start_up_synced == 0  # nothing changed while it was stopped
+    path = vault / "Garden/Compost.md"
+    text = path.read_text()
+    path.write_text(text[:text.index("# Compost")] + "# Compost\n\nWorms in a wormery turn kitchen scraps into "
+                    "rich compost on a balcony. A wormery needs shade, damp bedding and no citrus peel. The worms "
+                    "eat their own weight in scraps every day and leave a dark liquid feed for pot plants.\n")
+    with running_daemon(make_app(vault, tmp_path, embedder)) as stats:
+        assert 1 <= stats.start_up_synced <= 1 + 10 + 5  # the note, its neighbours, the notes citing it
+        assert "orm" in meta(vault, "Garden/Compost.md")["summary"]  # the note edited while stopped was synced
+    (tmp_path / "state" / "watch-ledger.json").unlink()  # as after a crash: no record of a clean stop
+    with running_daemon(make_app(vault, tmp_path, embedder)) as stats:
+        assert stats.start_up_synced == len(NOTES)
+
+
+def test_the_polling_observer_follows_changes_too(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:6]})
+    app = make_app(vault, tmp_path, embedder, **{"watch.observer": "polling", "watch.poll_seconds": 0.3})
+    with running_daemon(app) as stats:
+        assert stats.observer == "polling"
+        (vault / "Garden/Slugs.md").write_text(
+            "# Slugs\n\nSlugs eat seedlings and lettuce at night in damp weather; beer traps and copper tape help, "
+            "and so do frogs, thrushes and a torchlit hunt after the rain on a warm evening in the vegetable garden.\n")
+        eventually(lambda: related_of(vault, "Garden/Slugs.md"), what="the polled change is processed")
+
+
+def test_a_second_daemon_on_the_same_vault_is_refused(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:3]})
+    app = make_app(vault, tmp_path, embedder)
+    with running_daemon(app):
+        second = make_app(vault, tmp_path, embedder)
+        with pytest.raises(LockError, match=rf"PID {os.getpid()}"):
+            run_watch(second, stop=threading.Event())
+    with running_daemon(make_app(vault, tmp_path, embedder)):  # the lock went with the first daemon
+        pass
+
+
+def test_paused_writes_are_held_and_written_on_resume(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:6]})
+    app = make_app(vault, tmp_path, embedder)
+    with running_daemon(app) as stats:
+        settle(stats)
+        stats.writes_paused.set()  # what the API's POST /pause does
+        (vault / "Garden/Slugs.md").write_text("# Slugs\n\nSlugs eat seedlings and lettuce at night in damp weather; beer traps and "
+                          "copper tape help, and so do frogs and thrushes in the vegetable garden after rain.\n")
+        eventually(lambda: app.store.note("Garden/Slugs.md") is not None, what="indexed while paused")
+        settle(stats)
+        assert "related" not in meta(vault, "Garden/Slugs.md") and stats.pending == 0
+        stats.writes_paused.clear()
+        eventually(lambda: related_of(vault, "Garden/Slugs.md"), what="written once resumed")
+
+
+def test_on_battery_the_start_up_pass_waits_for_mains_power(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:3]})
+    app = make_app(vault, tmp_path, embedder)
+    power = {"battery": True}
+    watcher = VaultWatcher(app, threading.Event(), battery=BatteryGate(True, check=lambda: power["battery"],
+                                                                        interval=0.05))
+    with running_daemon(app, watcher=watcher, wait_ready=False) as stats:
+        time.sleep(1.0)
+        assert stats.paused_on_battery and not stats.ready and app.store.counts()["notes"] == 0
+        power["battery"] = False
+        assert stats.ready_event.wait(30)
+        assert related_of(vault, "Garden/Tomatoes.md")
+
+
+def test_an_overflowing_event_queue_turns_into_a_full_rescan(tmp_path, embedder):
+    import queue
+
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
+    app = make_app(vault, tmp_path, embedder)
+    watcher = VaultWatcher(app, threading.Event())
+    watcher.events = queue.Queue(maxsize=3)  # memory stays bounded: past the limit, events give way to a rescan
+    with running_daemon(app, watcher=watcher) as stats:
+        for i in range(12):
+            (vault / f"Bulk/Note {i}.md").parent.mkdir(exist_ok=True)
+            (vault / f"Bulk/Note {i}.md").write_text(f"# Note {i}\n\n" + list(NOTES.values())[4 + i % 8])
+        eventually(lambda: all(related_of(vault, f"Bulk/Note {i}.md") for i in range(12)),
+                   what="every note of the burst is written")
+        assert stats.full_rescans >= 1
+
+
+# ------------------------------------------------------------------ torture: a second process edits while the daemon writes
+
+
+def strip_managed(text: str) -> str:
+    """The note without the `related` and `summary` keys (and without a frontmatter left empty)."""
+    if not text.startswith("---\n"):
+        return text
+    end = text.find("\n---\n", 3)
+    if end < 0:
+        return text
+    kept, skipping = [], False
+    for line in text[4:end + 1].splitlines(keepends=True):
+        if re.match(r"(related|summary):", line):
+            skipping = True
+            continue
+        if skipping and line[:1] in (" ", "\t"):
+            continue
+        skipping = False
+        kept.append(line)
+    rest = text[end + 5:]
+    return "---\n" + "".join(kept) + "---\n" + rest if kept else rest
+
+
+def _torture(root: str, initial: dict[str, str], seconds: float, seed: int, results) -> None:
+    """Append numbered lines to random notes and rename some, like a user typing in several notes."""
+    rng = random.Random(seed)
+    words = " ".join(initial.values()).replace("#", " ").split()
+    notes = dict(initial)  # current path -> expected text without the managed keys
+    lines, renames, started = 0, 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        path = rng.choice(sorted(notes))
+        if rng.random() < 0.08:
+            folder = rng.choice(["Garden", "Alignment", "Kitchen", ""])
+            new = f"{folder}/Renamed {renames}.md".lstrip("/")
+            os.rename(os.path.join(root, path), os.path.join(root, new))
+            notes[new] = notes.pop(path)
+            renames += 1
+        else:
+            # Words from other notes move summaries and related lists: the daemon writes a lot.
+            line = f"torture line {lines:05d} " + " ".join(rng.choice(words) for _ in range(12)) + "\n"
+            with open(os.path.join(root, path), "a", encoding="utf-8") as handle:
+                handle.write(line)
+            notes[path] += line
+            lines += 1
+        time.sleep(rng.uniform(0.0, 0.06))
+    results.put((notes, lines, renames))
+
+
+def test_torture_a_second_process_appends_and_renames_while_the_daemon_writes(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder, **{"watch.quiet_ms": 100, "watch.max_batch_ms": 500})
+    with running_daemon(app) as stats:
+        initial = {rel: strip_managed((vault / rel).read_text(encoding="utf-8")) for rel in NOTES}
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        editor = context.Process(target=_torture, args=(str(vault), initial, 12.0, 7, results))
+        editor.start()
+        expected, lines, renames = results.get(timeout=60)
+        editor.join(10)
+        settle(stats, idle=1.5)
+    assert editor.exitcode == 0
+    print(f"torture: {lines} lines, {renames} renames; daemon: {stats.batches} batches, {stats.notes_indexed} notes "
+          f"indexed, {stats.notes_written} written, {stats.own_writes_ignored} own writes ignored")
+    assert lines > 100 and renames > 5 and stats.batches > 10 and stats.notes_written > 20, (lines, renames, stats)
+
+    found = {p.relative_to(vault).as_posix() for p in vault.rglob("*") if p.is_file() and ".obsidian" not in p.parts}
+    assert found == set(expected), "notes appeared or vanished (a resurrected name or a leftover temp file)"
+    text_of = {rel: (vault / rel).read_text(encoding="utf-8") for rel in expected}
+    for rel, text in text_of.items():
+        pyfrontmatter.loads(text)  # parses
+        assert strip_managed(text) == expected[rel], f"{rel}: bytes outside the managed keys changed"
+    counts = {}
+    for text in text_of.values():
+        for number in re.findall(r"^torture line (\d+) ", text, flags=re.M):
+            counts[number] = counts.get(number, 0) + 1
+    assert len(counts) == lines and set(counts.values()) == {1}
+
+
+# ------------------------------------------------------------------ crash: kill -9 during indexing and writing
+
+RUNNER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {daemon!r})
+from ideaweave import config
+from ideaweave.app import App, scan_rules
+from ideaweave.config import Settings
+from ideaweave.watch import run_watch
+
+settings = config.replace(Settings(), **{settings!r})
+app = App(settings, Path({vault!r}))
+code = run_watch(app, on_ready=lambda: print("ready", flush=True))
+app.close()
+sys.exit(code)
+"""
+
+
+def _long_notes(count: int, seed: int) -> dict[str, str]:
+    """Notes of several paragraphs, so that indexing and writing them takes seconds."""
+    rng = random.Random(seed)
+    words = " ".join(NOTES.values()).replace("#", " ").split()
+    notes = {}
+    for i in range(count):
+        paragraphs = [" ".join(rng.choice(words) for _ in range(rng.randint(60, 120))) + "." for _ in range(4)]
+        notes[f"Bulk/Note {i:02d}.md"] = f"# Note {i}\n\n" + "\n\n".join(paragraphs) + "\n"
+    return notes
+
+
+def test_kill_9_at_random_moments_leaves_notes_intact_and_the_index_consistent(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {**NOTES, **_long_notes(8, seed=3)})
+    overrides = {"state_dir": str(tmp_path / "state"), "watch.quiet_ms": 100, "watch.max_batch_ms": 500,
+                 "writer.defer_seconds": 0.0, "api.enabled": False, "models.verify": False}
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER.format(daemon=str(DAEMON_DIR), settings=overrides, vault=str(vault)))
+    expected = {p.relative_to(vault).as_posix(): p.read_text(encoding="utf-8") for p in vault.rglob("*.md")}
+    rng = random.Random(11)
+    words = " ".join(NOTES.values()).replace("#", " ").split()
+    phases, started = [], time.monotonic()
+    while time.monotonic() - started < 15 or len(phases) < 4:
+        # The user changes a few notes between runs, so that every run has indexing and writing to do.
+        for rel in rng.sample(sorted(expected), 3):
+            line = f"\nEdited before run {len(phases)}: " + " ".join(rng.choice(words) for _ in range(15)) + ".\n"
+            with open(vault / rel, "a", encoding="utf-8") as handle:
+                handle.write(line)
+            expected[rel] = strip_managed(expected[rel]) + line
+        before = {rel: (vault / rel).read_bytes() for rel in expected}
+        daemon = subprocess.Popen([sys.executable, str(runner)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if len(phases) % 2:  # aim at the writes: kill within 30 ms of the first byte written
+            deadline = time.monotonic() + 10
+            while (time.monotonic() < deadline and not select.select([daemon.stdout], [], [], 0.003)[0]
+                   and all((vault / r).read_bytes() == d for r, d in before.items())):
+                pass
+            time.sleep(rng.uniform(0.0, 0.03))
+        else:  # anywhere: a full start-up here takes about 4 s, a restart about 1.5 s
+            time.sleep(rng.uniform(0.5, 4.5))
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
+        wrote = any((vault / rel).read_bytes() != data for rel, data in before.items())
+        phases.append("after start-up" if daemon.stdout.read() else "while writing" if wrote else "while indexing")
+        for rel, text in expected.items():  # intact after every crash
+            current = (vault / rel).read_text(encoding="utf-8")
+            pyfrontmatter.loads(current)
+            assert strip_managed(current) == strip_managed(text), f"{rel} damaged by a crash"
+    assert "while writing" in phases and "while indexing" in phases, phases
+
+    daemon = subprocess.Popen([sys.executable, str(runner)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert daemon.stdout.readline().strip() == "ready", daemon.stderr.read()
+    time.sleep(1.0)  # the start-up pass's own writes come back as events and are ignored
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.stderr.read()
+
+    leftovers = [p.name for p in vault.rglob("*") if p.is_file() and p.suffix not in (".md", ".json")]
+    assert leftovers == [], "temporary files of crashed writes were left behind"
+    for rel, text in expected.items():
+        current = (vault / rel).read_text(encoding="utf-8")
+        assert strip_managed(current) == strip_managed(text)
+        assert meta(vault, rel).get("related"), f"{rel} was never written"
+
+    def contents(state: Path) -> dict[str, tuple[str, ...]]:
+        with Store.open(state, embedder.dim, embedder.model_id) as store:
+            assert store.counts().get("chunks_without_vectors", 0) == 0
+            return {p: tuple(c.hash for c in store.chunks_of(p)) for p in store.note_paths()}
+
+    survivor = contents(tmp_path / "state")
+    with Store.open(tmp_path / "clean", embedder.dim, embedder.model_id) as store:
+        Indexer(VaultScanner(vault, scan_rules(Settings())), store, embedder, Settings().embedding.max_tokens).run()
+    assert survivor == contents(tmp_path / "clean")
+    print("kills:", phases)
