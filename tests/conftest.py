@@ -32,3 +32,12 @@ def embedder_q8() -> LlamaEmbedder:
     model = LlamaEmbedder(_built(EMBEDDING_Q8), EmbedderOptions(threads=1, batch_tokens=512))
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_network():
+    """The whole suite runs under private mode's socket guard: any connection to a non-loopback
+    address fails the test that made it."""
+    from ideaweave.privacy import install_socket_guard
+
+    install_socket_guard()

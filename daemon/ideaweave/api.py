@@ -421,7 +421,7 @@ class AppBackend:
         path = settled.entry.path
         store = self.app.store
         if not applied:
-            log.info("%s: the bridge did not apply write %s: %s", path, write_id, error)
+            log.debug("%s: the bridge did not apply write %s: %s", path, write_id, error)
             store.set_write_issue(path, f"the Obsidian bridge could not apply the change: {error or 'no reason given'}")
             return
         if not settled.newest:

@@ -680,7 +680,7 @@ class LlmSummarizer:
         answer = clean_llm_output(self.generate(self.chat_prompt(title, text)), self.max_chars)
         if acceptable_llm_summary(answer, f"{title}\n{text}", INSTRUCTIONS, self.max_chars):
             return answer, "llm"
-        log.debug("%s: the model's summary was not used: %r", note.path, answer)
+        log.debug("%s: the model's summary was not used (%d characters)", note.path, len(answer or ""))
         return fallback(), "extractive"
 
     def chat_prompt(self, title: str, text: str) -> str:

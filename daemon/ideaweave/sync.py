@@ -158,7 +158,7 @@ class VaultSync:
                 target = link_target(resolver, link, note)
                 if target is not None:
                     self.app.store.set_feedback(note, target, action)
-                    log.info("%s: %s %s", note, "rejected" if action == "rejected" else "pinned", link)
+                    log.debug("%s: %s %s", note, action, link)  # titles only at debug level
 
     def _write(self, write, base: bytes, report: SyncReport, dry_run: bool, inputs: dict) -> None:
         store = self.app.store
@@ -178,7 +178,7 @@ class VaultSync:
             if result.status != "conflict":
                 break
             # The user saved the note between our read and our write: their bytes win; plan again from them.
-            log.info("%s: changed while being written; planning again", write.path)
+            log.debug("%s: changed while being written; planning again", write.path)
             replanned = self._replan(write.path, inputs)
             if replanned is None:
                 report.unchanged += 1
@@ -188,7 +188,7 @@ class VaultSync:
             store.record_written(write.path, result.checksum, write.remembered)
             store.clear_write_issue(write.path)
             report.written.append(write.path)
-            log.info("%s: wrote %s", write.path, ", ".join(write.values))
+            log.debug("%s: wrote %s", write.path, ", ".join(write.values))
         elif result.status == "unchanged":
             store.record_written(write.path, checksum(base), write.remembered)
             report.unchanged += 1
