@@ -149,24 +149,31 @@ def test_an_edit_between_plan_and_write_wins_and_the_write_is_planned_again(tmp_
 
 
 def _editor(path: str, started, bursts: int) -> None:
-    """A user typing: bursts of saves (read the note, add a line, write it back), then a pause."""
+    """A user typing in an editor like Obsidian's: the note lives in a buffer, reloaded from disk
+    when the editor is idle, and each save writes the whole buffer over the file (in place); bursts of
+    saves, then a pause that is long next to ideaweave's defer window."""
+    import random
+
+    pauses = random.Random(7)
     started.set()
     line = 0
     for _ in range(bursts):
+        with open(path, encoding="utf-8") as handle:
+            buffer = handle.read()  # idle: take in what changed on disk (ideaweave's frontmatter)
         for _ in range(5):
+            buffer += f"typed line {line}\n"
             with open(path, "r+", encoding="utf-8") as handle:
-                text = handle.read()
-                handle.seek(0)
-                handle.write(text + f"typed line {line}\n")
+                handle.write(buffer)
                 handle.truncate()
             line += 1
             time.sleep(0.002)
-        time.sleep(0.06)
+        time.sleep(pauses.uniform(0.15, 0.3))
 
 
 def test_race_with_a_real_editor_process_loses_no_line(tmp_path):
     """Another process keeps saving while ideaweave writes the way the daemon does (deferring notes
-    saved moments ago, compare-and-swap): every line the user saved must survive exactly once."""
+    saved moments ago, compare-and-swap): every line the user saved survives exactly once, and
+    ideaweave's own values land (an editor save may overwrite them; the daemon writes them again)."""
     path = note(tmp_path, "---\ntags: [x]\n---\nStart.\n")
     started = multiprocessing.Event()
     editor = multiprocessing.Process(target=_editor, args=(str(path), started, 40))
