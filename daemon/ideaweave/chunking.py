@@ -121,14 +121,15 @@ def readable(markdown: str) -> str:
     [text](url) -> text, embeds and bare URLs dropped, runs of blank lines collapsed."""
     text = markdown
     if "[" in text:  # the checks skip regex passes that cannot match: most spans hold no link
-        text = MARKDOWN_LINK.sub(lambda m: m.group(2), WIKILINK.sub(_wikilink_words, text))
+        text = MARKDOWN_LINK.sub(lambda m: m.group(2), WIKILINK.sub(wikilink_words, text))
     if "://" in text:
         text = _BARE_URL.sub("", text)
     text = _TRAILING_BLANKS.sub("\n", text)
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def _wikilink_words(match: re.Match) -> str:
+def wikilink_words(match: re.Match) -> str:
+    """What Obsidian shows for a wikilink match: the alias, else the note's name (and '> heading')."""
     # Plain string work rather than parse_wikilink: this runs on every probe of the budget search.
     if match.group(1):  # an embed shows another file's content, not words of this note
         return ""

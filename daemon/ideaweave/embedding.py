@@ -67,7 +67,7 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_seqs: int) -> li
 _log_callback = None
 
 
-def _route_llama_logs() -> None:
+def route_llama_logs() -> None:
     """Send llama.cpp's own log lines to Python logging (debug), not to the terminal."""
     global _log_callback
     if _log_callback is not None:
@@ -98,7 +98,7 @@ class LlamaEmbedder:
         import llama_cpp
         from llama_cpp import _internals
 
-        _route_llama_logs()
+        route_llama_logs()
         self._lock = threading.Lock()  # one llama context is not safe to use from two threads
         self.path = Path(path)
         model_params = llama_cpp.llama_model_default_params()

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from markdown_it import MarkdownIt
 
-from .embedding import Embedder, _route_llama_logs, file_model_id
+from .chunking import wikilink_words
+from .embedding import Embedder, file_model_id, route_llama_logs
 from .errors import ModelError
 from .vault import MARKDOWN_LINK, WIKILINK, Note
 
@@ -124,7 +125,7 @@ def balance_quotes(text: str) -> str:
 
 def _render_markup(text: str) -> str:
     if "[" in text:
-        text = WIKILINK.sub(_wikilink_words, text)
+        text = WIKILINK.sub(wikilink_words, text)
         text = MARKDOWN_LINK.sub(lambda m: "" if m.group(1) else m.group(2), text)
         text = _FOOTNOTE.sub("", text)
     text = _URL.sub("", _HTML_TAG.sub("", text))
@@ -133,19 +134,6 @@ def _render_markup(text: str) -> str:
         text = pattern.sub(r"\2", text)
     # Bold or strikethrough over several sentences leaves one marker in each: drop the strays.
     return _ESCAPE.sub(r"\1", _STRAY_MARKERS.sub("", text))
-
-
-def _wikilink_words(match: re.Match) -> str:
-    """What Obsidian shows for a wikilink: the alias, else the note's name (and '> heading')."""
-    if match.group(1):  # an embed shows another file, not words of this note
-        return ""
-    target, bar, alias = match.group(2).replace("\\|", "|").partition("|")
-    if bar and alias.strip():
-        return alias.strip()
-    name, _, heading = target.rstrip("\\").partition("#")
-    name = name.rsplit("/", 1)[-1].strip()
-    heading = "" if heading.startswith("^") else heading.strip()
-    return f"{name} > {heading}" if name and heading else name or heading
 
 
 def _hide(text: str, spans: list[tuple[int, int]]) -> str:
@@ -636,7 +624,7 @@ class LlmSummarizer:
         import llama_cpp
         from llama_cpp import _internals
 
-        _route_llama_logs()
+        route_llama_logs()
         self.path = Path(model_path)
         self.max_chars, self.min_words, self.max_new_tokens = max_chars, min_words, max_new_tokens
         self._lock = threading.Lock()  # one llama context is not safe to use from two threads
