@@ -86,6 +86,7 @@ class WatchSettings:
     max_batch_ms: int = setting(10000, "Longest time changes are gathered before they are processed anyway.")
     observer: str = setting("auto", "\"auto\", \"native\" (inotify and friends) or \"polling\" (network drives).")
     poll_seconds: float = setting(5.0, "Interval of the polling observer.")
+    pause_on_battery: bool = setting(True, "Pause indexing and embedding while the machine runs on a discharging battery (where the power supply can be read).")
 
 
 @dataclass(frozen=True)

@@ -547,7 +547,7 @@ class VaultWatcher:
         self.stop = stop
         self.api = api  # the API's backend: told of each fresh index, hands back writes the bridge dropped
         self.stats = stats if stats is not None else WatchStats()
-        self.battery = battery or BatteryGate(getattr(watch, "pause_on_battery", True))
+        self.battery = battery or BatteryGate(watch.pause_on_battery)
         self.events: queue.Queue[FsEvent] = queue.Queue(maxsize=QUEUE_LIMIT)
         self.overflowed = threading.Event()
         self.batcher = EventBatcher(app.scanner.accepts, self._notes_under,
@@ -682,14 +682,15 @@ class VaultWatcher:
         except FileNotFoundError as exc:
             # A note vanished between two steps (renamed while being written): its events are on
             # their way; go over the batch again once they have settled.
-            log.info("a note moved while being processed (%s); processing the batch again", exc)
+            log.debug("a note moved while being processed (%s); processing the batch again", exc)
             self.batcher.defer(batch.paths + batch.retried, time.monotonic() + self.batcher.quiet)
         except Exception as exc:  # one bad batch must not end the daemon; a broken index will
             self._failures += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            # The message can name a note: only its kind is logged above debug level.
             log.error("processing %d changed notes failed (%s); trying again in %.0f s",
-                      len(batch.paths) + len(batch.retried), self.stats.last_error, RETRY_AFTER_ERROR,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
+                      len(batch.paths) + len(batch.retried), type(exc).__name__, RETRY_AFTER_ERROR)
+            log.debug("the failure: %s", exc, exc_info=True)
             if self._failures >= MAX_FAILURES:
                 raise
             self.batcher.defer(batch.paths + batch.retried, time.monotonic() + RETRY_AFTER_ERROR)
@@ -747,7 +748,9 @@ class VaultWatcher:
             listed |= {f.path for f in self.app.scanner.scan() if f.path not in known}
         new_hashes = {_sha256_of(self.app.root / p) for p in listed if p not in known and exists(p)} - {None}
         if new_hashes:  # appeared: a note with the same bytes may have vanished from elsewhere
-            listed |= {p for p, stat in known.items() if stat.content_hash in new_hashes and not exists(p)}
+            written = {p: w.checksum for p, w in self.app.store.all_written().items()}
+            listed |= {p for p, stat in known.items()
+                       if (stat.content_hash in new_hashes or written.get(p) in new_hashes) and not exists(p)}
         return sorted(listed - set(paths))
 
     def _fingerprint(self, path: str) -> tuple[str, ...]:
@@ -780,7 +783,8 @@ class VaultWatcher:
         if self.stats.writes_paused.is_set():
             self._held.update(paths)
             return [], []
-        sync = VaultSync(self.app)
+        # While the Obsidian bridge is connected, it applies the writes inside Obsidian.
+        sync = VaultSync(self.app, handoff=getattr(self.api, "hand_off", None))
         dry_run = not self.app.settings.writer.enabled  # "compute only": summaries cached, nothing written
         written, deferred = [], []
         for start in range(0, len(paths), SYNC_SLICE):
