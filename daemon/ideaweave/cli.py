@@ -35,6 +35,14 @@ def open_app(args: argparse.Namespace) -> App:
     return App(settings, root)
 
 
+def open_indexed_app(args: argparse.Namespace) -> App:
+    """The app with its index brought up to date first, unless --no-index."""
+    app = open_app(args)
+    if not args.no_index:
+        app.indexer.run()
+    return app
+
+
 def vault_relative(app: App, note: str) -> str:
     """Accept a note as a vault-relative path, an absolute path or a path from the current folder."""
     candidate = Path(note)
@@ -74,9 +82,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_related(args: argparse.Namespace) -> int:
-    app = open_app(args)
-    if not args.no_index:
-        app.indexer.run()
+    app = open_indexed_app(args)
     relater = app.relater()
     results = []
     for note in args.notes:
@@ -98,9 +104,7 @@ def cmd_related(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .search import search
 
-    app = open_app(args)
-    if not args.no_index:
-        app.indexer.run()
+    app = open_indexed_app(args)
     hits = search(app.store, app.embedder, args.query, k=args.k, include_private=args.include_private)
     lines = [f"{h.score:.4f}  {h.path}{'#' + h.heading if h.heading else ''}\n        {h.passage[:120]}" for h in hits]
     emit(args, {"query": args.query, "results": [h.as_json() for h in hits]}, "\n".join(lines) or "no results")
@@ -112,9 +116,7 @@ def cmd_novelty(args: argparse.Namespace) -> int:
     from .novelty import novelty
     from .relate import Corpus
 
-    app = open_app(args)
-    if not args.no_index:
-        app.indexer.run()
+    app = open_indexed_app(args)
     path = vault_relative(app, args.note)
     sections = novelty(Corpus(app.store), path)
     lines = [path]
