@@ -191,3 +191,12 @@ def test_race_with_a_real_editor_process_loses_no_line(tmp_path):
         assert text.count(f"typed line {i}\n") == 1, i
     assert text.startswith("---\ntags: [x]\n") and "Start.\n" in text
     assert "written" in outcomes and "deferred" in outcomes
+
+
+def test_a_note_moved_before_the_swap_is_a_conflict_not_a_crash(tmp_path):
+    path = note(tmp_path, "Body.\n")
+    base = path.read_bytes()
+    path.rename(tmp_path / "moved.md")
+    assert atomic_replace(path, b"new", checksum(base)).status == "conflict"
+    assert not path.exists() and (tmp_path / "moved.md").read_bytes() == base
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moved.md"]

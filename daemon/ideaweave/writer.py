@@ -200,7 +200,11 @@ def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResu
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        with open(path, "rb") as original:
+        try:
+            original = open(path, "rb")
+        except FileNotFoundError:  # renamed or deleted since it was read: its new name gets planned
+            return WriteResult(str(path), "conflict", "the note moved while ideaweave was writing it")
+        with original:
             before = os.fstat(original.fileno())
             os.chmod(temp_name, before.st_mode & 0o7777)
             if checksum(original.read()) != expected_checksum:
