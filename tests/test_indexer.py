@@ -132,3 +132,23 @@ def test_interrupted_run_is_completed_next_time(vault, tmp_path, embedder):
     report = indexer.run()
     assert report.embedded_chunks == indexer.store.counts()["chunks"] > 0
     assert indexer.store.counts()["chunks_without_vectors"] == 0
+
+
+def test_links_follow_notes_that_appear_and_disappear_elsewhere(vault, tmp_path, embedder):
+    write(vault, "Plans.md", "Read [[Goodhart]] then [[garden/Goodhart|the other one]] and [x](Goodhart.md).\n\nAlso [[Alignment]].\n")
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    targets = lambda: [link.target_path for link in indexer.store.outgoing_links("Plans.md")]  # noqa: E731
+    assert targets() == [None, None, None, "Alignment.md"]
+    write(vault, "garden/Goodhart.md", "When a measure becomes a target it ceases to be a good measure.\n")
+    indexer.run()  # the only note of that name: every link to the name finds it
+    assert targets() == ["garden/Goodhart.md", "garden/Goodhart.md", "garden/Goodhart.md", "Alignment.md"]
+    write(vault, "Goodhart.md", "A second note of the same name, at the root, next to Plans.\n")
+    indexer.run()  # nearer to Plans.md: the bare links move to it, the folder-qualified one stays
+    assert targets() == ["Goodhart.md", "garden/Goodhart.md", "Goodhart.md", "Alignment.md"]
+    (vault / "Goodhart.md").unlink()
+    indexer.run()
+    assert targets() == ["garden/Goodhart.md", "garden/Goodhart.md", "garden/Goodhart.md", "Alignment.md"]
+    (vault / "garden" / "Goodhart.md").rename(vault / "garden" / "Campbell.md")  # a rename is both at once
+    indexer.run()
+    assert targets() == [None, None, None, "Alignment.md"]

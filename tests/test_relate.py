@@ -11,7 +11,7 @@ import pytest
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.novelty import novelty
-from ideaweave.relate import COMPONENTS, Corpus, Relater, calibrate, diversify, keywords, zscore
+from ideaweave.relate import COMPONENTS, DEFAULT_WEIGHTS, Corpus, Relater, calibrate, diversify, keywords, zscore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -120,3 +120,93 @@ def test_novelty_ranks_a_copied_section_least_novel(example_app, tmp_path):
     assert sections[0].heading == "Something new" and sections[0].novelty > sections[-1].novelty + 0.2
     (root / "Copycat.md").unlink()
     example_app.indexer.run()
+
+
+def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(example_app, tmp_path, monkeypatch):
+    """Large vaults rank through the store's inverted file (sections fetched, not scanned); with every
+    cluster probed it must give the very same suggestions, scores, passages and headings."""
+    from ideaweave import store as store_module
+
+    monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(store_module, "IVF_PROBES", 10_000)
+    root = tmp_path / "vault"
+    shutil.copytree(example_app.root, root)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
+    app.__dict__["embedder"] = example_app.embedder
+    app.indexer.run()
+    try:
+        corpus = Corpus(app.store)
+        assert not corpus.exact and corpus.chunk_vectors is None
+        # Keyword evidence is left out on large vaults (FTS5 is too slow there): compare without it.
+        weights = dict(DEFAULT_WEIGHTS, bm25=0.0)
+        exact = Relater(Corpus(example_app.store), weights)
+        assert exact.corpus.exact
+        approximate = Relater(corpus, weights)
+        for path in app.store.note_paths():
+            want = [(s.path, round(s.score, 4), s.passage, s.heading, s.why) for s in exact.rank(path, k=10)]
+            got = [(s.path, round(s.score, 4), s.passage, s.heading, s.why) for s in approximate.rank(path, k=10)]
+            assert got == want, path
+        borrowed = novelty(corpus, "Concepts/Goodhart's law.md")
+        assert borrowed == novelty(exact.corpus, "Concepts/Goodhart's law.md")
+    finally:
+        app.store.close()
+
+
+def corpus_state(corpus: Corpus) -> dict:
+    return {
+        "paths": corpus.paths, "notes": corpus.notes, "template": corpus.template.tolist(),
+        "private": corpus.private.tolist(), "chunk_ordinal": corpus.chunk_ordinal.tolist(),
+        "chunk_note": corpus.chunk_note.tolist(), "chunk_vid": corpus.chunk_vid.tolist(),
+        "chunk_start": corpus.chunk_start.tolist(), "title_index": corpus.title_index,
+        "edges": sorted(corpus.graph.graph.edges()),
+    }
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "inverted file"])
+def test_an_updated_corpus_equals_a_fresh_load(tmp_path, embedder, monkeypatch, exact):
+    """The daemon carries its snapshot over from batch to batch, reading only the notes that changed:
+    after edits, new notes, deletions, renames and changed links it must hold what a full load holds."""
+    from ideaweave import store as store_module
+
+    if not exact:
+        monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
+    root = tmp_path / "vault"
+    shutil.copytree(EXAMPLE, root)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
+    app.__dict__["embedder"] = embedder
+    app.indexer.run()
+    try:
+        corpus = Corpus(app.store)
+        assert corpus.exact == exact
+        (root / "Concepts" / "Reward hacking.md").write_text(
+            "---\naliases: [reward tampering]\n---\n# Reward hacking\n\nAn agent tampers with its reward sensor. "
+            "See [[Goodhart's law]] and [[Wireheading]].\n", encoding="utf-8")
+        (root / "Concepts" / "Wireheading.md").write_text(
+            "# Wireheading\n\nStimulating one's own reward channel directly. [[Corrigibility]]\n", encoding="utf-8")
+        (root / "Concepts" / "Sparse autoencoders.md").unlink()
+        (root / "Papers" / "AI safety via debate.md").rename(root / "Papers" / "Debate.md")
+        report = app.indexer.run()
+        touched = set(report.changed) | set(report.deleted) | {old for old, _ in report.renamed} | set(report.relinked)
+        assert "Concepts/Wireheading.md" in touched and report.relinked  # links to the deleted and renamed notes
+        updated = corpus.updated(touched)
+        fresh = Corpus(app.store, note_mean=corpus.note_mean, chunk_mean=corpus.chunk_mean)
+        assert corpus_state(updated) == corpus_state(fresh)
+        np.testing.assert_allclose(updated.note_vectors, fresh.note_vectors, atol=1e-6)
+        if exact:
+            np.testing.assert_allclose(updated.chunk_vectors, fresh.chunk_vectors, atol=1e-6)
+        want = [(s.path, round(s.score, 4)) for s in Relater(fresh).rank("Concepts/Reward hacking.md")]
+        assert [(s.path, round(s.score, 4)) for s in Relater(updated).rank("Concepts/Reward hacking.md")] == want
+        assert corpus.updated(set()) is corpus
+        # A frontmatter-only change (what the daemon's own writes are) is indexed again without the
+        # snapshot being told: its sections are named by (note, position), so passages still resolve.
+        suggested = [s.path for s in Relater(updated).rank("Concepts/Reward hacking.md")]
+        for path in suggested:
+            text = (root / path).read_text(encoding="utf-8")
+            (root / path).write_text("---\nreviewed: true\n---\n" + text if not text.startswith("---") else
+                                     text.replace("---\n", "---\nreviewed: true\n", 1), encoding="utf-8")
+        assert set(app.indexer.run().changed) == set(suggested)
+        after = [(s.path, s.passage, s.heading) for s in Relater(updated).rank("Concepts/Reward hacking.md")]
+        assert after == [(s.path, s.passage, s.heading) for s in Relater(fresh).rank("Concepts/Reward hacking.md")]
+        assert all(passage for _, passage, _ in after)
+    finally:
+        app.store.close()

@@ -577,10 +577,84 @@ def test_reads_from_another_thread_while_writing(store: Store):
     assert faiss_ids(store) == table_ids(store)
 
 
-def test_faiss_index_gathers_rows_by_id_and_refuses_unknown_ids():
-    index = store_module.FaissIndex.empty(2)
+def trained_ivf(dim: int = 2) -> store_module.IvfIndex:
+    sample = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]] * 10, np.float32)
+    return store_module.IvfIndex.trained(dim, sample, 4)
+
+
+@pytest.mark.parametrize("make", [lambda: store_module.FlatIndex.empty(2), trained_ivf], ids=["flat", "ivf"])
+def test_vector_index_gathers_rows_by_id_and_refuses_unknown_ids(make):
+    index = make()
     index.add(np.array([7, 3]), np.array([[1, 0], [0, 1]], np.float32))
     np.testing.assert_array_equal(index.gather(np.array([3, 7, 3])), [[0, 1], [1, 0], [0, 1]])
     assert index.gather(np.array([], np.int64)).shape == (0, 2)
+    assert sorted(index.ids().tolist()) == [3, 7]
     with pytest.raises(StoreError, match="out of step"):
         index.gather(np.array([5]))
+    index.remove(np.array([7]))
+    assert index.ids().tolist() == [3]
+
+
+def big_store(state_dir: Path, notes: int, seed: int = 3) -> tuple[Store, dict[str, np.ndarray]]:
+    opened = Store.open(state_dir, DIM, MODEL)
+    chunks = []
+    for n in range(notes):
+        chunks += add_note(opened, f"n{n:03}.md", [f"note {n} part {p}" for p in range(2)])
+    return opened, embed(opened, chunks, seed=seed)
+
+
+def test_store_switches_to_an_inverted_file_above_the_exact_limit_and_back(state_dir: Path, monkeypatch):
+    monkeypatch.setattr(store_module, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(store_module, "IVF_PROBES", 2)
+    opened, stored = big_store(state_dir, 40)  # 80 vectors: still exact
+    assert opened.vectors_exact
+    more = []
+    for n in range(40, 90):
+        more += add_note(opened, f"n{n:03}.md", [f"note {n} part {p}" for p in range(2)])
+    stored.update(embed(opened, more, seed=4))  # 180 vectors: approximate from now on
+    assert not opened.vectors_exact
+    assert isinstance(opened._vectors, store_module.IvfIndex) and opened._vectors.lists == 13
+    assert faiss_ids(opened) == table_ids(opened)
+    # With 2 of 13 clusters probed, every vector still finds itself first (its own cluster is the nearest).
+    hashes = sorted(stored)
+    scores, ids = opened.search_vectors(np.stack([stored[h] for h in hashes]), 1)
+    found = opened.chunks_for_vectors(ids[:, 0].tolist())
+    assert {c.hash for c in found} == set(hashes)
+    np.testing.assert_allclose(opened.gather_vectors(ids[:, 0]), np.stack([stored[h] for h in hashes]), atol=1e-3)
+    opened.close()
+    with Store.open(state_dir, DIM, MODEL) as reopened:  # loaded as saved, not rebuilt
+        assert not reopened.vectors_rebuilt and not reopened.vectors_exact
+        assert faiss_ids(reopened) == table_ids(reopened)
+        reopened.delete_notes([f"n{n:03}.md" for n in range(70)])  # 40 vectors left: below half the limit
+        reopened.gc_vectors()
+        assert reopened.vectors_exact and faiss_ids(reopened) == table_ids(reopened)
+
+
+def test_an_inverted_file_is_reclustered_when_the_vault_has_grown_fourfold(state_dir: Path, monkeypatch):
+    monkeypatch.setattr(store_module, "EXACT_LIMIT", 20)
+    opened, _ = big_store(state_dir, 20)  # 40 vectors: 6 clusters
+    assert opened._vectors.lists == 6
+    opened.close()
+    with Store.open(state_dir, DIM, MODEL) as grown:
+        chunks = []
+        for n in range(20, 100):
+            chunks += add_note(grown, f"n{n:03}.md", [f"note {n} part {p}" for p in range(2)])
+        embed(grown, chunks, seed=9)  # 200 vectors: 14 clusters would be right, 6 is too coarse
+        assert grown._vectors.lists == 14 and faiss_ids(grown) == table_ids(grown)
+
+
+def test_note_means_read_in_small_batches_equal_the_whole_matrix(state_dir: Path):
+    opened, _ = big_store(state_dir, 30)
+    with opened:
+        paths, means, chunk_mean = opened.note_means(batch=7)  # notes split across batches
+        _, note_ids, vectors = opened.chunk_matrix()
+        path_by_id = opened.note_path_by_id()
+        assert paths == sorted(path_by_id.values())
+        for i, path in enumerate(paths):
+            rows = [r for r, nid in enumerate(note_ids) if path_by_id[int(nid)] == path]
+            expected = vectors[rows].mean(axis=0)
+            np.testing.assert_allclose(means[i], expected / np.linalg.norm(expected), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(chunk_mean, vectors.mean(axis=0), rtol=1e-5, atol=1e-6)
+        assert set(opened.notes_at(["n001.md", "missing.md"])) == {"n001.md"}
+        first = opened.chunks_of("n001.md")[0]
+        assert opened.chunk(first.id) == first and opened.chunk(10**9) is None

@@ -47,6 +47,7 @@ class IndexReport:
     deleted: list[str] = field(default_factory=list)
     renamed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    relinked: list[str] = field(default_factory=list)  # notes whose links now point elsewhere
 
     def as_json(self) -> dict:
         return {
@@ -158,8 +159,10 @@ class Indexer:
             self.store.delete_notes(gone)
             report.deleted = gone
         report.embedded_chunks += self._embed_missing()
-        if plan.deleted or any(f.path not in known for f in plan.to_read):
-            self._reresolve_links(skip=set(report.changed))
+        appeared = {f.path for f in plan.to_read if f.path not in known}
+        if plan.deleted or appeared:
+            names = {LinkResolver.name_of_path(p) for p in set(plan.deleted) | appeared}
+            report.relinked = self._reresolve_links(names, skip=set(report.changed))
         self.store.gc_vectors()
         self.store.flush()
         counts = self.store.counts()
@@ -219,15 +222,24 @@ class Indexer:
             self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]))
         return len(hashes)
 
-    def _reresolve_links(self, skip: set[str]) -> None:
-        """Notes were added, removed or renamed: links elsewhere may now point somewhere else."""
-        for path in self.store.note_paths():
-            if path in skip:  # just indexed with the current resolver
-                continue
+    def _reresolve_links(self, names: set[str], skip: set[str]) -> list[str]:
+        """Notes of these names were added, removed or renamed: links to such a name elsewhere may now
+        point somewhere else. Only the notes holding such a link are looked at (one query for all)."""
+        sources = {source for source, raw in self.store.link_targets()
+                   if source not in skip and self._name_of_raw(raw) in names}
+        relinked = []
+        for path in sorted(sources):
             old = self.store.outgoing_links(path)
             new = [LinkRecord(link.raw, self._resolve_raw(link.raw, path), link.heading, link.kind) for link in old]
             if new != old:
                 self.store.replace_links(path, new)
+                relinked.append(path)
+        return relinked
+
+    @staticmethod
+    def _name_of_raw(raw: str) -> str:
+        markdown = raw.startswith("md:")
+        return LinkResolver.name_of_target(raw[3:] if markdown else raw, markdown=markdown)
 
     def _resolve_raw(self, raw: str, source: str) -> str | None:
         markdown = raw.startswith("md:")

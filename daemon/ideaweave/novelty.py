@@ -36,27 +36,32 @@ def novelty(corpus: Corpus, path: str) -> list[SectionNovelty]:
     q = corpus.index.get(path)
     if q is None:
         return []
-    own_chunks = store.chunks_of(path)
-    ids, note_ids, vectors = store.chunk_matrix()
-    position = {int(chunk_id): i for i, chunk_id in enumerate(ids)}
-    own_rows = [position[c.id] for c in own_chunks if c.id in position]
-    if not own_rows:
+    own_chunks = [c for c in store.chunks_of(path) if c.vector_id is not None]
+    if not own_chunks or len(corpus) < 2:
         return []
-    others = np.flatnonzero(corpus.chunk_note != q)
-    if others.size == 0:
-        return []
-    sims = vectors[own_rows] @ vectors[others].T
-    best = sims.argmax(axis=1)
-    by_id = {}
+    own_vectors = store.gather_vectors([c.vector_id for c in own_chunks])
+    # Only the note's own sections can come before the nearest other note's: a few more hits suffice.
+    scores, found = store.search_vectors(own_vectors, len(own_chunks) + 5)
     results = []
-    for row, chunk in zip(range(len(own_rows)), [c for c in own_chunks if c.id in position]):
-        match = int(others[best[row]])
-        match_path = corpus.paths[corpus.chunk_note[match]]
-        if match_path not in by_id:
-            by_id[match_path] = {c.id: c for c in store.chunks_of(match_path)}
-        nearest = by_id[match_path].get(int(ids[match]))
+    for chunk, row_scores, row_vids in zip(own_chunks, scores, found):
+        match = _nearest_elsewhere(corpus, q, row_scores, row_vids)
+        if match is None:
+            continue
+        score, match_row = match
+        nearest = corpus.section(match_row)
         results.append(SectionNovelty(
-            chunk.heading or None, _body(chunk.text, bool(chunk.heading_path)), float(1.0 - sims[row, best[row]]),
-            match_path, nearest.heading or None if nearest else None,
+            chunk.heading or None, _body(chunk.text, bool(chunk.heading_path)), float(1.0 - score),
+            corpus.paths[corpus.chunk_note[match_row]], nearest.heading or None if nearest else None,
             _body(nearest.text, bool(nearest.heading_path)) if nearest else ""))
     return sorted(results, key=lambda s: -s.novelty)
+
+
+def _nearest_elsewhere(corpus: Corpus, q: int, scores: np.ndarray, vids: np.ndarray) -> tuple[float, int] | None:
+    """(cosine, section row) of the best hit that is a section of another note than q."""
+    valid = vids >= 0
+    which, rows = corpus.rows_using(vids[valid])
+    elsewhere = corpus.chunk_note[rows] != q
+    if not elsewhere.any():
+        return None
+    first = int(np.argmax(elsewhere))  # rows come in hit order, best first
+    return float(scores[valid][which[first]]), int(rows[first])

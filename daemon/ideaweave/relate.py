@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .graph import LinkGraph
-from .store import Store
+from .store import Store, row_norms
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ DIVERSITY = 0.6
 DIVERSITY_POOL = 30
 # Semantic neighbours whose own links are propagated as evidence ("nbr").
 NEIGHBOURS = 20
+# Sections fetched from an inverted file per query note (split among its sections, at least the
+# minimum each): enough that the true best section of every note near the top is among them.
+SECTION_HITS = 600
+SECTION_HITS_MIN = 40
 PASSAGE_CHARS = 300
 KEYWORDS = 40
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]{2,}")
@@ -78,52 +84,178 @@ def zscore(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class Corpus:
-    """An in-memory snapshot of what ranking needs, loaded from the store in a few vectorised reads."""
+    """An in-memory snapshot of what ranking needs, loaded from the store in a few vectorised reads.
 
-    def __init__(self, store: Store):
-        self.store = store
-        notes = [n for n in store.notes()]
-        paths, note_vectors = store.note_matrix()
-        self.paths = paths
-        self.index = {p: i for i, p in enumerate(paths)}
-        by_path = {n.path: n for n in notes}
-        self.titles = [by_path[p].title for p in paths]
-        self.template = np.array([by_path[p].is_template for p in paths], dtype=bool)
-        self.private = np.array([by_path[p].private for p in paths], dtype=bool)
+    Memory holds one vector per note (float32, centred). Section vectors stay in the store's vector
+    index; only a small vault's (an exact index) are also copied here, centred, for an exact scan.
+    A snapshot is never changed: `updated()` makes the next one, reading only the notes that changed.
+    """
+
+    def __init__(self, store: Store, note_mean: np.ndarray | None = None, chunk_mean: np.ndarray | None = None):
+        """Load everything; `note_mean`/`chunk_mean` centre the vectors on given means instead of the
+        vault's own (what `updated()` does, so that a note keeps its vector between snapshots)."""
+        paths, note_vectors, own_chunk_mean = store.note_means()
+        flags = store.note_flags()
+        # A note deleted between the two reads keeps a placeholder until the next load.
+        notes = [flags.get(p) or (Path(p).stem, False, False, []) for p in paths]
+        del flags
         # Centred on the vault's mean: MiniLM vectors share a large common direction, and removing it
         # makes cosine measure what sets a note apart (+0.01 to +0.02 recall@10 on the benchmark).
-        self.note_vectors = _centred(note_vectors)
-        chunk_ids, note_ids, chunk_vectors = store.chunk_matrix()
-        path_by_id = store.note_path_by_id()
-        self.chunk_ids = chunk_ids
-        self.chunk_note = np.array([self.index.get(path_by_id[int(i)], -1) for i in note_ids], dtype=np.int64)
-        self.chunk_vectors = _centred(chunk_vectors)
-        self.graph = LinkGraph(store.links(), nodes=paths)
+        if note_mean is None:
+            note_mean = note_vectors.mean(axis=0) if len(paths) > 1 else np.zeros(store.dim, np.float32)
+        if chunk_mean is None:
+            chunk_mean = own_chunk_mean if len(paths) > 1 else np.zeros_like(own_chunk_mean)
+        note_vectors = _centre_on(note_vectors, note_mean, in_place=True)
+        ordinals, note_ids, vector_ids = store.chunk_table()
+        chunk_paths = _lookup_paths(store.note_path_by_id(), note_ids)
+        # The graph keys its edges by the corpus's own path strings, not a fresh copy per link.
+        same = {p: p for p in paths}
+        graph = LinkGraph(((same.get(a, a), same.get(b, b)) for a, b in store.links()), nodes=paths)
+        del same
+        self._assemble(store, paths, notes, note_vectors, note_mean, chunk_mean,
+                       (ordinals, chunk_paths, vector_ids), None, graph, store.vectors_exact)
+        self.changes_since_load = 0
+
+    def _assemble(self, store: Store, paths: list[str], notes: list, note_vectors: np.ndarray,
+                  note_mean: np.ndarray, chunk_mean: np.ndarray, chunks: tuple, chunk_vectors: np.ndarray | None,
+                  graph: LinkGraph, exact: bool) -> None:
+        """Everything derived from the per-note data: indexes, sections grouped by note, title index.
+
+        `chunks` is (ordinals, note path of each, vector_ids); sections of notes not in `paths` are
+        dropped. `chunk_vectors` (exact index only) are the centred vectors of those rows, or None to
+        gather them from the store."""
+        self.store = store
+        self.paths = paths
+        self.index = {p: i for i, p in enumerate(paths)}
+        self.notes = notes  # (title, is_template, private, aliases) per note
+        self.titles = [title for title, _, _, _ in notes]
+        self.template = np.array([is_template for _, is_template, _, _ in notes], dtype=bool)
+        self.private = np.array([private for _, _, private, _ in notes], dtype=bool)
+        self.note_vectors, self.note_mean, self.chunk_mean = note_vectors, note_mean, chunk_mean
+        ordinals, chunk_paths, vector_ids = chunks
+        chunk_note = np.fromiter((self.index.get(p, -1) for p in chunk_paths), dtype=np.int64, count=len(chunk_paths))
+        # Sections grouped by note (a note's sections are rows start[q]:start[q + 1]), in their order;
+        # a note indexed between two reads is left out rather than misattributed.
+        keep = np.flatnonzero(chunk_note >= 0)
+        keep = keep[np.argsort(chunk_note[keep], kind="stable")]
+        self.chunk_ordinal, self.chunk_note, self.chunk_vid = ordinals[keep], chunk_note[keep], vector_ids[keep]
+        self.chunk_start = np.searchsorted(self.chunk_note, np.arange(len(paths) + 1))
+        self.exact = exact
+        # An exact index is small: scanning a centred copy is fastest. A large one is searched.
+        if not exact:
+            self.chunk_vectors = None
+        elif chunk_vectors is not None:
+            self.chunk_vectors = chunk_vectors[keep]
+        else:
+            self.chunk_vectors = _centre_on(store.gather_vectors(self.chunk_vid), chunk_mean)
+        by_vid = np.argsort(self.chunk_vid, kind="stable")
+        self._vid_sorted, self._vid_rows = self.chunk_vid[by_vid], by_vid
+        self.graph = graph
         self.title_index: dict[str, list[int]] = {}
-        for i, note in enumerate(by_path[p] for p in paths):
-            names = [note.title] + [a for a in _aliases(note.frontmatter)]
-            for name in names:
+        for i, (title, _, _, aliases) in enumerate(notes):
+            for name in [title] + aliases:
                 key = normalise_title(name)
                 if len(key) >= 3 and key not in _STOPWORDS:
                     self.title_index.setdefault(key, []).append(i)
 
+    def updated(self, touched: Iterable[str]) -> Corpus:
+        """The next snapshot, after the notes `touched` were indexed again, added or deleted (for a
+        rename, both names; and notes whose links the indexer re-resolved). Only those notes are
+        read; the rest is carried over. Vectors stay centred on this snapshot's means, so a full
+        load happens instead once a tenth of the vault has changed since the last one, or when the
+        store switched between exact and approximate search.
+
+        The link graph is shared and brought up to date in place: an older snapshot still in use
+        sees the new links, which is harmless (it only looks up the notes it knows)."""
+        touched = set(touched)
+        if not touched:
+            return self
+        changes = self.changes_since_load + len(touched)
+        if changes > max(len(self) // 10, 50) or self.store.vectors_exact != self.exact or len(self) < 2:
+            return Corpus(self.store)
+        store = self.store
+        fresh_paths, fresh_vectors, _ = store.note_means(only=touched)
+        flags = store.note_flags(only=touched)  # every touched note that still exists
+        kept = [i for i, p in enumerate(self.paths) if p not in touched]
+        paths = sorted([self.paths[i] for i in kept] + fresh_paths)
+        index = {p: i for i, p in enumerate(paths)}
+        at_kept = np.fromiter((index[self.paths[i]] for i in kept), dtype=np.int64, count=len(kept))
+        at_fresh = np.fromiter((index[p] for p in fresh_paths), dtype=np.int64, count=len(fresh_paths))
+        kept = np.asarray(kept, dtype=np.int64)
+        note_vectors = np.empty((len(paths), self.note_vectors.shape[1]), np.float32)
+        note_vectors[at_kept] = self.note_vectors[kept]
+        note_vectors[at_fresh] = _centre_on(fresh_vectors, self.note_mean, in_place=True)
+        notes: list = [None] * len(paths)
+        for old, new in zip(kept.tolist(), at_kept.tolist()):
+            notes[new] = self.notes[old]
+        for path, new in zip(fresh_paths, at_fresh.tolist()):
+            notes[new] = flags.get(path) or (Path(path).stem, False, False, [])
+        # Sections: the kept notes' rows as they were, the fresh notes' rows from the store.
+        carried = np.isin(self.chunk_note, kept)
+        ordinals, note_ids, vids = store.chunk_table(only=fresh_paths)
+        fresh_chunk_paths = _lookup_paths(store.note_path_by_id(only=fresh_paths), note_ids)
+        old_paths = np.asarray(self.paths, dtype=object)
+        chunks = (np.concatenate([self.chunk_ordinal[carried], ordinals]),
+                  np.concatenate([old_paths[self.chunk_note[carried]], np.asarray(fresh_chunk_paths, dtype=object)]),
+                  np.concatenate([self.chunk_vid[carried], vids]))
+        chunk_vectors = None
+        if self.exact:
+            fresh_chunks = _centre_on(store.gather_vectors(vids), self.chunk_mean) if len(vids) else (
+                np.zeros((0, self.note_vectors.shape[1]), np.float32))
+            chunk_vectors = np.concatenate([self.chunk_vectors[carried], fresh_chunks])
+        graph = self.graph
+        same = {p: p for p in fresh_paths}
+        outgoing: dict[str, set[str]] = {}
+        for source, target in store.links(only=touched):
+            outgoing.setdefault(source, set()).add(target)
+        for path in touched:
+            if path in flags:
+                graph.replace_outlinks(same.get(path, path), outgoing.get(path, ()))
+            else:
+                graph.remove_note(path)
+        following = Corpus.__new__(Corpus)
+        following._assemble(store, paths, notes, note_vectors, self.note_mean, self.chunk_mean, chunks,
+                            chunk_vectors, graph, self.exact)
+        following.changes_since_load = changes
+        return following
+
     def __len__(self) -> int:
         return len(self.paths)
 
+    def rows_of(self, q: int) -> np.ndarray:
+        """The section rows of note q."""
+        return np.arange(self.chunk_start[q], self.chunk_start[q + 1])
 
-def _centred(vectors: np.ndarray) -> np.ndarray:
-    if len(vectors) < 2:
-        return vectors
-    shifted = vectors - vectors.mean(axis=0, keepdims=True)
-    norms = np.linalg.norm(shifted, axis=1, keepdims=True)
-    return (shifted / np.maximum(norms, 1e-9)).astype(np.float32)
+    def section(self, row: int):
+        """The stored chunk of a section row (its text, heading), or None if it is gone since."""
+        return self.store.chunk_at(self.paths[self.chunk_note[row]], int(self.chunk_ordinal[row]))
+
+    def section_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Centred unit vectors of these section rows."""
+        if self.chunk_vectors is not None:
+            return self.chunk_vectors[rows]
+        return _centre_on(self.store.gather_vectors(self.chunk_vid[rows]), self.chunk_mean)
+
+    def rows_using(self, vector_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions into vector_ids, section rows) of every section embedded as one of these vectors
+        (the same text in two notes is one vector)."""
+        lo = np.searchsorted(self._vid_sorted, vector_ids, side="left")
+        hi = np.searchsorted(self._vid_sorted, vector_ids, side="right")
+        counts = hi - lo
+        which = np.repeat(np.arange(len(vector_ids)), counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return which, self._vid_rows[np.repeat(lo, counts) + offsets]
 
 
-def _aliases(frontmatter: dict) -> list[str]:
-    value = frontmatter.get("aliases", frontmatter.get("alias", []))
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value] if isinstance(value, list) else []
+def _lookup_paths(path_by_id: dict[int, str], note_ids: np.ndarray) -> list[str | None]:
+    return [path_by_id.get(int(i)) for i in note_ids]
+
+
+def _centre_on(vectors: np.ndarray, mean: np.ndarray, in_place: bool = False) -> np.ndarray:
+    out = np.asarray(vectors, dtype=np.float32) if in_place else np.array(vectors, dtype=np.float32)
+    out -= np.asarray(mean, dtype=np.float32)
+    out /= np.maximum(row_norms(out), 1e-9)[:, None]
+    return out
 
 
 class Relater:
@@ -141,14 +273,11 @@ class Relater:
         """
         c = self.corpus
         n = len(c)
-        own = c.chunk_note == q
-        sims = c.chunk_vectors[own] @ c.chunk_vectors.T if own.any() else np.zeros((1, len(c.chunk_note)))
-        best_chunk_sim = sims.max(axis=0)
-        chunk = np.full(n, -1.0)
-        np.maximum.at(chunk, c.chunk_note[c.chunk_note >= 0], best_chunk_sim[c.chunk_note >= 0])
+        own = c.section_vectors(c.rows_of(q))
+        chunk = self._best_sections(own)
         text = self._text_of(q) if text is None else text
         bm25 = np.zeros(n)
-        for hit in c.store.fts_search(" ".join(keywords(text)), 200, match_any=True):
+        for hit in self._keyword_hits(text):
             j = c.index.get(hit.note_path)
             if j is not None:
                 bm25[j] = max(bm25[j], hit.score)
@@ -156,10 +285,12 @@ class Relater:
         for j in self._mentioned(text):
             title[j] = 1.0
         aa = np.zeros(n)
-        for path, (score, _) in c.graph.adamic_adar(c.paths[q], exclude=set(exclude_links)).items():
+        shared: dict[int, int] = {}
+        for path, (score, count) in c.graph.adamic_adar(c.paths[q], exclude=set(exclude_links)).items():
             j = c.index.get(path)
             if j is not None:
                 aa[j] = score
+                shared[j] = count
         back = np.zeros(n)
         for path in c.graph.backlinks(c.paths[q]) - set(exclude_links):
             j = c.index.get(path)
@@ -167,16 +298,50 @@ class Relater:
                 back[j] = 1.0
         emb = c.note_vectors @ c.note_vectors[q]
         return {"emb": emb, "chunk": chunk, "bm25": bm25, "title": title, "aa": aa, "back": back,
-                "nbr": self._neighbour_links(q, emb, exclude_links), "_chunk_sims": sims, "_own": own}
+                "nbr": self._neighbour_links(q, emb, exclude_links), "_own": own, "_shared": shared}
+
+    def _keyword_hits(self, text: str):
+        """FTS5 hits for the note's keywords, on vaults small enough to search exactly.
+
+        FTS5 scores every chunk that matches any keyword (about 15 microseconds each), and a note's
+        40 keywords match most chunks of a large vault: 600 ms per query at 100,000 notes against
+        20 ms for everything else (bench/RESULTS.md). Large vaults rank without the keyword evidence.
+        """
+        if not self.weights.get("bm25") or not self.corpus.exact:
+            return []
+        return self.corpus.store.fts_search(" ".join(keywords(text)), 200, match_any=True)
+
+    def _best_sections(self, own: np.ndarray) -> np.ndarray:
+        """Per note, the best cosine between one of its sections and one of `own` (centred vectors).
+
+        Exact index: a scan of every section. Inverted file: the nearest sections found for each of
+        `own`; notes with none found get the lowest score found (they rank below every note found).
+        """
+        c = self.corpus
+        chunk = np.full(len(c), -1.0)
+        if not len(own):
+            return chunk
+        if c.chunk_vectors is not None:
+            best = (own @ c.chunk_vectors.T).max(axis=0)
+            rows = np.arange(len(best))
+        else:
+            k = min(max(SECTION_HITS_MIN, SECTION_HITS // len(own)), len(c.chunk_vid))
+            _, found = c.store.search_vectors(own, k)
+            vids = np.unique(found[found >= 0])
+            best_by_vid = (own @ _centre_on(c.store.gather_vectors(vids), c.chunk_mean).T).max(axis=0)
+            which, rows = c.rows_using(vids)
+            best = best_by_vid[which]
+            if len(best):
+                chunk[:] = best.min()
+        np.maximum.at(chunk, c.chunk_note[rows], best)
+        return chunk
 
     def _neighbour_links(self, q: int, emb: np.ndarray, exclude_links: set[str]) -> np.ndarray:
         """Notes that q's closest notes link to, weighted by closeness: notes about the same thing
         tend to cite the same notes, which carries link evidence to a note that has no links yet."""
         c = self.corpus
         scores = np.zeros(len(c))
-        similar = emb.copy()
-        similar[q] = -np.inf
-        for j in np.argsort(-similar)[:NEIGHBOURS]:
+        for j in [j for j in top_indices(emb, NEIGHBOURS + 1) if j != q][:NEIGHBOURS]:
             weight = max(float(emb[j]), 0.0)
             for target in c.graph.outlinks(c.paths[j]) - exclude_links:
                 t = c.index.get(target)
@@ -235,13 +400,13 @@ class Relater:
     def _suggestion(self, q: int, j: int, score: float, parts: dict) -> Suggestion:
         c = self.corpus
         path = c.paths[j]
-        theirs = np.flatnonzero(c.chunk_note == j)
+        theirs = c.rows_of(j)
         heading, passage, why = None, "", []
-        if theirs.size:
-            sims = parts["_chunk_sims"][:, theirs]
+        if theirs.size and len(parts["_own"]):
+            sims = parts["_own"] @ c.section_vectors(theirs).T
             best = int(theirs[np.unravel_index(np.argmax(sims), sims.shape)[1]])
             per_chunk = sims.max(axis=0)
-            chunk = self._chunk(path, int(c.chunk_ids[best]))
+            chunk = c.section(best)
             if chunk is not None:
                 passage = _passage(chunk.text, has_context_line=bool(chunk.heading_path))
                 # Link to the section only when it clearly stands out from the rest of the note.
@@ -249,7 +414,7 @@ class Relater:
                     heading = chunk.heading
                 if chunk.heading:
                     why.append(f"section '{chunk.heading}' matches")
-        shared = c.graph.adamic_adar(c.paths[q]).get(path, (0.0, 0))[1]
+        shared = parts["_shared"].get(j, 0)
         if shared:
             why.append(f"shares {shared} link{'s' if shared > 1 else ''}")
         if parts["title"][j]:
@@ -261,17 +426,19 @@ class Relater:
         components = {name: float(parts[name][j]) for name in COMPONENTS}
         return Suggestion(path, c.titles[j], score, heading, passage, "; ".join(why), components)
 
-    def _chunk(self, path: str, chunk_id: int):
-        for chunk in self.corpus.store.chunks_of(path):
-            if chunk.id == chunk_id:
-                return chunk
-        return None
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest finite scores, best first (ties by index), without sorting them all."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if len(finite) > k:
+        cut = np.partition(scores[finite], len(finite) - k)[len(finite) - k]
+        finite = finite[scores[finite] >= cut]
+    return finite[np.argsort(-scores[finite], kind="stable")][:k]
 
 
 def diversify(scores: np.ndarray, vectors: np.ndarray, k: int) -> list[int]:
     """Greedy maximal-marginal-relevance pick over the best few: ten near-copies make a poor list."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    pool = finite[np.argsort(-scores[finite], kind="stable")][:DIVERSITY_POOL].tolist()
+    pool = top_indices(scores, DIVERSITY_POOL).tolist()
     chosen: list[int] = []
     while pool and len(chosen) < k:
         penalty = (vectors[pool] @ vectors[chosen].T).max(axis=1) if chosen else np.zeros(len(pool))
@@ -331,7 +498,7 @@ def _calibration_sample(relater: Relater, path: str, body: str) -> tuple[dict, n
     pool = set()
     for name in COMPONENTS:
         ranked = np.where(candidates, z[name], -np.inf)
-        pool.update(np.argsort(-ranked)[:CALIBRATION_POOL].tolist())
+        pool.update(top_indices(ranked, CALIBRATION_POOL).tolist())
     pool = np.array(sorted(j for j in pool if candidates[j]))
     gold = np.array([c.paths[j] in gold_paths for j in pool])
     if not gold.any():

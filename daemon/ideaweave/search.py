@@ -45,11 +45,8 @@ def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_pr
     vector_chunks = store.chunks_for_vectors([int(v) for v in np.atleast_1d(vector_ids) if v >= 0])
     fused = fuse_rankings([[h.chunk_id for h in keyword_hits], [c.id for c in vector_chunks]])
     by_id = {c.id: c for c in vector_chunks}
-    missing = [h for h in keyword_hits if h.chunk_id not in by_id]
-    for hit in missing:
-        for chunk in store.chunks_of(hit.note_path):
-            by_id.setdefault(chunk.id, chunk)
-    notes = {n.path: n for n in store.notes()}
+    by_id.update(store.chunks_by_id(h.chunk_id for h in keyword_hits if h.chunk_id not in by_id))
+    notes = store.notes_at({chunk.note_path for chunk in by_id.values()})
     best: dict[str, SearchHit] = {}
     for chunk_id, score in sorted(fused.items(), key=lambda item: -item[1]):
         chunk = by_id.get(chunk_id)

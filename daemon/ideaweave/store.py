@@ -24,6 +24,7 @@ Choices a caller should know:
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import tempfile
@@ -47,6 +48,14 @@ FEEDBACK_ACTIONS = ("rejected", "pinned")
 # bm25 weights for (title, heading, text): a word in a title or heading says more
 # about what a passage is about than the same word in passing.
 FTS_WEIGHTS = (2.0, 1.5, 1.0)
+
+# Vector search is exact (a scan of every vector) up to this many vectors, about 12,000 notes, where a
+# scan still takes a few milliseconds; above it, an inverted file (IvfIndex) scans the IVF_PROBES
+# clusters nearest to a query. bench/RESULTS.md has the recall against exact search.
+EXACT_LIMIT = 50_000
+IVF_PROBES = 16
+IVF_TRAINING_ITERATIONS = 10
+IVF_SAMPLE_PER_LIST = 40
 
 # SQLite limits bound parameters per statement; stay well under it.
 _BATCH = 900
@@ -264,6 +273,8 @@ class FeedbackRecord:
 class VectorIndex(Protocol):
     """Nearest-neighbour search over unit vectors, keyed by `vectors.id`."""
 
+    exact: bool  # search() returns the true nearest vectors (a scan), or close to them (IvfIndex)
+
     @property
     def dim(self) -> int: ...
 
@@ -282,26 +293,13 @@ class VectorIndex(Protocol):
     def save(self, path: Path) -> None: ...
 
 
-class FaissIndex:
-    """Exact inner-product search (faiss IndexIDMap2 over IndexFlatIP)."""
+class _FaissIndex:
+    """What both kinds of index do alike: faiss over float32 unit vectors keyed by `vectors.id`."""
 
-    def __init__(self, index: faiss.IndexIDMap2) -> None:
+    exact: bool
+
+    def __init__(self, index: faiss.Index) -> None:
         self._index = index
-
-    @classmethod
-    def empty(cls, dim: int) -> FaissIndex:
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
-
-    @classmethod
-    def load(cls, path: Path, dim: int) -> FaissIndex | None:
-        """The saved index, or None when it is missing, unreadable or of another shape."""
-        try:
-            index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
-        except Exception:  # faiss reports truncation as RuntimeError, a bad size as MemoryError
-            return None
-        if not isinstance(index, faiss.IndexIDMap2) or index.d != dim:
-            return None
-        return cls(index)
 
     @property
     def dim(self) -> int:
@@ -310,12 +308,9 @@ class FaissIndex:
     def __len__(self) -> int:
         return self._index.ntotal
 
-    def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
-
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-        self._index.add_with_ids(matrix, np.ascontiguousarray(ids, dtype=np.int64))
+        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                 np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
         self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
@@ -323,26 +318,123 @@ class FaissIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
+    def save(self, path: Path) -> None:
+        _save_index(self._index, path)
+
+
+class FlatIndex(_FaissIndex):
+    """Exact inner-product search (faiss IndexIDMap2 over IndexFlatIP): every query scans every vector."""
+
+    exact = True
+
+    @classmethod
+    def empty(cls, dim: int) -> FlatIndex:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
     def gather(self, ids: np.ndarray) -> np.ndarray:
         """Vectors of `ids`, row for row; StoreError if one is not in the index."""
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)
-        out_of_step = StoreError("The vector index is out of step with the database; restart ideaweave to rebuild it.")
         stored_ids = self.ids()
         if not len(stored_ids):
-            raise out_of_step
+            raise _out_of_step()
         order = np.argsort(stored_ids)
         positions = order[np.searchsorted(stored_ids, ids, sorter=order).clip(0, len(order) - 1)]
         if not np.array_equal(stored_ids[positions], ids):
-            raise out_of_step
+            raise _out_of_step()
         flat = faiss.downcast_index(self._index.index)
         # A view of faiss's own storage: only the gathered rows are copied.
         stored = faiss.rev_swig_ptr(flat.get_xb(), len(stored_ids) * self.dim).reshape(-1, self.dim)
         return stored[positions]
 
-    def save(self, path: Path) -> None:
-        _write_atomically(path, faiss.serialize_index(self._index).tobytes())
+
+class IvfIndex(_FaissIndex):
+    """Approximate inner-product search for large vaults: an inverted file (faiss
+    IndexIVFScalarQuantizer). Vectors are clustered once (k-means on a sample); a query scans only
+    the `IVF_PROBES` clusters nearest to it. The clusters hold the float16 vectors as they are (no
+    residual coding), so nothing is lost against the database, and a hashtable from id to place lets
+    vectors be removed and read back."""
+
+    exact = False
+
+    def __init__(self, index: faiss.IndexIVFScalarQuantizer) -> None:
+        super().__init__(index)
+        self._index.nprobe = min(IVF_PROBES, index.nlist)
+
+    @classmethod
+    def trained(cls, dim: int, sample: np.ndarray, expected: int) -> IvfIndex:
+        """An empty index whose clusters are learnt from `sample`, sized for `expected` vectors."""
+        lists = ivf_lists(expected)
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, faiss.ScalarQuantizer.QT_fp16,
+                                              faiss.METRIC_INNER_PRODUCT, False)
+        index.cp.niter = IVF_TRAINING_ITERATIONS
+        index.cp.seed = 1234  # the clustering, and so every result, is reproducible
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return cls(index)
+
+    @property
+    def lists(self) -> int:
+        return self._index.nlist
+
+    def ids(self) -> np.ndarray:
+        lists = self._index.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(self.lists) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        try:
+            return self._index.reconstruct_batch(np.ascontiguousarray(ids))
+        except RuntimeError as error:  # an id the index does not hold
+            raise _out_of_step() from error
+
+
+def ivf_lists(count: int) -> int:
+    """Clusters for `count` vectors: about the square root, so a query scans few of them and each is
+    short (the usual rule for inverted files)."""
+    return int(min(max(math.sqrt(count), 1), 4096))
+
+
+def wanted_kind(count: int, current: VectorIndex | None) -> str:
+    """"flat" or "ivf" for an index of `count` vectors: exact up to EXACT_LIMIT; once approximate, it
+    stays so until the vault has shrunk to half the limit (no back and forth at the border)."""
+    if isinstance(current, IvfIndex):
+        return "ivf" if count >= EXACT_LIMIT // 2 else "flat"
+    return "ivf" if count > EXACT_LIMIT else "flat"
+
+
+def needs_reclustering(index: VectorIndex, count: int) -> bool:
+    """An inverted file clustered for a much smaller or larger vault scans too much or misses too much."""
+    return isinstance(index, IvfIndex) and not (index.lists / 2 <= ivf_lists(count) <= index.lists * 2)
+
+
+def load_index(path: Path, dim: int) -> VectorIndex | None:
+    """The saved index, or None when it is missing, unreadable or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        index = faiss.read_index(str(path))  # straight from the file: no second copy in memory
+    except Exception:  # faiss reports truncation as RuntimeError, a bad size as MemoryError
+        return None
+    if index.d != dim:
+        return None
+    if isinstance(index, faiss.IndexIDMap2):
+        return FlatIndex(index)
+    if isinstance(index, faiss.IndexIVFScalarQuantizer) and index.direct_map.type == faiss.DirectMap.Hashtable:
+        return IvfIndex(index)
+    return None
+
+
+def _out_of_step() -> StoreError:
+    return StoreError("The vector index is out of step with the database; restart ideaweave to rebuild it.")
 
 
 # ---------------------------------------------------------------- the store
@@ -361,7 +453,7 @@ class Store:
         self.stored_model_id = model_id
         self.model_changed = False
         self.vectors_rebuilt = False  # True when open() had to rebuild the faiss file
-        self._vectors: VectorIndex = FaissIndex.empty(dim)
+        self._vectors: VectorIndex = FlatIndex.empty(dim)
         self._closed = False
 
     @classmethod
@@ -458,9 +550,10 @@ class Store:
     # ---- keeping faiss in step with SQLite
 
     def _load_vectors(self) -> None:
-        index = FaissIndex.load(self.vectors_path, self.stored_dim)
+        index = load_index(self.vectors_path, self.stored_dim)
         if index is not None and self._index_matches(index):
             self._vectors = index
+            self._fit_index_to_size()
             return
         self._vectors = self._rebuild_vectors()
         # A brand-new index has never been saved (-1); anything else was a real repair.
@@ -476,14 +569,39 @@ class Store:
             table_ids = np.fromiter((row[0] for row in cursor), dtype=np.int64)
         return np.array_equal(np.sort(index.ids()), table_ids)
 
+    def _fit_index_to_size(self) -> None:
+        """Switch between exact and approximate search, or re-cluster, when the vault has grown or
+        shrunk past the point where the current index serves it well. Rebuilt from the database."""
+        count = len(self._vectors)
+        kind = wanted_kind(count, self._vectors)
+        if kind != ("ivf" if isinstance(self._vectors, IvfIndex) else "flat") or needs_reclustering(self._vectors, count):
+            self._vectors = self._rebuild_vectors()
+            with self._transaction() as db:
+                self._bump_generation(db)  # saved by the next flush()
+
     def _rebuild_vectors(self) -> VectorIndex:
-        index = FaissIndex.empty(self.stored_dim)
         with self._lock:
+            count = self._db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+            if wanted_kind(count, self._vectors) == "ivf":
+                index: VectorIndex = IvfIndex.trained(self.stored_dim, self._vector_sample(count), count)
+            else:
+                index = FlatIndex.empty(self.stored_dim)
             cursor = self._db.execute("SELECT id, vector FROM vectors ORDER BY id")
             while batch := cursor.fetchmany(50_000):
                 ids = np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch))
                 index.add(ids, _decode_vectors([row[1] for row in batch], self.stored_dim))
         return index
+
+    def _vector_sample(self, count: int) -> np.ndarray:
+        """A reproducible random sample of stored vectors to learn the clusters from."""
+        ids = np.array([row[0] for row in self._db.execute("SELECT id FROM vectors ORDER BY id")], dtype=np.int64)
+        size = min(len(ids), IVF_SAMPLE_PER_LIST * ivf_lists(count))
+        chosen = np.sort(np.random.default_rng(0).choice(ids, size=size, replace=False))
+        blobs = []
+        for batch in _batches(chosen.tolist()):
+            marks = ",".join("?" * len(batch))
+            blobs += [row[0] for row in self._db.execute(f"SELECT vector FROM vectors WHERE id IN ({marks}) ORDER BY id", batch)]
+        return _decode_vectors(blobs, self.stored_dim)
 
     def _save_vectors(self) -> None:
         with self._lock:
@@ -642,6 +760,7 @@ class Store:
             # After the commit: SQLite may run ahead of faiss (healed at open), never behind.
             if new_ids:
                 self._vectors.add(np.array(new_ids, dtype=np.int64), stored[new_rows].astype(np.float32))
+                self._fit_index_to_size()
         return len(new_ids)
 
     def gc_vectors(self) -> int:
@@ -655,6 +774,7 @@ class Store:
                     self._bump_generation(db)
             if removed:
                 self._vectors.remove(np.array(removed, dtype=np.int64))
+                self._fit_index_to_size()
         return len(removed)
 
     def reset_vectors(self) -> None:
@@ -666,7 +786,7 @@ class Store:
                 self._bump_generation(db)
             self.stored_model_id, self.stored_dim = self.model_id, self.dim
             self.model_changed = False
-            self._vectors = FaissIndex.empty(self.dim)
+            self._vectors = FlatIndex.empty(self.dim)
             self._save_vectors()
 
     def search_vectors(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -698,9 +818,14 @@ class Store:
         rows = self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes WHERE path = ?", (path,))
         return _stored_note(rows[0]) if rows else None
 
-    def note_path_by_id(self) -> dict[int, str]:
-        """To turn the note ids of `chunk_matrix()` into paths."""
-        return dict(self._rows("SELECT id, path FROM notes"))
+    def note_path_by_id(self, only: Iterable[str] | None = None) -> dict[int, str]:
+        """To turn the note ids of `chunk_matrix()` into paths (of the notes `only`, when given)."""
+        if only is None:
+            return dict(self._rows("SELECT id, path FROM notes"))
+        found: dict[int, str] = {}
+        for batch in _batches(sorted(set(only))):
+            found.update(self._rows(f"SELECT id, path FROM notes WHERE path IN ({','.join('?' * len(batch))})", batch))
+        return found
 
     def chunks_of(self, path: str) -> list[StoredChunk]:
         return [_stored_chunk(row) for row in self._rows(
@@ -712,22 +837,53 @@ class Store:
         found: list[StoredChunk] = []
         for batch in _batches(list(order)):
             marks = ",".join("?" * len(batch))
-            found += [_stored_chunk(r) for r in self._rows(f"{_CHUNK_SELECT} WHERE vectors.id IN ({marks})", batch)]
+            # Driven from the vectors' primary key (the LEFT JOIN of _CHUNK_SELECT would scan every chunk).
+            found += [_stored_chunk(r) for r in self._rows(
+                "SELECT chunks.id, notes.path, chunks.ordinal, chunks.heading, chunks.heading_path_json,"
+                " chunks.start_offset, chunks.end_offset, chunks.hash, chunks.text, vectors.id"
+                f" FROM vectors JOIN chunks ON chunks.hash = vectors.hash JOIN notes ON notes.id = chunks.note_id"
+                f" WHERE vectors.id IN ({marks})", batch)]
         return sorted(found, key=lambda c: (order[c.vector_id], c.note_path, c.ordinal))
+
+    @property
+    def vectors_exact(self) -> bool:
+        """Does search_vectors() scan every vector (small vaults) or the nearest clusters (large ones)?"""
+        return self._vectors.exact
+
+    def gather_vectors(self, vector_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The stored vectors of these ids (float32, row for row)."""
+        self._require_current_model()
+        with self._lock:
+            return self._vectors.gather(np.asarray(vector_ids, dtype=np.int64))
+
+    def chunk_table(self, only: Iterable[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ordinals, note_ids, vector_ids), int64, of every embedded chunk (of the notes `only`, when
+        given), ordered by note path then position in the note. A chunk is named by (note, ordinal),
+        which survives the note being indexed again unchanged (its chunk ids do not)."""
+        self._require_current_model()
+        select = ("SELECT chunks.ordinal, chunks.note_id, vectors.id FROM chunks"
+                  " JOIN notes ON notes.id = chunks.note_id JOIN vectors ON vectors.hash = chunks.hash")
+        if only is None:
+            rows = self._rows(f"{select} ORDER BY notes.path, chunks.ordinal")
+        else:
+            rows = []
+            for batch in _batches(sorted(set(only))):
+                marks = ",".join("?" * len(batch))
+                rows += self._rows(f"{select} WHERE notes.path IN ({marks}) ORDER BY notes.path, chunks.ordinal", batch)
+        table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
 
     def chunk_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chunk_ids int64, note_ids int64, vectors float32 (n, dim)) of every embedded
-        chunk, ordered by note path then position in the note."""
+        chunk, ordered by note path then position in the note. Holds every vector: for small vaults."""
         self._require_current_model()
         with self._lock:
             rows = self._db.execute(
                 "SELECT chunks.id, chunks.note_id, vectors.id FROM chunks"
                 " JOIN notes ON notes.id = chunks.note_id JOIN vectors ON vectors.hash = chunks.hash"
-                " ORDER BY notes.path, chunks.ordinal"
-            ).fetchall()
+                " ORDER BY notes.path, chunks.ordinal").fetchall()
             table = np.array(rows, dtype=np.int64).reshape(-1, 3)
-            vectors = self._vectors.gather(table[:, 2])
-        return table[:, 0].copy(), table[:, 1].copy(), vectors
+            return table[:, 0].copy(), table[:, 1].copy(), self._vectors.gather(table[:, 2])
 
     def note_vector(self, path: str) -> np.ndarray | None:
         """The normalised mean of a note's chunk vectors, or None if it has none."""
@@ -742,15 +898,107 @@ class Store:
     def note_matrix(self) -> tuple[list[str], np.ndarray]:
         """(paths, float32 (n, dim)): each note's normalised mean chunk vector, by path.
         Notes without any embedded chunk are left out."""
+        paths, means, _ = self.note_means()
+        return paths, means
+
+    def note_means(self, batch: int = 5_000, only: Iterable[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """note_matrix() and the mean of every embedded chunk's vector, read from the database a
+        batch of chunks at a time into one preallocated matrix: one row per note, nothing copied.
+        `only`: just these notes (the chunk mean is then theirs)."""
+        self._require_current_model()
+        has_vectors = ("EXISTS (SELECT 1 FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
+                       " WHERE chunks.note_id = notes.id)")
         with self._lock:
-            _, note_ids, vectors = self.chunk_matrix()
-            path_by_id = self.note_path_by_id()
-        if not len(note_ids):
-            return [], np.zeros((0, self.dim), np.float32)
-        starts = np.flatnonzero(np.r_[True, note_ids[1:] != note_ids[:-1]])
-        counts = np.diff(np.r_[starts, len(note_ids)])
-        means = np.add.reduceat(vectors, starts, axis=0) / counts[:, None]
-        return [path_by_id[int(i)] for i in note_ids[starts]], _normalise_rows(means)
+            if only is None:
+                embedded = self._db.execute(f"SELECT id, path FROM notes WHERE {has_vectors} ORDER BY path").fetchall()
+                chunks_sql = ("SELECT chunks.note_id, vectors.vector FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
+                              " ORDER BY chunks.note_id, chunks.ordinal")
+            else:
+                embedded = []
+                for part in _batches(sorted(set(only))):
+                    marks = ",".join("?" * len(part))
+                    embedded += self._db.execute(
+                        f"SELECT id, path FROM notes WHERE path IN ({marks}) AND {has_vectors}", part).fetchall()
+                embedded.sort(key=lambda row: row[1])
+                ids = ",".join(str(int(note_id)) for note_id, _ in embedded)
+                chunks_sql = ("SELECT chunks.note_id, vectors.vector FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
+                              f" WHERE chunks.note_id IN ({ids}) ORDER BY chunks.note_id, chunks.ordinal")
+            if not embedded:
+                return [], np.zeros((0, self.dim), np.float32), np.zeros(self.dim, np.float32)
+            row_of = np.full(max(note_id for note_id, _ in embedded) + 1, -1, dtype=np.int64)
+            row_of[[note_id for note_id, _ in embedded]] = np.arange(len(embedded))
+            sums = np.zeros((len(embedded), self.dim), np.float32)
+            counts = np.zeros(len(embedded), np.int64)
+            # The (note_id, ordinal) index gives the chunks grouped by note without sorting blobs.
+            cursor = self._db.execute(chunks_sql)
+            while fetched := cursor.fetchmany(batch):
+                note_ids = np.fromiter((r[0] for r in fetched), dtype=np.int64, count=len(fetched))
+                vectors = _decode_vectors([r[1] for r in fetched], self.dim)
+                del fetched
+                inside = note_ids < len(row_of)
+                rows = np.where(inside, row_of[np.where(inside, note_ids, 0)], -1)
+                keep = rows >= 0  # a note committed after the list above was read waits for the next load
+                rows, vectors = rows[keep], vectors[keep]
+                if not len(rows):
+                    continue
+                starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+                groups = rows[starts]
+                sums[groups] += np.add.reduceat(vectors, starts, axis=0)
+                counts[groups] += np.diff(np.r_[starts, len(rows)])
+        present = counts > 0
+        chunk_mean = (sums.sum(axis=0) / max(int(counts.sum()), 1)).astype(np.float32)  # sums before dividing
+        sums /= np.maximum(counts, 1)[:, None]
+        sums /= np.maximum(row_norms(sums), 1e-12)[:, None]
+        paths = [path for _, path in embedded]
+        if not present.all():  # chunks deleted in between: leave those notes out
+            paths = [p for p, ok in zip(paths, present) if ok]
+            sums = sums[present]
+        return paths, sums, chunk_mean
+
+    def note_flags(self, only: Iterable[str] | None = None) -> dict[str, tuple[str, bool, bool, list[str]]]:
+        """path -> (title, is_template, private, aliases) of every note (or of `only`): what ranking
+        needs of notes."""
+        select = "SELECT path, title, is_template, private, frontmatter_json FROM notes"
+        if only is None:
+            rows = self._rows(select)
+        else:
+            rows = []
+            for batch in _batches(sorted(set(only))):
+                rows += self._rows(f"{select} WHERE path IN ({','.join('?' * len(batch))})", batch)
+        flags = {}
+        for path, title, is_template, private, frontmatter_json in rows:
+            aliases: list[str] = []
+            if '"alias' in frontmatter_json:  # parse only the few notes that have aliases
+                value = json.loads(frontmatter_json)
+                value = value.get("aliases", value.get("alias", [])) if isinstance(value, dict) else []
+                aliases = [value] if isinstance(value, str) else [str(v) for v in value] if isinstance(value, list) else []
+            flags[path] = (title, bool(is_template), bool(private), aliases)
+        return flags
+
+    def chunk_at(self, path: str, ordinal: int) -> StoredChunk | None:
+        rows = self._rows(f"{_CHUNK_SELECT} WHERE notes.path = ? AND chunks.ordinal = ?", (path, int(ordinal)))
+        return _stored_chunk(rows[0]) if rows else None
+
+    def chunk(self, chunk_id: int) -> StoredChunk | None:
+        return self.chunks_by_id([chunk_id]).get(int(chunk_id))
+
+    def chunks_by_id(self, chunk_ids: Iterable[int]) -> dict[int, StoredChunk]:
+        found: dict[int, StoredChunk] = {}
+        for batch in _batches(sorted({int(i) for i in chunk_ids})):
+            marks = ",".join("?" * len(batch))
+            for row in self._rows(f"{_CHUNK_SELECT} WHERE chunks.id IN ({marks})", batch):
+                found[row[0]] = _stored_chunk(row)
+        return found
+
+    def notes_at(self, paths: Iterable[str]) -> dict[str, StoredNote]:
+        """The stored notes among `paths`, by path."""
+        found: dict[str, StoredNote] = {}
+        for batch in _batches(sorted(set(paths))):
+            marks = ",".join("?" * len(batch))
+            for row in self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes WHERE path IN ({marks})", batch):
+                note = _stored_note(row)
+                found[note.path] = note
+        return found
 
     def fts_search(self, query: str, k: int, match_any: bool = False) -> list[FtsHit]:
         """Keyword search over chunk text, heading and note title, best first.
@@ -770,12 +1018,21 @@ class Store:
         )
         return [FtsHit(chunk_id, path, -rank) for chunk_id, path, rank in rows]
 
-    def links(self) -> list[tuple[str, str]]:
-        """(source_path, target_path) of every resolved link, without duplicates."""
-        return self._rows(
-            "SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
-            " WHERE links.target_path IS NOT NULL ORDER BY 1, 2"
-        )
+    def links(self, only: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """(source_path, target_path) of every resolved link (from the notes `only`, when given),
+        without duplicates."""
+        select = ("SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
+                  " WHERE links.target_path IS NOT NULL")
+        if only is None:
+            return self._rows(f"{select} ORDER BY 1, 2")
+        found: list[tuple[str, str]] = []
+        for batch in _batches(sorted(set(only))):
+            found += self._rows(f"{select} AND notes.path IN ({','.join('?' * len(batch))}) ORDER BY 1, 2", batch)
+        return found
+
+    def link_targets(self) -> list[tuple[str, str]]:
+        """(source_path, raw) of every link, as written (resolved or not)."""
+        return self._rows("SELECT notes.path, links.raw FROM links JOIN notes ON notes.id = links.source_id")
 
     def outgoing_links(self, path: str) -> list[LinkRecord]:
         rows = self._rows(
@@ -981,6 +1238,11 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
+def row_norms(matrix: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row without a squared copy of the matrix (np.linalg.norm makes one)."""
+    return np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+
+
 def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -1113,13 +1375,14 @@ def _connect(database: Path) -> sqlite3.Connection:
     return connection
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old file or the new, never half."""
+def _save_index(index: faiss.Index, path: Path) -> None:
+    """Replace `path` with the index so that a crash leaves the old file or the new, never half.
+    faiss writes the file itself: the index is never copied into memory to be saved."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # mode 0600
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
+        faiss.write_index(index, temporary)
+        with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:

@@ -595,11 +595,7 @@ class LinkResolver:
         """The note a link from ``source`` points to, or None. ``target`` as in Link.target (a wikilink's
         '#heading|alias' is tolerated). Markdown links match by name only when they spell out '.md'.
         An empty target ([[#Heading]]) is the source itself."""
-        if not markdown:
-            target = re.split(r"[|#^]", target.replace("\\|", "|"), maxsplit=1)[0].rstrip("\\")
-        target = target.strip().lstrip("/")
-        has_extension = target.lower().endswith(".md")
-        key = _link_key(target) if has_extension else target.lower()
+        key, has_extension = self._key(target, markdown)
         if not key:
             return source if source in self else None
         folder = posixpath.dirname(source).lower()
@@ -613,6 +609,24 @@ class LinkResolver:
             by_suffix = [c for c in candidates if _link_key(c).endswith("/" + key)]
             candidates = by_suffix or candidates
         return min(candidates, key=lambda c: _distance(c, source), default=None)
+
+    @staticmethod
+    def _key(target: str, markdown: bool) -> tuple[str, bool]:
+        if not markdown:
+            target = re.split(r"[|#^]", target.replace("\\|", "|"), maxsplit=1)[0].rstrip("\\")
+        target = target.strip().lstrip("/")
+        has_extension = target.lower().endswith(".md")
+        return (_link_key(target) if has_extension else target.lower()), has_extension
+
+    @classmethod
+    def name_of_target(cls, target: str, markdown: bool = False) -> str:
+        """The note name a link target can only ever resolve to a note of (its last path part, lower
+        case): a note added or removed under another name cannot change where the link points."""
+        return cls._key(target, markdown)[0].rsplit("/", 1)[-1]
+
+    @staticmethod
+    def name_of_path(path: str) -> str:
+        return _link_key(path).rsplit("/", 1)[-1]
 
     def resolve_link(self, link: Link, source: str) -> str | None:
         return self.resolve(link.target, source, markdown=link.kind == "markdown")
