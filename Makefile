@@ -56,8 +56,13 @@ run: install models
 		$(BIN)/ideaweave watch -v --vault $(SCRATCH)/example-vault $(ARGS); \
 	fi
 
+# The quick benchmarks (a few minutes): embedder throughput on real chunks, then every scale figure on a
+# generated 2,000-note vault with precomputed vectors. The full runs (10k notes embedded for real, 100k
+# notes) are in bench/RESULTS.md with their commands.
 bench: install models
 	$(BIN)/python bench/embed_throughput.py --quick
+	@test -d $(SCRATCH)/bench-2k || $(BIN)/python bench/make_vault.py $(SCRATCH)/bench-2k --notes 2000 --seed 0
+	$(BIN)/python bench/scale_bench.py $(SCRATCH)/bench-2k --precomputed --queries 50 --edits 5 --idle-seconds 20
 
 clean:
 	rm -rf $(VENV) models/build models/download $(SCRATCH)

@@ -197,6 +197,16 @@ def test_an_updated_corpus_equals_a_fresh_load(tmp_path, embedder, monkeypatch, 
         want = [(s.path, round(s.score, 4)) for s in Relater(fresh).rank("Concepts/Reward hacking.md")]
         assert [(s.path, round(s.score, 4)) for s in Relater(updated).rank("Concepts/Reward hacking.md")] == want
         assert corpus.updated(set()) is corpus
+        # Edits only (no note comes or goes): the vectors are updated in place, with the same result.
+        (root / "Concepts" / "Corrigibility.md").write_text(
+            "# Corrigibility\n\nAn agent that lets its overseers correct or shut it down.\n", encoding="utf-8")
+        report = app.indexer.run()
+        assert report.changed == ["Concepts/Corrigibility.md"] and not report.relinked
+        again = updated.updated(report.changed)
+        fresh = Corpus(app.store, note_mean=corpus.note_mean, chunk_mean=corpus.chunk_mean)
+        assert again.note_vectors is updated.note_vectors and corpus_state(again) == corpus_state(fresh)
+        np.testing.assert_allclose(again.note_vectors, fresh.note_vectors, atol=1e-6)
+        updated = again
         # A frontmatter-only change (what the daemon's own writes are) is indexed again without the
         # snapshot being told: its sections are named by (note, position), so passages still resolve.
         suggested = [s.path for s in Relater(updated).rank("Concepts/Reward hacking.md")]

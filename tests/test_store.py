@@ -291,6 +291,36 @@ def test_rename_onto_an_indexed_note_replaces_it(store: Store):
     assert fts_is_consistent(store)
 
 
+def test_a_targeted_gc_collects_only_what_this_store_replaced(store: Store):
+    shared = chunk(0, "a sentence both notes contain")
+    store.replace_note(note("a.md"), [shared, chunk(1, "first version")], [], [])
+    store.replace_note(note("b.md"), [shared, chunk(1, "b alone")], [], [])
+    embed(store, [shared, chunk(1, "first version"), chunk(1, "b alone")], seed=4)
+    store.gc_vectors()  # a clean start: nothing pending
+    store.replace_note(note("a.md", content_hash="c1"), [shared, chunk(1, "second version")], [], [])
+    embed(store, [chunk(1, "second version")], seed=5)
+    # Another process (or a crash) orphaned b's own vector behind this store's back.
+    with sqlite3.connect(store.database_path) as other:
+        other.execute("DELETE FROM chunks WHERE text = 'b alone'")
+    assert store.gc_vectors(everything=False) == 1  # "first version": the shared one is still used
+    assert store.gc_vectors(everything=False) == 0  # nothing left that this store replaced
+    assert store.gc_vectors() == 1  # the full collection finds the rest
+    assert faiss_ids(store) == table_ids(store) and len(table_ids(store)) == 2
+
+
+def test_a_save_can_wait_and_a_crash_before_it_loses_nothing(state_dir: Path):
+    opened, stored = big_store(state_dir, 3)
+    opened.flush()
+    more = add_note(opened, "late.md", ["arrives after the save"])
+    stored.update(embed(opened, more, seed=7))
+    opened.flush(min_interval=60.0)  # saved a moment ago: not again yet
+    opened._db.close()  # the process dies here, before any later save
+    with Store.open(state_dir, DIM, MODEL) as healed:
+        assert healed.vectors_rebuilt and faiss_ids(healed) == table_ids(healed)
+        scores, ids = healed.search_vectors(stored[more[0].hash], 1)
+        assert [c.note_path for c in healed.chunks_for_vectors(ids)] == ["late.md"]
+
+
 def test_delete_then_gc_removes_vectors_from_faiss_but_keeps_shared_ones(store: Store):
     shared = chunk(0, "a sentence both notes contain")
     store.replace_note(note("a.md"), [shared, chunk(1, "only in a")], [], [])
@@ -607,13 +637,13 @@ def test_store_switches_to_an_inverted_file_above_the_exact_limit_and_back(state
     monkeypatch.setattr(store_module, "EXACT_LIMIT", 100)
     monkeypatch.setattr(store_module, "IVF_PROBES", 2)
     opened, stored = big_store(state_dir, 40)  # 80 vectors: still exact
-    assert opened.vectors_exact
+    assert opened.vectors_exact and opened.vector_search() == {"exact": True, "vectors": 80}
     more = []
     for n in range(40, 90):
         more += add_note(opened, f"n{n:03}.md", [f"note {n} part {p}" for p in range(2)])
     stored.update(embed(opened, more, seed=4))  # 180 vectors: approximate from now on
     assert not opened.vectors_exact
-    assert isinstance(opened._vectors, store_module.IvfIndex) and opened._vectors.lists == 13
+    assert opened.vector_search() == {"exact": False, "clusters": 13, "probed": 2, "vectors": 180}
     assert faiss_ids(opened) == table_ids(opened)
     # With 2 of 13 clusters probed, every vector still finds itself first (its own cluster is the nearest).
     hashes = sorted(stored)

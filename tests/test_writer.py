@@ -11,7 +11,7 @@ import pytest
 
 from ideaweave import frontmatter
 from ideaweave.writer import (
-    Candidate, Keys, NoteState, Write, apply_write, atomic_replace, checksum, plan_note, plan_writes,
+    BYSTANDER_HYSTERESIS, Candidate, Keys, NoteState, Write, apply_write, atomic_replace, checksum, plan_note, plan_writes,
 )
 
 KEYS = Keys(count=3)
@@ -44,6 +44,20 @@ def test_hysteresis_keeps_order_and_links_still_near_the_top():
     # b falls out of the window entirely: only its slot changes, the others keep their places.
     write, *_ = plan_note(state, cands("d", "x", "c", "y", "z", "w", "v", "b"), "S.", KEYS, set())
     assert write.values == {"related": ["[[c]]", "[[d]]", "[[x]]"]}
+
+
+def test_a_bystander_keeps_its_links_within_a_wider_window():
+    """A note re-ranked only because a neighbour changed keeps a link that fell to 8th of 3 written;
+    when the note itself changed, the usual window (count + 3) applies and the link is replaced."""
+    last = {"related": ["[[b]]", "[[c]]", "[[d]]"], "summary": "S."}
+    ranked = cands("new", "d", "x", "c", "y", "z", "w", "b")
+    edited, *_ = plan_note(NoteState("a.md", dict(last), last), ranked, "S.", KEYS, set())
+    assert edited.values == {"related": ["[[c]]", "[[d]]", "[[new]]"]}
+    bystander, *_ = plan_note(NoteState("a.md", dict(last), last, slack=BYSTANDER_HYSTERESIS), ranked, "S.", KEYS, set())
+    assert bystander is None
+    gone = cands("new", "d", "x", "c", "y", "z", "w")  # b deleted: no window keeps it
+    bystander, *_ = plan_note(NoteState("a.md", dict(last), last, slack=BYSTANDER_HYSTERESIS), gone, "S.", KEYS, set())
+    assert bystander.values == {"related": ["[[c]]", "[[d]]", "[[new]]"]}
 
 
 def test_user_deleting_a_link_rejects_it_and_adding_one_pins_it():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -131,11 +132,11 @@ def cmd_novelty(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     app = open_app(args)
     counts = app.store.counts()
-    notes = app.store.notes()
-    last = max((n.indexed_at for n in notes), default=None)
+    last = app.store.last_indexed()
+    search = app.store.vector_search()
     data = {
         "vault": str(app.root), "state_dir": str(app.state_dir), "model": str(app.embedding_model_path),
-        "notes": counts["notes"], "chunks": counts["chunks"], "vectors": counts["vectors"],
+        "notes": counts["notes"], "chunks": counts["chunks"], "vectors": counts["vectors"], "vector_search": search,
         "skipped": [{"path": p, "reason": r} for p, r in app.store.skipped()],
         "not_written": [{"path": p, "reason": r} for p, r in app.store.write_issues()],
         "last_indexed": last, "index_bytes": app.store.size_on_disk(),
@@ -144,6 +145,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
              f"index      {data['index_bytes'] / 1e6:.1f} MB on disk",
+             "search     " + ("exact (every vector scanned)" if search["exact"] else
+                             f"approximate: {search['clusters']} clusters, the {search['probed']} nearest scanned"),
              f"indexed    {_when(last)}", f"private    {'on: nothing can reach the network' if data['private_mode'] else 'off'}",
              f"skipped    {len(data['skipped'])}"]
     human += [f"  {s['path']}: {s['reason']}" for s in data["skipped"]]
@@ -330,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ideaweave: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`ideaweave status | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ def chunk_records(chunks: Iterable[Chunk]) -> list[ChunkRecord]:
     return [ChunkRecord(c.ordinal, c.heading or "", c.heading_path, c.start, c.end, c.hash, c.text) for c in chunks]
 
 
+VECTOR_SAVE_INTERVAL = 60.0  # seconds
+
+
 def link_records(note: Note, resolver: LinkResolver) -> list[LinkRecord]:
     records = []
     for link in note.links:
@@ -106,9 +109,10 @@ class Indexer:
         """A full pass: scan the vault, index what changed, drop what is gone."""
         started = time.perf_counter()
         files = self.scanner.scan()
-        plan = plan_scan(files, self.store.note_stats(), self.store.skipped_stats())
+        known = self.store.note_stats()
+        plan = plan_scan(files, known, self.store.skipped_stats())
         self.resolver = LinkResolver(f.path for f in files)
-        report = self._apply(plan, progress)
+        report = self._apply(plan, progress, known, full=True)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -126,7 +130,7 @@ class Indexer:
                 files.append(NoteFile(path, stat.st_size, stat.st_mtime_ns))
             else:
                 gone.append(path)
-        known = self.store.note_stats()
+        known = self.store.note_stats(only=[f.path for f in files] + gone)
         listed = {f.path for f in files}
         plan = plan_scan(files, {p: s for p, s in known.items() if p in listed}, self.store.skipped_stats())
         plan = ScanPlan(plan.to_read, tuple(p for p in gone if p in known), plan.unchanged)
@@ -134,16 +138,18 @@ class Indexer:
             self.resolver.add(f.path)
         for path in plan.deleted:
             self.resolver.remove(path)
-        report = self._apply(plan, progress)
+        report = self._apply(plan, progress, known, full=False)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _apply(self, plan: ScanPlan, progress: Progress | None) -> IndexReport:
+    def _apply(self, plan: ScanPlan, progress: Progress | None, known: dict[str, NoteStat], full: bool) -> IndexReport:
+        """Carry out a plan. `known`: the stored stats of (at least) the notes the plan concerns.
+        `full` (a whole-vault pass) also embeds chunks left without vectors and collects every unused
+        vector; an update only collects the vectors of the chunks it replaced."""
         report = IndexReport()
         if self.store.model_changed:
             log.warning("the embedding model changed: every chunk is embedded again")
             self.store.reset_vectors()
-        known = self.store.note_stats()
         deleted_by_hash = {known[p].content_hash: p for p in plan.deleted}
         pending: list[tuple[Note, list[Chunk]]] = []
         for done, f in enumerate(plan.to_read, 1):
@@ -158,15 +164,17 @@ class Indexer:
         if gone:
             self.store.delete_notes(gone)
             report.deleted = gone
-        report.embedded_chunks += self._embed_missing()
+        if full:
+            report.embedded_chunks += self._embed_missing()
         appeared = {f.path for f in plan.to_read if f.path not in known}
         if plan.deleted or appeared:
             names = {LinkResolver.name_of_path(p) for p in set(plan.deleted) | appeared}
             report.relinked = self._reresolve_links(names, skip=set(report.changed))
-        self.store.gc_vectors()
-        self.store.flush()
-        counts = self.store.counts()
-        report.notes, report.chunks = counts["notes"], counts["chunks"]
+        self.store.gc_vectors(everything=full)
+        # Saving the vector index rewrites the whole file (330 MB at 100,000 notes): an update saves at
+        # most once a minute. The database is the truth; a crash before a save only means a rebuild.
+        self.store.flush(min_interval=0.0 if full else VECTOR_SAVE_INTERVAL)
+        report.notes, report.chunks = self.store.totals()
         report.skipped = self.store.skipped()
         return report
 

@@ -453,6 +453,8 @@ class Store:
         self.stored_model_id = model_id
         self.model_changed = False
         self.vectors_rebuilt = False  # True when open() had to rebuild the faiss file
+        self._maybe_orphaned: set[str] = set()  # chunk hashes replaced or deleted since the last gc_vectors()
+        self._saved_at = float("-inf")  # when the vector index was last saved (monotonic clock)
         self._vectors: VectorIndex = FlatIndex.empty(dim)
         self._closed = False
 
@@ -607,12 +609,16 @@ class Store:
         with self._lock:
             generation = self._meta()["vectors_generation"]
             self._vectors.save(self.vectors_path)
+            self._saved_at = time.monotonic()
             with self._transaction() as db:
                 self._set_meta(db, faiss_generation=generation)
 
-    def flush(self) -> None:
-        """Persist the faiss index if the vectors changed since it was last saved."""
+    def flush(self, min_interval: float = 0.0) -> None:
+        """Persist the faiss index if the vectors changed since it was last saved (and, with
+        `min_interval`, if it was last saved at least that many seconds ago)."""
         with self._lock:
+            if time.monotonic() - self._saved_at < min_interval:
+                return
             meta = self._meta()
             if meta["faiss_generation"] != meta["vectors_generation"] or not self.vectors_path.exists():
                 self._save_vectors()
@@ -630,9 +636,15 @@ class Store:
 
     # ---- notes
 
-    def note_stats(self) -> dict[str, NoteStat]:
-        """What each indexed note looked like when indexed, to spot changes cheaply."""
-        rows = self._rows("SELECT path, size, mtime_ns, content_hash FROM notes")
+    def note_stats(self, only: Iterable[str] | None = None) -> dict[str, NoteStat]:
+        """What each indexed note (of `only`, when given) looked like when indexed, to spot changes cheaply."""
+        select = "SELECT path, size, mtime_ns, content_hash FROM notes"
+        if only is None:
+            rows = self._rows(select)
+        else:
+            rows = []
+            for batch in _batches(sorted(set(only))):
+                rows += self._rows(f"{select} WHERE path IN ({','.join('?' * len(batch))})", batch)
         return {path: NoteStat(size, mtime_ns, content_hash) for path, size, mtime_ns, content_hash in rows}
 
     def replace_note(
@@ -645,6 +657,7 @@ class Store:
         with self._transaction() as db:
             old_id = _note_id(db, note.path)
             if old_id is not None:
+                self._maybe_orphaned.update(_chunk_hashes(db, old_id))
                 _unindex_chunks(db, old_id)
                 db.execute("DELETE FROM chunks WHERE note_id = ?", (old_id,))
                 db.execute("DELETE FROM links WHERE source_id = ?", (old_id,))
@@ -677,6 +690,7 @@ class Store:
             for path in paths:
                 note_id = _note_id(db, path)
                 if note_id is not None:
+                    self._maybe_orphaned.update(_chunk_hashes(db, note_id))
                     _delete_note(db, note_id)
                     deleted += 1
                 db.execute("DELETE FROM written WHERE path = ?", (path,))
@@ -763,13 +777,27 @@ class Store:
                 self._fit_index_to_size()
         return len(new_ids)
 
-    def gc_vectors(self) -> int:
-        """Delete vectors that no chunk refers to, from SQLite and faiss; returns how many."""
+    def gc_vectors(self, everything: bool = True) -> int:
+        """Delete vectors that no chunk refers to, from SQLite and faiss; returns how many.
+
+        `everything=False` looks only at the vectors of chunks this store replaced or deleted since
+        the last collection (what one note's update leaves behind), not at every vector: leftovers of
+        an earlier process (a crash) wait for the next full collection."""
         with self._lock:
+            candidates, self._maybe_orphaned = self._maybe_orphaned, set()
+            if not everything and not candidates:
+                return 0
             with self._transaction() as db:
-                removed = [row[0] for row in db.execute(
-                    "DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM chunks) RETURNING id"
-                ).fetchall()]
+                if everything:
+                    removed = [row[0] for row in db.execute(
+                        "DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM chunks) RETURNING id").fetchall()]
+                else:
+                    removed = []
+                    for batch in _batches(sorted(candidates)):
+                        removed += [row[0] for row in db.execute(
+                            f"DELETE FROM vectors WHERE hash IN ({','.join('?' * len(batch))})"
+                            " AND NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.hash = vectors.hash) RETURNING id",
+                            batch).fetchall()]
                 if removed:
                     self._bump_generation(db)
             if removed:
@@ -813,6 +841,20 @@ class Store:
 
     def notes(self) -> list[StoredNote]:
         return [_stored_note(row) for row in self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes ORDER BY path")]
+
+    def last_indexed(self) -> float | None:
+        return self._rows("SELECT max(indexed_at) FROM notes")[0][0]
+
+    def vector_search(self) -> dict:
+        """How vectors are searched: exactly, or in the nearest clusters of an inverted file."""
+        with self._lock:
+            index = self._vectors
+            if isinstance(index, IvfIndex):
+                return {"exact": False, "clusters": index.lists, "probed": index._index.nprobe, "vectors": len(index)}
+            return {"exact": True, "vectors": len(index)}
+
+    def template_paths(self) -> set[str]:
+        return {row[0] for row in self._rows("SELECT path FROM notes WHERE is_template")}
 
     def note(self, path: str) -> StoredNote | None:
         rows = self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes WHERE path = ?", (path,))
@@ -864,13 +906,17 @@ class Store:
         select = ("SELECT chunks.ordinal, chunks.note_id, vectors.id FROM chunks"
                   " JOIN notes ON notes.id = chunks.note_id JOIN vectors ON vectors.hash = chunks.hash")
         if only is None:
-            rows = self._rows(f"{select} ORDER BY notes.path, chunks.ordinal")
+            with self._lock:  # read in slices: no list of a Python tuple per chunk
+                cursor = self._db.execute(f"{select} ORDER BY notes.path, chunks.ordinal")
+                parts = [np.array(rows, dtype=np.int64).reshape(-1, 3) for rows in iter(lambda: cursor.fetchmany(20_000), [])]
         else:
-            rows = []
+            parts = []
             for batch in _batches(sorted(set(only))):
                 marks = ",".join("?" * len(batch))
-                rows += self._rows(f"{select} WHERE notes.path IN ({marks}) ORDER BY notes.path, chunks.ordinal", batch)
-        table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+                parts.append(np.array(self._rows(
+                    f"{select} WHERE notes.path IN ({marks}) ORDER BY notes.path, chunks.ordinal", batch),
+                    dtype=np.int64).reshape(-1, 3))
+        table = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
 
     def chunk_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -958,7 +1004,8 @@ class Store:
     def note_flags(self, only: Iterable[str] | None = None) -> dict[str, tuple[str, bool, bool, list[str]]]:
         """path -> (title, is_template, private, aliases) of every note (or of `only`): what ranking
         needs of notes."""
-        select = "SELECT path, title, is_template, private, frontmatter_json FROM notes"
+        select = ("SELECT path, title, is_template, private,"
+                  " CASE WHEN instr(frontmatter_json, '\"alias') > 0 THEN frontmatter_json ELSE '' END FROM notes")
         if only is None:
             rows = self._rows(select)
         else:
@@ -1018,6 +1065,16 @@ class Store:
         )
         return [FtsHit(chunk_id, path, -rank) for chunk_id, path, rank in rows]
 
+    def each_link(self) -> Iterator[tuple[str, str]]:
+        """links(), one at a time (a vault's links are many small strings: not all in a list at once).
+        Holds the store's lock until the iteration ends."""
+        with self._lock:
+            cursor = self._db.execute(
+                "SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
+                " WHERE links.target_path IS NOT NULL")
+            while rows := cursor.fetchmany(5_000):
+                yield from rows
+
     def links(self, only: Iterable[str] | None = None) -> list[tuple[str, str]]:
         """(source_path, target_path) of every resolved link (from the notes `only`, when given),
         without duplicates."""
@@ -1058,6 +1115,12 @@ class Store:
     def note_tags(self) -> list[tuple[str, str]]:
         """(path, tag) of every tagged note."""
         return self._rows("SELECT notes.path, tag FROM tags JOIN notes ON notes.id = tags.note_id ORDER BY 1, 2")
+
+    def totals(self) -> tuple[int, int]:
+        """(notes, chunks): cheap, unlike counts()."""
+        with self._lock:
+            return (self._db.execute("SELECT count(*) FROM notes").fetchone()[0],
+                    self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -1334,6 +1397,10 @@ def _unindex_chunks(db: sqlite3.Connection, note_id: int) -> None:
         " FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE chunks.note_id = ?",
         (note_id,),
     )
+
+
+def _chunk_hashes(db: sqlite3.Connection, note_id: int) -> list[str]:
+    return [row[0] for row in db.execute("SELECT hash FROM chunks WHERE note_id = ?", (note_id,))]
 
 
 def _delete_note(db: sqlite3.Connection, note_id: int) -> None:

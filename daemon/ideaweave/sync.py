@@ -17,7 +17,7 @@ from .app import App, link_string, link_target
 from .frontmatter import Unwritable
 from .relate import Corpus
 from .vault import Skipped
-from .writer import HYSTERESIS, Candidate, Keys, NoteState, Write, apply_write, checksum, plan_note, plan_writes
+from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, Keys, NoteState, Write, apply_write, checksum, plan_note, plan_writes
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,20 @@ class VaultSync:
                          app.settings.writer.related_count)
         self.summaries = Summaries(app)
 
-    def run(self, paths: Iterable[str] | None = None, dry_run: bool = False, corpus: Corpus | None = None) -> SyncReport:
+    def run(self, paths: Iterable[str] | None = None, dry_run: bool = False, corpus: Corpus | None = None,
+            bystanders: Iterable[str] = ()) -> SyncReport:
+        """Relate, summarise and write `paths` (every note when None). `bystanders` are notes synced only
+        because other notes changed: their written links are kept within a wider window."""
         started = time.perf_counter()
         report = SyncReport()
         store = self.app.store
+        bystanders = set(bystanders)
         relater = self.app.relater(corpus)
         corpus = relater.corpus
         resolver = self.app.indexer.resolver
         targets = sorted(paths) if paths is not None else store.note_paths()
         states, bases, candidates, summaries, rejected = [], {}, {}, {}, {}
-        templates = {n.path for n in store.notes() if n.is_template}
+        templates = store.template_paths()
         for path in targets:
             if path in templates:
                 continue  # templates are copied into new notes: never write into them
@@ -119,11 +123,12 @@ class VaultSync:
                 store.set_write_issue(path, current.reason)
                 continue
             last = store.last_written(path)
-            states.append(NoteState(path, current, last.values if last else None))
+            slack = BYSTANDER_HYSTERESIS if path in bystanders else HYSTERESIS
+            states.append(NoteState(path, current, last.values if last else None, slack))
             bases[path] = base
             feedback = store.feedback_for(path)
             rejected[path] = {t for t, a in feedback.items() if a == "rejected"}
-            ranked = relater.rank(path, k=self.keys.count + HYSTERESIS + 2, exclude=set(feedback))
+            ranked = relater.rank(path, k=self.keys.count + slack + 2, exclude=set(feedback))
             # Links pinned through the bridge come first, as links the user typed into `related` do.
             pinned = [Candidate(t, link_string(resolver, t, None)) for t, a in sorted(feedback.items())
                       if a == "pinned" and t in corpus.index]

@@ -721,7 +721,7 @@ class VaultWatcher:
         corpus = self._corpus = self._corpus.updated(touched) if self._corpus is not None else Corpus(self.app.store)
         self._refresh_api(corpus)
         targets = self._sync_targets(fresh, index, before, corpus) | set(batch.retried)
-        written, deferred = self._sync_or_hold(sorted(targets), corpus)
+        written, deferred = self._sync_or_hold(sorted(targets), corpus, bystanders=targets - set(fresh))
         outcome = BatchOutcome(started, time.time(), tuple(fresh), own, len(index.changed), index.embedded_chunks,
                                len(targets), tuple(written), tuple(deferred))
         self.stats.record(outcome)
@@ -779,8 +779,9 @@ class VaultWatcher:
                                              NEIGHBOURS, excluded=hidden))
         return {p for p in targets if p in corpus.index}
 
-    def _sync_or_hold(self, paths: Sequence[str], corpus) -> tuple[list[str], list[str]]:
-        """Relate, summarize and write these notes, a slice at a time: (written, deferred)."""
+    def _sync_or_hold(self, paths: Sequence[str], corpus, bystanders: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+        """Relate, summarize and write these notes, a slice at a time: (written, deferred).
+        `bystanders`: notes synced only because others changed (see writer.BYSTANDER_HYSTERESIS)."""
         from .sync import VaultSync
 
         if self.stats.writes_paused.is_set():
@@ -794,7 +795,8 @@ class VaultWatcher:
             if self.stop.is_set():
                 self._cut_short = True  # the rest waits for the next start-up pass
                 break
-            report = sync.run(paths=paths[start:start + SYNC_SLICE], dry_run=dry_run, corpus=corpus)
+            report = sync.run(paths=paths[start:start + SYNC_SLICE], dry_run=dry_run, corpus=corpus,
+                              bystanders=bystanders)
             if not dry_run:
                 self._after_writes(report.written, report.deferred)
                 written += report.written

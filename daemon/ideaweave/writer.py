@@ -25,6 +25,10 @@ from .frontmatter import Unwritable
 
 # An already-written link stays while it ranks within the top (count + HYSTERESIS) candidates.
 HYSTERESIS = 3
+# For a note re-ranked only because another note changed (it was not edited itself), a written link
+# stays while within the top (count + this): one edit must not ripple through a neighbourhood's lists.
+# The note's own next edit (or a vanished target) still brings its list up to date.
+BYSTANDER_HYSTERESIS = 10
 OPTED_OUT = "opted_out"
 SWAP_GRACE_SECONDS = 0.002  # marker kept in the written values of a note whose user removed a key
 
@@ -44,6 +48,7 @@ class NoteState:
     path: str
     current: Mapping[str, object]  # managed keys present in the file now
     last_written: Mapping[str, object] | None  # values ideaweave last wrote, None if never
+    slack: int = HYSTERESIS  # how far below the top `count` a written link may fall and stay
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def plan_related(state: NoteState, candidates: Sequence[Candidate], keys: Keys, 
     pinned = [link for link in current if link not in ours or link in last.get("pinned", [])]
     blocked = rejected | set(newly_rejected) | set(pinned)
     ranked = [c.link for c in candidates if c.path not in rejected and c.link not in blocked]
-    window = set(ranked[: keys.count + HYSTERESIS])
+    window = set(ranked[: keys.count + state.slack])
     kept = [link for link in current if link in window and link not in pinned]
     fresh = [link for link in ranked if link not in kept][: max(0, keys.count - len(kept))]
     return pinned + kept[: keys.count] + fresh, None, newly_rejected, [p for p in pinned if p not in last.get("pinned", [])]
