@@ -220,3 +220,38 @@ def test_an_updated_corpus_equals_a_fresh_load(tmp_path, embedder, monkeypatch, 
         assert all(passage for _, passage, _ in after)
     finally:
         app.store.close()
+
+
+def test_a_partly_searched_inverted_file_scores_what_it_found(example_app, tmp_path, monkeypatch):
+    """When only the nearest sections are fetched, the notes they belong to get the score of their best
+    fetched section, the others the lowest score fetched, and the evidence is standardised over a sample."""
+    from ideaweave import relate as relate_module
+    from ideaweave import store as store_module
+
+    monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(store_module, "IVF_PROBES", 2)
+    monkeypatch.setattr(relate_module, "SECTION_HITS", 12)
+    monkeypatch.setattr(relate_module, "SECTION_HITS_MIN", 4)
+    root = tmp_path / "vault"
+    shutil.copytree(example_app.root, root)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
+    app.__dict__["embedder"] = example_app.embedder
+    app.indexer.run()
+    try:
+        relater = Relater(Corpus(app.store))
+        exact = Relater(Corpus(example_app.store))
+        for path in app.store.note_paths():
+            q = relater.corpus.index.get(path)
+            if q is None:
+                continue
+            parts, truth = relater.components(q), exact.components(exact.corpus.index[path])
+            floor = parts["chunk"].min()
+            found = parts["chunk"] > floor + 1e-6
+            assert set(parts["_stats"]) == {"chunk"} and (~found).sum() > 1
+            # A found note's score is its best fetched section: never above the truth, often equal to it.
+            assert (parts["chunk"][found] <= truth["chunk"][found] + 1e-5).all()
+            assert np.isclose(parts["chunk"][found], truth["chunk"][found], atol=1e-5).mean() > 0.5
+            for s in relater.rank(path, k=5):
+                assert s.passage and s.path != path and np.isfinite(s.score)
+    finally:
+        app.store.close()

@@ -35,6 +35,10 @@ NEIGHBOURS = 20
 # minimum each): enough that the true best section of every note near the top is among them.
 SECTION_HITS = 600
 SECTION_HITS_MIN = 40
+SAMPLE_NOTES = 1000  # notes whose sections estimate the spread of the best-section evidence there
+# A long note asks the inverted file with at most this many queries (the means of runs of its sections).
+SECTION_QUERIES = 8
+TITLE_WORDS = 5  # titles and aliases of up to this many words are looked for in a note's text
 PASSAGE_CHARS = 300
 KEYWORDS = 40
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]{2,}")
@@ -72,15 +76,23 @@ def keywords(text: str, k: int = KEYWORDS) -> list[str]:
     return [w for w, _ in counts.most_common(k)]
 
 
-def zscore(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Standardise over the candidates only; a component constant over them contributes nothing."""
-    chosen = values[mask]
-    if chosen.size == 0:
-        return np.zeros_like(values)
-    std = chosen.std()
+def zscore(values: np.ndarray, mask: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
+    """Standardise over the candidates only; a component constant over them contributes nothing.
+    `stats`: (mean, std) estimated elsewhere, for a component known only near the top."""
+    if stats is None:
+        chosen = values[mask]
+        if chosen.size == 0:
+            return np.zeros_like(values)
+        stats = (chosen.mean(), chosen.std())
+    mean, std = stats
     if std < 1e-9:
         return np.zeros_like(values)
-    return (values - chosen.mean()) / std
+    return (values - mean) / std
+
+
+def standardised(parts: dict, candidates: np.ndarray) -> dict[str, np.ndarray]:
+    stats = parts.get("_stats", {})
+    return {name: zscore(parts[name], candidates, stats.get(name)) for name in COMPONENTS}
 
 
 class Corpus:
@@ -118,7 +130,7 @@ class Corpus:
 
     def _assemble(self, store: Store, paths: list[str], notes: list, note_vectors: np.ndarray,
                   note_mean: np.ndarray, chunk_mean: np.ndarray, chunks: tuple, chunk_vectors: np.ndarray | None,
-                  graph: LinkGraph, exact: bool) -> None:
+                  graph: LinkGraph, exact: bool, sample: tuple | None = None) -> None:
         """Everything derived from the per-note data: indexes, sections grouped by note, title index.
 
         `chunks` is (ordinals, note path of each, vector_ids); sections of notes not in `paths` are
@@ -151,12 +163,39 @@ class Corpus:
         by_vid = np.argsort(self.chunk_vid, kind="stable")
         self._vid_sorted, self._vid_rows = self.chunk_vid[by_vid], by_vid
         self.graph = graph
+        self._sample_sections(sample)
         self.title_index: dict[str, list[int]] = {}
+        self.title_words: dict[str, int] = {}  # first word of a title -> most words of such a title (<= 5)
         for i, (title, _, _, aliases) in enumerate(notes):
             for name in [title] + aliases:
                 key = normalise_title(name)
                 if len(key) >= 3 and key not in _STOPWORDS:
                     self.title_index.setdefault(key, []).append(i)
+                    first, size = key.split(" ", 1)[0], key.count(" ") + 1
+                    if size <= TITLE_WORDS:
+                        self.title_words[first] = max(self.title_words.get(first, 0), size)
+
+    def _sample_sections(self, carried: tuple | None) -> None:
+        """A fixed random sample of notes whose section vectors stay in memory (large vaults only):
+        the best-section evidence is found for the top notes only, and standardised with the
+        spread it has over this sample."""
+        if self.exact:
+            self.sample_vectors, self.sample_starts = None, None
+        elif carried is not None:
+            self.sample_vectors, self.sample_starts = carried
+        else:
+            chosen = np.sort(np.random.default_rng(0).choice(len(self.paths), size=min(SAMPLE_NOTES, len(self.paths)),
+                                                             replace=False))
+            rows = [self.rows_of(int(q)) for q in chosen]
+            self.sample_starts = np.cumsum([0] + [len(r) for r in rows])[:-1]
+            self.sample_vectors = self.section_vectors(np.concatenate(rows)) if rows else None
+
+    def sample_stats(self, own: np.ndarray) -> tuple[float, float]:
+        """(mean, std) of the best-section cosine to `own` over the sample's notes."""
+        if self.sample_vectors is None or not len(self.sample_vectors) or not len(own):
+            return 0.0, 0.0
+        best = np.maximum.reduceat((own @ self.sample_vectors.T).max(axis=0), self.sample_starts)
+        return float(best.mean()), float(best.std())
 
     def updated(self, touched: Iterable[str]) -> Corpus:
         """The next snapshot, after the notes `touched` were indexed again, added or deleted (for a
@@ -222,7 +261,7 @@ class Corpus:
                 graph.remove_note(path)
         following = Corpus.__new__(Corpus)
         following._assemble(store, paths, notes, note_vectors, self.note_mean, self.chunk_mean, chunks,
-                            chunk_vectors, graph, self.exact)
+                            chunk_vectors, graph, self.exact, sample=(self.sample_vectors, self.sample_starts))
         following.changes_since_load = changes
         return following
 
@@ -254,6 +293,13 @@ class Corpus:
         return which, self._vid_rows[np.repeat(lo, counts) + offsets]
 
 
+def _run_means(vectors: np.ndarray, count: int) -> np.ndarray:
+    """The normalised means of `count` consecutive runs of rows (neighbouring sections of a note tend
+    to be about the same thing)."""
+    means = np.stack([part.mean(axis=0) for part in np.array_split(vectors, count)])
+    return means / np.maximum(row_norms(means), 1e-9)[:, None]
+
+
 def _lookup_paths(path_by_id: dict[int, str], note_ids: np.ndarray) -> list[str | None]:
     return [path_by_id.get(int(i)) for i in note_ids]
 
@@ -281,7 +327,8 @@ class Relater:
         c = self.corpus
         n = len(c)
         own = c.section_vectors(c.rows_of(q))
-        chunk = self._best_sections(own)
+        chunk, complete = self._best_sections(q, own)
+        stats = {} if complete else {"chunk": c.sample_stats(own)}
         text = self._text_of(q) if text is None else text
         bm25 = np.zeros(n)
         for hit in self._keyword_hits(text):
@@ -305,7 +352,7 @@ class Relater:
                 back[j] = 1.0
         emb = c.note_vectors @ c.note_vectors[q]
         return {"emb": emb, "chunk": chunk, "bm25": bm25, "title": title, "aa": aa, "back": back,
-                "nbr": self._neighbour_links(q, emb, exclude_links), "_own": own, "_shared": shared}
+                "nbr": self._neighbour_links(q, emb, exclude_links), "_own": own, "_shared": shared, "_stats": stats}
 
     def _keyword_hits(self, text: str):
         """FTS5 hits for the note's keywords, on vaults small enough to search exactly.
@@ -318,30 +365,35 @@ class Relater:
             return []
         return self.corpus.store.fts_search(" ".join(keywords(text)), 200, match_any=True)
 
-    def _best_sections(self, own: np.ndarray) -> np.ndarray:
-        """Per note, the best cosine between one of its sections and one of `own` (centred vectors).
+    def _best_sections(self, q: int, own: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Per note, the best cosine between one of its sections and one of `own` (note q's centred
+        section vectors).
 
         Exact index: a scan of every section. Inverted file: the nearest sections found for each of
-        `own`; notes with none found get the lowest score found (they rank below every note found).
+        `own`; notes with none found get the lowest score found (they rank below every note found),
+        and the component is standardised with the statistics of a sample (Corpus.sample_stats),
+        not over these mostly filled-in values. Returns (scores, whether every note's are exact).
         """
         c = self.corpus
         chunk = np.full(len(c), -1.0)
         if not len(own):
-            return chunk
+            return chunk, True
         if c.chunk_vectors is not None:
             best = (own @ c.chunk_vectors.T).max(axis=0)
             rows = np.arange(len(best))
         else:
-            k = min(max(SECTION_HITS_MIN, SECTION_HITS // len(own)), len(c.chunk_vid))
-            _, found = c.store.search_vectors(own, k)
+            queries = own if len(own) <= SECTION_QUERIES else _run_means(own, SECTION_QUERIES)
+            k = min(max(SECTION_HITS_MIN, SECTION_HITS // len(queries)), len(c.chunk_vid))
+            _, found = c.store.search_vectors(queries, k)
             vids = np.unique(found[found >= 0])
             best_by_vid = (own @ _centre_on(c.store.gather_vectors(vids), c.chunk_mean).T).max(axis=0)
             which, rows = c.rows_using(vids)
             best = best_by_vid[which]
-            if len(best):
-                chunk[:] = best.min()
+            others = c.chunk_note[rows] != q  # q's own sections say nothing about where the others stop
+            if others.any():
+                chunk[:] = best[others].min()
         np.maximum.at(chunk, c.chunk_note[rows], best)
-        return chunk
+        return chunk, c.chunk_vectors is not None or len(np.unique(c.chunk_note[rows])) == len(c)
 
     def _neighbour_links(self, q: int, emb: np.ndarray, exclude_links: set[str]) -> np.ndarray:
         """Notes that q's closest notes link to, weighted by closeness: notes about the same thing
@@ -363,9 +415,10 @@ class Relater:
         """Notes whose title or alias appears in the text as a run of whole words."""
         words = normalise_title(text).split()
         found: set[int] = set()
-        index = self.corpus.title_index
-        for size in range(1, 6):
-            for start in range(len(words) - size + 1):
+        index, longest = self.corpus.title_index, self.corpus.title_words
+        for start, word in enumerate(words):
+            # Only runs that start like some title can be one, and no longer than the longest such title.
+            for size in range(1, longest.get(word, 0) + 1):
                 hit = index.get(" ".join(words[start:start + size]))
                 if hit:
                     found.update(hit)
@@ -399,8 +452,8 @@ class Relater:
 
     def fused(self, q: int, parts: dict[str, np.ndarray], candidates: np.ndarray) -> np.ndarray:
         total = np.zeros(len(self.corpus))
-        for name in COMPONENTS:
-            total += self.weights.get(name, 0.0) * zscore(parts[name], candidates)
+        for name, z in standardised(parts, candidates).items():
+            total += self.weights.get(name, 0.0) * z
         total[~candidates] = -np.inf
         return total
 
@@ -501,7 +554,7 @@ def _calibration_sample(relater: Relater, path: str, body: str) -> tuple[dict, n
     parts = relater.components(q, exclude_links=gold_paths, text=masked)
     candidates = ~c.template
     candidates[q] = False
-    z = {name: zscore(parts[name], candidates) for name in COMPONENTS}
+    z = standardised(parts, candidates)
     pool = set()
     for name in COMPONENTS:
         ranked = np.where(candidates, z[name], -np.inf)
