@@ -122,6 +122,16 @@ def test_novelty_ranks_a_copied_section_least_novel(example_app, tmp_path):
     example_app.indexer.run()
 
 
+def indexed_copy(example_app, tmp_path) -> App:
+    """The example vault copied and indexed afresh (with whatever store limits the test has set)."""
+    root = tmp_path / "vault"
+    shutil.copytree(example_app.root, root)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
+    app.__dict__["embedder"] = example_app.embedder
+    app.indexer.run()
+    return app
+
+
 def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(example_app, tmp_path, monkeypatch):
     """Large vaults rank through the store's inverted file (sections fetched, not scanned); with every
     cluster probed it must give the very same suggestions, scores, passages and headings."""
@@ -129,11 +139,7 @@ def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(exam
 
     monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
     monkeypatch.setattr(store_module, "IVF_PROBES", 10_000)
-    root = tmp_path / "vault"
-    shutil.copytree(example_app.root, root)
-    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
-    app.__dict__["embedder"] = example_app.embedder
-    app.indexer.run()
+    app = indexed_copy(example_app, tmp_path)
     try:
         corpus = Corpus(app.store)
         assert not corpus.exact and corpus.chunk_vectors is None
@@ -232,11 +238,7 @@ def test_a_partly_searched_inverted_file_scores_what_it_found(example_app, tmp_p
     monkeypatch.setattr(store_module, "IVF_PROBES", 2)
     monkeypatch.setattr(relate_module, "SECTION_HITS", 12)
     monkeypatch.setattr(relate_module, "SECTION_HITS_MIN", 4)
-    root = tmp_path / "vault"
-    shutil.copytree(example_app.root, root)
-    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
-    app.__dict__["embedder"] = example_app.embedder
-    app.indexer.run()
+    app = indexed_copy(example_app, tmp_path)
     try:
         relater = Relater(Corpus(app.store))
         exact = Relater(Corpus(example_app.store))

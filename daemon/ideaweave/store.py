@@ -516,6 +516,16 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
+    def _rows_of_paths(self, select: str, only: Iterable[str] | None, column: str = "path", order: str = "") -> list[tuple]:
+        """Rows of `select`: all of them, or (a batch of paths at a time) those whose `column` is in `only`."""
+        if only is None:
+            return self._rows(select + order)
+        joiner = " AND " if " WHERE " in select else " WHERE "
+        rows: list[tuple] = []
+        for batch in _batches(sorted(set(only))):
+            rows += self._rows(f"{select}{joiner}{column} IN ({','.join('?' * len(batch))}){order}", batch)
+        return rows
+
     def _meta(self) -> dict[str, str]:
         return dict(self._rows("SELECT key, value FROM meta"))
 
@@ -638,13 +648,7 @@ class Store:
 
     def note_stats(self, only: Iterable[str] | None = None) -> dict[str, NoteStat]:
         """What each indexed note (of `only`, when given) looked like when indexed, to spot changes cheaply."""
-        select = "SELECT path, size, mtime_ns, content_hash FROM notes"
-        if only is None:
-            rows = self._rows(select)
-        else:
-            rows = []
-            for batch in _batches(sorted(set(only))):
-                rows += self._rows(f"{select} WHERE path IN ({','.join('?' * len(batch))})", batch)
+        rows = self._rows_of_paths("SELECT path, size, mtime_ns, content_hash FROM notes", only)
         return {path: NoteStat(size, mtime_ns, content_hash) for path, size, mtime_ns, content_hash in rows}
 
     def replace_note(
@@ -862,12 +866,7 @@ class Store:
 
     def note_path_by_id(self, only: Iterable[str] | None = None) -> dict[int, str]:
         """To turn the note ids of `chunk_matrix()` into paths (of the notes `only`, when given)."""
-        if only is None:
-            return dict(self._rows("SELECT id, path FROM notes"))
-        found: dict[int, str] = {}
-        for batch in _batches(sorted(set(only))):
-            found.update(self._rows(f"SELECT id, path FROM notes WHERE path IN ({','.join('?' * len(batch))})", batch))
-        return found
+        return dict(self._rows_of_paths("SELECT id, path FROM notes", only))
 
     def chunks_of(self, path: str) -> list[StoredChunk]:
         return [_stored_chunk(row) for row in self._rows(
@@ -910,12 +909,8 @@ class Store:
                 cursor = self._db.execute(f"{select} ORDER BY notes.path, chunks.ordinal")
                 parts = [np.array(rows, dtype=np.int64).reshape(-1, 3) for rows in iter(lambda: cursor.fetchmany(20_000), [])]
         else:
-            parts = []
-            for batch in _batches(sorted(set(only))):
-                marks = ",".join("?" * len(batch))
-                parts.append(np.array(self._rows(
-                    f"{select} WHERE notes.path IN ({marks}) ORDER BY notes.path, chunks.ordinal", batch),
-                    dtype=np.int64).reshape(-1, 3))
+            parts = [np.array(self._rows_of_paths(select, only, column="notes.path",
+                                                  order=" ORDER BY notes.path, chunks.ordinal"), dtype=np.int64).reshape(-1, 3)]
         table = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
 
@@ -1004,14 +999,9 @@ class Store:
     def note_flags(self, only: Iterable[str] | None = None) -> dict[str, tuple[str, bool, bool, list[str]]]:
         """path -> (title, is_template, private, aliases) of every note (or of `only`): what ranking
         needs of notes."""
-        select = ("SELECT path, title, is_template, private,"
-                  " CASE WHEN instr(frontmatter_json, '\"alias') > 0 THEN frontmatter_json ELSE '' END FROM notes")
-        if only is None:
-            rows = self._rows(select)
-        else:
-            rows = []
-            for batch in _batches(sorted(set(only))):
-                rows += self._rows(f"{select} WHERE path IN ({','.join('?' * len(batch))})", batch)
+        rows = self._rows_of_paths(
+            "SELECT path, title, is_template, private,"
+            " CASE WHEN instr(frontmatter_json, '\"alias') > 0 THEN frontmatter_json ELSE '' END FROM notes", only)
         flags = {}
         for path, title, is_template, private, frontmatter_json in rows:
             aliases: list[str] = []
@@ -1039,13 +1029,8 @@ class Store:
 
     def notes_at(self, paths: Iterable[str]) -> dict[str, StoredNote]:
         """The stored notes among `paths`, by path."""
-        found: dict[str, StoredNote] = {}
-        for batch in _batches(sorted(set(paths))):
-            marks = ",".join("?" * len(batch))
-            for row in self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes WHERE path IN ({marks})", batch):
-                note = _stored_note(row)
-                found[note.path] = note
-        return found
+        notes = (_stored_note(row) for row in self._rows_of_paths(f"SELECT {_NOTE_COLUMNS} FROM notes", paths))
+        return {note.path: note for note in notes}
 
     def fts_search(self, query: str, k: int, match_any: bool = False) -> list[FtsHit]:
         """Keyword search over chunk text, heading and note title, best first.
@@ -1078,14 +1063,9 @@ class Store:
     def links(self, only: Iterable[str] | None = None) -> list[tuple[str, str]]:
         """(source_path, target_path) of every resolved link (from the notes `only`, when given),
         without duplicates."""
-        select = ("SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
-                  " WHERE links.target_path IS NOT NULL")
-        if only is None:
-            return self._rows(f"{select} ORDER BY 1, 2")
-        found: list[tuple[str, str]] = []
-        for batch in _batches(sorted(set(only))):
-            found += self._rows(f"{select} AND notes.path IN ({','.join('?' * len(batch))}) ORDER BY 1, 2", batch)
-        return found
+        return self._rows_of_paths(
+            "SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
+            " WHERE links.target_path IS NOT NULL", only, column="notes.path", order=" ORDER BY 1, 2")
 
     def link_targets(self) -> list[tuple[str, str]]:
         """(source_path, raw) of every link, as written (resolved or not)."""
