@@ -11,7 +11,9 @@ import pytest
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.novelty import novelty
-from ideaweave.relate import COMPONENTS, DEFAULT_WEIGHTS, Corpus, Relater, calibrate, diversify, keywords, zscore
+from ideaweave.relate import (
+    COMPONENTS, DEFAULT_WEIGHTS, Corpus, Relater, calibrate, diversify, keywords, top_indices, zscore,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -257,3 +259,13 @@ def test_a_partly_searched_inverted_file_scores_what_it_found(example_app, tmp_p
                 assert s.passage and s.path != path and np.isfinite(s.score)
     finally:
         app.store.close()
+
+
+def test_top_indices_equals_a_full_stable_sort_even_with_many_ties():
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 20))
+        scores = rng.integers(0, 5, n).astype(float)  # few distinct values: ties everywhere
+        scores[rng.random(n) < 0.1] = -np.inf
+        finite = np.flatnonzero(np.isfinite(scores))
+        assert top_indices(scores, k).tolist() == finite[np.argsort(-scores[finite], kind="stable")][:k].tolist()

@@ -491,8 +491,11 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest finite scores, best first (ties by index), without sorting them all."""
     finite = np.flatnonzero(np.isfinite(scores))
     if len(finite) > k:
-        cut = np.partition(scores[finite], len(finite) - k)[len(finite) - k]
-        finite = finite[scores[finite] >= cut]
+        values = scores[finite]
+        cut = np.partition(values, len(finite) - k)[len(finite) - k]
+        above = finite[values > cut]
+        finite = np.concatenate([above, finite[values == cut][: k - len(above)]])  # ties: lowest index first
+        finite.sort()
     return finite[np.argsort(-scores[finite], kind="stable")][:k]
 
 
