@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import random
@@ -624,6 +625,31 @@ def test_own_writes_cause_no_second_round_and_an_edit_cascades_to_few_notes(tmp_
         assert stats.notes_indexed - before[1] == 1
         assert stats.own_writes_ignored - before[3] == stats.notes_written - before[2] == len(work.written)
         assert all(not b.paths and b.indexed == 0 and b.synced == 0 for b in batches if b is not work)
+
+
+def test_a_rename_obsidian_carries_into_related_lists_is_neither_a_pin_nor_a_rejection(tmp_path, embedder):
+    """Obsidian, when it updates internal links on a rename, rewrites [[Old]] to [[New]] inside the
+    related lists ideaweave wrote, right after moving the file."""
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder)
+    with running_daemon(app) as stats:
+        settle(stats)
+        citers = citing(vault, "Reward hacking")
+        assert citers, "precondition: some note lists Reward hacking"
+        os.rename(vault / "Alignment/Reward hacking.md", vault / "Alignment/Reward tampering.md")
+        for note in citers:  # what Obsidian does to the files that link to the renamed note
+            path = vault / note
+            path.write_text(path.read_text(encoding="utf-8").replace("[[Reward hacking", "[[Reward tampering"),
+                            encoding="utf-8")
+        eventually(lambda: app.store.note("Alignment/Reward tampering.md") is not None
+                   and all(app.store.last_written(n) and "[[Reward tampering]]" in json.dumps(app.store.last_written(n).values)
+                           for n in citers), what="the rename is indexed and followed in what ideaweave remembers")
+        settle(stats)
+        assert citing(vault, "Reward tampering") >= citers and not citing(vault, "Reward hacking")
+        assert app.store.all_feedback() == [], "the renamed link was taken for the user's pin or rejection"
+        for note in citers:
+            values = app.store.last_written(note).values
+            assert "[[Reward tampering]]" in values["related"] and not values.get("pinned")
 
 
 def test_renames_moves_and_deletes_update_the_links_in_other_notes(tmp_path, embedder):

@@ -60,6 +60,20 @@ def test_a_bystander_keeps_its_links_within_a_wider_window():
     assert bystander.values == {"related": ["[[c]]", "[[d]]", "[[new]]"]}
 
 
+def test_a_renamed_link_is_neither_a_pin_nor_a_rejection():
+    """The memory says [[c]] (the note was renamed from b) and remembers the old text."""
+    last = {"related": ["[[c]]", "[[d]]"], "summary": "S.", "renamed": {"[[b]]": "[[c]]"}}
+    # The file was not rewritten: it still says [[b]]; the list is written again with the new text.
+    state = NoteState("a.md", {"related": ["[[b]]", "[[d]]"], "summary": "S."}, last)
+    write, problem, rejects, pins = plan_note(state, cands("c", "d", "e"), "S.", Keys(count=2), set())
+    assert (rejects, pins, problem) == ([], [], None)
+    assert write.values == {"related": ["[[c]]", "[[d]]"]} and "renamed" not in write.remembered
+    # Obsidian rewrote it: nothing to do, and still neither a pin nor a rejection.
+    state = NoteState("a.md", {"related": ["[[c]]", "[[d]]"], "summary": "S."}, last)
+    write, problem, rejects, pins = plan_note(state, cands("c", "d", "e"), "S.", Keys(count=2), set())
+    assert (write, rejects, pins) == (None, [], [])
+
+
 def test_user_deleting_a_link_rejects_it_and_adding_one_pins_it():
     last = {"related": ["[[b]]", "[[c]]", "[[d]]"], "summary": "S."}
     state = NoteState("a.md", {"related": ["[[mine]]", "[[b]]", "[[d]]"], "summary": "S."}, last)

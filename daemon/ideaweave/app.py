@@ -98,7 +98,8 @@ class App:
     def indexer(self):
         from .indexer import Indexer
 
-        return Indexer(self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens)
+        return Indexer(self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens,
+                       related_key=self.settings.writer.related_key)
 
     def relater(self, corpus=None):
         """A Relater over the current index, with this vault's weights (calibrated once, then cached)."""

@@ -9,6 +9,7 @@ are, so a crash at any point leaves a store that the next run completes.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from .chunking import Chunk, chunk_note
 from .embedding import Embedder
 from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Store
-from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner
+from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, link_names
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,21 @@ def link_records(note: Note, resolver: LinkResolver) -> list[LinkRecord]:
     return records
 
 
+_WIKILINK = re.compile(r"\[\[([^\]|#^]*)([^\]]*)\]\]")
+
+
 class Indexer:
     """Brings the store in step with the vault's files."""
 
-    def __init__(self, scanner: VaultScanner, store: Store, embedder: Embedder, max_tokens: int):
+    def __init__(self, scanner: VaultScanner, store: Store, embedder: Embedder, max_tokens: int,
+                 related_key: str | None = None):
+        """`related_key`: the frontmatter key ideaweave writes links into (its written memory follows
+        renames; None leaves that memory alone)."""
         self.scanner = scanner
         self.store = store
         self.embedder = embedder
         self.max_tokens = max_tokens
+        self.related_key = related_key
         self.resolver = LinkResolver(store.note_paths())
 
     def run(self, progress: Progress | None = None) -> IndexReport:
@@ -170,6 +178,8 @@ class Indexer:
         if plan.deleted or appeared:
             names = {LinkResolver.name_of_path(p) for p in set(plan.deleted) | appeared}
             report.relinked = self._reresolve_links(names, skip=set(report.changed))
+        if report.renamed and self.related_key:
+            self._follow_renames(report.renamed)
         self.store.gc_vectors(everything=full)
         # Saving the vector index rewrites the whole file (330 MB at 100,000 notes): an update saves at
         # most once a minute. The database is the truth; a crash before a save only means a rebuild.
@@ -229,6 +239,42 @@ class Indexer:
             group = hashes[start:start + EMBED_GROUP]
             self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]))
         return len(hashes)
+
+    def _follow_renames(self, renamed: Sequence[tuple[str, str]]) -> None:
+        """The links ideaweave wrote to a renamed note now name the new note, in its memory of what it
+        wrote. Obsidian rewrites such links in the files itself (when it updates internal links), and a
+        link ideaweave did not write counts as the user's: without this, the renamed link would be
+        taken for the user's pin and the old one for a rejection. The old link text is remembered
+        beside it ("renamed"), for a file whose links were not rewritten."""
+        for note, record in self.store.all_written().items():
+            links = record.values.get(self.related_key)
+            if not isinstance(links, list):
+                continue
+            changed = {}
+            for link in links:
+                new_link = self._renamed_link(link, note, renamed) if isinstance(link, str) else None
+                if new_link is not None:
+                    changed[link] = new_link
+            if not changed:
+                continue
+            values = dict(record.values)
+            values[self.related_key] = [changed.get(link, link) for link in links]
+            if isinstance(values.get("pinned"), list):
+                values["pinned"] = [changed.get(link, link) for link in values["pinned"]]
+            values["renamed"] = {**values.get("renamed", {}), **changed}
+            self.store.update_written_values(note, values)
+
+    def _renamed_link(self, link: str, source: str, renamed: Sequence[tuple[str, str]]) -> str | None:
+        match = _WIKILINK.fullmatch(link.strip())
+        if match is None:
+            return None
+        target, rest = match.group(1), match.group(2)
+        if self.resolver.resolve(target, source) is not None:
+            return None  # still names a note (another note of that name, or no rename at all)
+        for old, new in renamed:
+            if target.strip().lower() in link_names(old):
+                return f"[[{self.resolver.link_text(new)}{rest}]]"
+        return None
 
     def _reresolve_links(self, names: set[str], skip: set[str]) -> list[str]:
         """Notes of these names were added, removed or renamed: links to such a name elsewhere may now

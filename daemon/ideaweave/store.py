@@ -1151,6 +1151,11 @@ class Store:
                 (path, checksum, _to_json(values), time.time()),
             )
 
+    def update_written_values(self, path: str, values: Mapping[str, object]) -> None:
+        """Change what is remembered as written into a note, without a new write (same checksum)."""
+        with self._transaction() as db:
+            db.execute("UPDATE written SET values_json = ? WHERE path = ?", (_to_json(values), path))
+
     def last_written(self, path: str) -> WrittenRecord | None:
         rows = self._rows("SELECT path, checksum, values_json, written_at FROM written WHERE path = ?", (path,))
         return _written(rows[0]) if rows else None

@@ -552,6 +552,13 @@ def find_vault_root(start: Path) -> Path | None:
 # ------------------------------------------------------------------ link resolution
 
 
+def link_names(path: str) -> set[str]:
+    """The texts a wikilink can use for a note: its name, or any trailing part of its path (lower case)."""
+    stem = path[:-3] if path.lower().endswith(".md") else path
+    parts = stem.lower().split("/")
+    return {"/".join(parts[i:]) for i in range(len(parts))}
+
+
 def _link_key(path: str) -> str:
     """How links see a note: its path without .md, ignoring case."""
     return (path[:-3] if path.lower().endswith(".md") else path).lower()

@@ -33,6 +33,7 @@ import numpy as np
 from . import __version__
 from .app import App
 from .errors import LockError, VaultError
+from .vault import link_names
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +193,6 @@ class EventBatcher:
 
 
 _LINK_TARGET = re.compile(r"^\[\[([^\]|#^]*)")
-
-
-def link_names(path: str) -> set[str]:
-    """The texts a wikilink can use for a note: its name, or any trailing part of its path."""
-    stem = path[:-3] if path.lower().endswith(".md") else path
-    parts = stem.lower().split("/")
-    return {"/".join(parts[i:]) for i in range(len(parts))}
 
 
 def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[str]:
@@ -770,7 +764,9 @@ class VaultWatcher:
         targets = {p for p in fresh if p in corpus.index}
         written = {path: record.values.get(self.app.settings.writer.related_key)
                    for path, record in self.app.store.all_written().items()}
-        targets |= notes_citing(written, gone | meaning_changed)
+        # A renamed note's citers are remembered with its new name already (Indexer._follow_renames):
+        # their files may still hold the old one.
+        targets |= notes_citing(written, gone | meaning_changed | set(old_name))
         hidden = corpus.template | corpus.private if len(corpus) else None
         for path in meaning_changed:
             q = corpus.index.get(path)

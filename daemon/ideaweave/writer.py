@@ -98,7 +98,10 @@ def plan_related(state: NoteState, candidates: Sequence[Candidate], keys: Keys, 
         return None, f"`{key}` was not written by ideaweave; it is left as it is", [], []
     if not present and ours is not None:
         return None, None, [], []  # the user removed the whole key: opted out (remembered by the caller)
-    current = current or []
+    # Links ideaweave wrote to a note since renamed: the file may still hold the old text (Obsidian did
+    # not rewrite it); it is the same link as the remembered new one, neither a pin nor a rejection.
+    renamed = last.get("renamed") if isinstance(last.get("renamed"), dict) else {}
+    current = [renamed.get(link, link) for link in current or []]
     ours = ours or []
     newly_rejected = [link for link in ours if link not in current]
     pinned = [link for link in current if link not in ours or link in last.get("pinned", [])]
@@ -140,6 +143,7 @@ def plan_note(state: NoteState, candidates: Sequence[Candidate], summary: str | 
     values: dict[str, object] = {}
     if related is not None:
         remembered[keys.related] = related
+        remembered.pop("renamed", None)  # the file now holds the new link texts
         pins = set(last.get("pinned", [])) | set(new_pins)
         remembered["pinned"] = [link for link in related if link in pins]
         if related != _as_links(state.current.get(keys.related)):
