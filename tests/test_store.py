@@ -376,25 +376,24 @@ def test_add_vectors_skips_known_hashes_and_checks_shape(store: Store):
         store.add_vectors(["w"], np.ones((1, DIM + 1), np.float32))
 
 
-def test_note_matrix_rows_are_normalised_means_of_chunk_vectors(store: Store):
+def test_note_means_are_normalised_means_of_chunk_vectors(store: Store):
     a = add_note(store, "a.md", ["one", "two", "three"])
     b = add_note(store, "b.md", ["four"])
     add_note(store, "unembedded.md", ["five"])
     stored = {**embed(store, a, seed=6), **embed(store, b, seed=7)}
-    paths, matrix = store.note_matrix()
+    paths, matrix, chunk_mean = store.note_means()
     assert paths == ["a.md", "b.md"]
     assert matrix.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, rtol=1e-5)
     mean = np.mean([stored[c.hash] for c in a], axis=0)
     np.testing.assert_allclose(matrix[0], mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(store.note_vector("a.md"), matrix[0], rtol=1e-5, atol=1e-6)
-    assert store.note_vector("unembedded.md") is None
+    np.testing.assert_allclose(chunk_mean, np.mean([stored[c.hash] for c in a + b], axis=0), rtol=1e-5, atol=1e-6)
 
-    chunk_ids, note_ids, vectors = store.chunk_matrix()
-    assert chunk_ids.dtype == note_ids.dtype == np.int64 and vectors.shape == (4, DIM)
+    ordinals, note_ids, vector_ids = store.chunk_table()
+    assert ordinals.tolist() == [0, 1, 2, 0] and note_ids.dtype == vector_ids.dtype == np.int64
     id_to_path = store.note_path_by_id()
     assert [id_to_path[int(i)] for i in note_ids] == ["a.md"] * 3 + ["b.md"]
-    np.testing.assert_array_equal(vectors[3], stored[b[0].hash])
+    np.testing.assert_array_equal(store.gather_vectors(vector_ids)[3], stored[b[0].hash])
 
 
 # ---------------------------------------------------------------- keyword search
@@ -587,7 +586,7 @@ def test_reads_from_another_thread_while_writing(store: Store):
             while not done.is_set():
                 store.fts_search("words", 5)
                 store.search_vectors(np.ones(DIM, np.float32), 3)
-                store.note_matrix()
+                store.note_means()
         except BaseException as error:  # surfaced by the assertion below
             errors.append(error)
 
@@ -677,7 +676,8 @@ def test_note_means_read_in_small_batches_equal_the_whole_matrix(state_dir: Path
     opened, _ = big_store(state_dir, 30)
     with opened:
         paths, means, chunk_mean = opened.note_means(batch=7)  # notes split across batches
-        _, note_ids, vectors = opened.chunk_matrix()
+        _, note_ids, vector_ids = opened.chunk_table()
+        vectors = opened.gather_vectors(vector_ids)
         path_by_id = opened.note_path_by_id()
         assert paths == sorted(path_by_id.values())
         for i, path in enumerate(paths):
@@ -687,4 +687,4 @@ def test_note_means_read_in_small_batches_equal_the_whole_matrix(state_dir: Path
         np.testing.assert_allclose(chunk_mean, vectors.mean(axis=0), rtol=1e-5, atol=1e-6)
         assert set(opened.notes_at(["n001.md", "missing.md"])) == {"n001.md"}
         first = opened.chunks_of("n001.md")[0]
-        assert opened.chunk(first.id) == first and opened.chunk(10**9) is None
+        assert opened.chunks_by_id([first.id, 10**9]) == {first.id: first}

@@ -516,8 +516,8 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    def _rows_of_paths(self, select: str, only: Iterable[str] | None, column: str = "path", order: str = "") -> list[tuple]:
-        """Rows of `select`: all of them, or (a batch of paths at a time) those whose `column` is in `only`."""
+    def _rows_where_in(self, select: str, only: Iterable[object] | None, column: str = "path", order: str = "") -> list[tuple]:
+        """Rows of `select`: all of them, or (a batch of values at a time) those whose `column` is in `only`."""
         if only is None:
             return self._rows(select + order)
         joiner = " AND " if " WHERE " in select else " WHERE "
@@ -609,11 +609,8 @@ class Store:
         ids = np.array([row[0] for row in self._db.execute("SELECT id FROM vectors ORDER BY id")], dtype=np.int64)
         size = min(len(ids), IVF_SAMPLE_PER_LIST * ivf_lists(count))
         chosen = np.sort(np.random.default_rng(0).choice(ids, size=size, replace=False))
-        blobs = []
-        for batch in _batches(chosen.tolist()):
-            marks = ",".join("?" * len(batch))
-            blobs += [row[0] for row in self._db.execute(f"SELECT vector FROM vectors WHERE id IN ({marks}) ORDER BY id", batch)]
-        return _decode_vectors(blobs, self.stored_dim)
+        rows = self._rows_where_in("SELECT vector FROM vectors", chosen.tolist(), column="id")
+        return _decode_vectors([row[0] for row in rows], self.stored_dim)
 
     def _save_vectors(self) -> None:
         with self._lock:
@@ -648,7 +645,7 @@ class Store:
 
     def note_stats(self, only: Iterable[str] | None = None) -> dict[str, NoteStat]:
         """What each indexed note (of `only`, when given) looked like when indexed, to spot changes cheaply."""
-        rows = self._rows_of_paths("SELECT path, size, mtime_ns, content_hash FROM notes", only)
+        rows = self._rows_where_in("SELECT path, size, mtime_ns, content_hash FROM notes", only)
         return {path: NoteStat(size, mtime_ns, content_hash) for path, size, mtime_ns, content_hash in rows}
 
     def replace_note(
@@ -865,8 +862,14 @@ class Store:
         return _stored_note(rows[0]) if rows else None
 
     def note_path_by_id(self, only: Iterable[str] | None = None) -> dict[int, str]:
-        """To turn the note ids of `chunk_matrix()` into paths (of the notes `only`, when given)."""
-        return dict(self._rows_of_paths("SELECT id, path FROM notes", only))
+        """To turn the note ids of `chunk_table()` into paths (of the notes `only`, when given)."""
+        return dict(self._rows_where_in("SELECT id, path FROM notes", only))
+
+    def chunk_hashes(self, path: str) -> tuple[str, ...]:
+        """The hashes of a note's chunks in order: what its embedded text is, without the text."""
+        return tuple(row[0] for row in self._rows(
+            "SELECT chunks.hash FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE notes.path = ?"
+            " ORDER BY chunks.ordinal", (path,)))
 
     def chunks_of(self, path: str) -> list[StoredChunk]:
         return [_stored_chunk(row) for row in self._rows(
@@ -876,14 +879,10 @@ class Store:
         """Every chunk that uses one of the vectors, in the order of `vector_ids`."""
         order = {int(v): i for i, v in reversed(list(enumerate(vector_ids)))}
         found: list[StoredChunk] = []
-        for batch in _batches(list(order)):
-            marks = ",".join("?" * len(batch))
-            # Driven from the vectors' primary key (the LEFT JOIN of _CHUNK_SELECT would scan every chunk).
-            found += [_stored_chunk(r) for r in self._rows(
-                "SELECT chunks.id, notes.path, chunks.ordinal, chunks.heading, chunks.heading_path_json,"
-                " chunks.start_offset, chunks.end_offset, chunks.hash, chunks.text, vectors.id"
-                f" FROM vectors JOIN chunks ON chunks.hash = vectors.hash JOIN notes ON notes.id = chunks.note_id"
-                f" WHERE vectors.id IN ({marks})", batch)]
+        # Driven from the vectors' primary key (the LEFT JOIN of _CHUNK_SELECT would scan every chunk).
+        found = [_stored_chunk(r) for r in self._rows_where_in(
+            f"SELECT {_CHUNK_COLUMNS} FROM vectors JOIN chunks ON chunks.hash = vectors.hash"
+            " JOIN notes ON notes.id = chunks.note_id", order, column="vectors.id")]
         return sorted(found, key=lambda c: (order[c.vector_id], c.note_path, c.ordinal))
 
     @property
@@ -909,61 +908,26 @@ class Store:
                 cursor = self._db.execute(f"{select} ORDER BY notes.path, chunks.ordinal")
                 parts = [np.array(rows, dtype=np.int64).reshape(-1, 3) for rows in iter(lambda: cursor.fetchmany(20_000), [])]
         else:
-            parts = [np.array(self._rows_of_paths(select, only, column="notes.path",
+            parts = [np.array(self._rows_where_in(select, only, column="notes.path",
                                                   order=" ORDER BY notes.path, chunks.ordinal"), dtype=np.int64).reshape(-1, 3)]
         table = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
         return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
 
-    def chunk_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(chunk_ids int64, note_ids int64, vectors float32 (n, dim)) of every embedded
-        chunk, ordered by note path then position in the note. Holds every vector: for small vaults."""
-        self._require_current_model()
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT chunks.id, chunks.note_id, vectors.id FROM chunks"
-                " JOIN notes ON notes.id = chunks.note_id JOIN vectors ON vectors.hash = chunks.hash"
-                " ORDER BY notes.path, chunks.ordinal").fetchall()
-            table = np.array(rows, dtype=np.int64).reshape(-1, 3)
-            return table[:, 0].copy(), table[:, 1].copy(), self._vectors.gather(table[:, 2])
-
-    def note_vector(self, path: str) -> np.ndarray | None:
-        """The normalised mean of a note's chunk vectors, or None if it has none."""
-        self._require_current_model()
-        blobs = [row[0] for row in self._rows(
-            "SELECT vectors.vector FROM chunks JOIN notes ON notes.id = chunks.note_id"
-            " JOIN vectors ON vectors.hash = chunks.hash WHERE notes.path = ?", (path,))]
-        if not blobs:
-            return None
-        return _normalise_rows(_decode_vectors(blobs, self.dim).mean(axis=0, keepdims=True))[0]
-
-    def note_matrix(self) -> tuple[list[str], np.ndarray]:
-        """(paths, float32 (n, dim)): each note's normalised mean chunk vector, by path.
-        Notes without any embedded chunk are left out."""
-        paths, means, _ = self.note_means()
-        return paths, means
-
     def note_means(self, batch: int = 5_000, only: Iterable[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """note_matrix() and the mean of every embedded chunk's vector, read from the database a
+        """(paths, float32 (n, dim): each note's normalised mean chunk vector, the mean of every embedded
+        chunk's vector), by path; notes without any embedded chunk are left out. Read from the database a
         batch of chunks at a time into one preallocated matrix: one row per note, nothing copied.
         `only`: just these notes (the chunk mean is then theirs)."""
         self._require_current_model()
         has_vectors = ("EXISTS (SELECT 1 FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
                        " WHERE chunks.note_id = notes.id)")
         with self._lock:
-            if only is None:
-                embedded = self._db.execute(f"SELECT id, path FROM notes WHERE {has_vectors} ORDER BY path").fetchall()
-                chunks_sql = ("SELECT chunks.note_id, vectors.vector FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
-                              " ORDER BY chunks.note_id, chunks.ordinal")
-            else:
-                embedded = []
-                for part in _batches(sorted(set(only))):
-                    marks = ",".join("?" * len(part))
-                    embedded += self._db.execute(
-                        f"SELECT id, path FROM notes WHERE path IN ({marks}) AND {has_vectors}", part).fetchall()
-                embedded.sort(key=lambda row: row[1])
-                ids = ",".join(str(int(note_id)) for note_id, _ in embedded)
-                chunks_sql = ("SELECT chunks.note_id, vectors.vector FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
-                              f" WHERE chunks.note_id IN ({ids}) ORDER BY chunks.note_id, chunks.ordinal")
+            embedded = sorted(self._rows_where_in(f"SELECT id, path FROM notes WHERE {has_vectors}", only),
+                              key=lambda row: row[1])
+            chunks_sql = "SELECT chunks.note_id, vectors.vector FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
+            if only is not None:
+                chunks_sql += f" WHERE chunks.note_id IN ({','.join(str(int(note_id)) for note_id, _ in embedded)})"
+            chunks_sql += " ORDER BY chunks.note_id, chunks.ordinal"
             if not embedded:
                 return [], np.zeros((0, self.dim), np.float32), np.zeros(self.dim, np.float32)
             row_of = np.full(max(note_id for note_id, _ in embedded) + 1, -1, dtype=np.int64)
@@ -999,7 +963,7 @@ class Store:
     def note_flags(self, only: Iterable[str] | None = None) -> dict[str, tuple[str, bool, bool, list[str]]]:
         """path -> (title, is_template, private, aliases) of every note (or of `only`): what ranking
         needs of notes."""
-        rows = self._rows_of_paths(
+        rows = self._rows_where_in(
             "SELECT path, title, is_template, private,"
             " CASE WHEN instr(frontmatter_json, '\"alias') > 0 THEN frontmatter_json ELSE '' END FROM notes", only)
         flags = {}
@@ -1016,20 +980,13 @@ class Store:
         rows = self._rows(f"{_CHUNK_SELECT} WHERE notes.path = ? AND chunks.ordinal = ?", (path, int(ordinal)))
         return _stored_chunk(rows[0]) if rows else None
 
-    def chunk(self, chunk_id: int) -> StoredChunk | None:
-        return self.chunks_by_id([chunk_id]).get(int(chunk_id))
-
     def chunks_by_id(self, chunk_ids: Iterable[int]) -> dict[int, StoredChunk]:
-        found: dict[int, StoredChunk] = {}
-        for batch in _batches(sorted({int(i) for i in chunk_ids})):
-            marks = ",".join("?" * len(batch))
-            for row in self._rows(f"{_CHUNK_SELECT} WHERE chunks.id IN ({marks})", batch):
-                found[row[0]] = _stored_chunk(row)
-        return found
+        rows = self._rows_where_in(_CHUNK_SELECT, {int(i) for i in chunk_ids}, column="chunks.id")
+        return {row[0]: _stored_chunk(row) for row in rows}
 
     def notes_at(self, paths: Iterable[str]) -> dict[str, StoredNote]:
         """The stored notes among `paths`, by path."""
-        notes = (_stored_note(row) for row in self._rows_of_paths(f"SELECT {_NOTE_COLUMNS} FROM notes", paths))
+        notes = (_stored_note(row) for row in self._rows_where_in(f"SELECT {_NOTE_COLUMNS} FROM notes", paths))
         return {note.path: note for note in notes}
 
     def fts_search(self, query: str, k: int, match_any: bool = False) -> list[FtsHit]:
@@ -1054,18 +1011,14 @@ class Store:
         """links(), one at a time (a vault's links are many small strings: not all in a list at once).
         Holds the store's lock until the iteration ends."""
         with self._lock:
-            cursor = self._db.execute(
-                "SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
-                " WHERE links.target_path IS NOT NULL")
+            cursor = self._db.execute(_RESOLVED_LINKS)
             while rows := cursor.fetchmany(5_000):
                 yield from rows
 
     def links(self, only: Iterable[str] | None = None) -> list[tuple[str, str]]:
         """(source_path, target_path) of every resolved link (from the notes `only`, when given),
         without duplicates."""
-        return self._rows_of_paths(
-            "SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
-            " WHERE links.target_path IS NOT NULL", only, column="notes.path", order=" ORDER BY 1, 2")
+        return self._rows_where_in(_RESOLVED_LINKS, only, column="notes.path", order=" ORDER BY 1, 2")
 
     def link_targets(self) -> list[tuple[str, str]]:
         """(source_path, raw) of every link, as written (resolved or not)."""
@@ -1293,9 +1246,8 @@ def row_norms(matrix: np.ndarray) -> np.ndarray:
 
 def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     # A zero vector stays zero rather than becoming NaN.
-    return (matrix / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    return (matrix / np.maximum(row_norms(matrix), np.float32(1e-12))[:, None]).astype(np.float32)
 
 
 def _decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
@@ -1316,11 +1268,12 @@ def _to_json(value: object) -> str:
 
 _NOTE_COLUMNS = "id, path, title, size, mtime_ns, content_hash, is_template, private, indexed_at, frontmatter_json"
 
-_CHUNK_SELECT = (
-    "SELECT chunks.id, notes.path, chunks.ordinal, chunks.heading, chunks.heading_path_json,"
-    " chunks.start_offset, chunks.end_offset, chunks.hash, chunks.text, vectors.id"
-    " FROM chunks JOIN notes ON notes.id = chunks.note_id LEFT JOIN vectors ON vectors.hash = chunks.hash"
-)
+_CHUNK_COLUMNS = ("chunks.id, notes.path, chunks.ordinal, chunks.heading, chunks.heading_path_json,"
+                  " chunks.start_offset, chunks.end_offset, chunks.hash, chunks.text, vectors.id")
+_CHUNK_SELECT = (f"SELECT {_CHUNK_COLUMNS} FROM chunks JOIN notes ON notes.id = chunks.note_id"
+                 " LEFT JOIN vectors ON vectors.hash = chunks.hash")
+_RESOLVED_LINKS = ("SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
+                   " WHERE links.target_path IS NOT NULL")
 
 
 def _stored_note(row: tuple) -> StoredNote:

@@ -33,7 +33,9 @@ import numpy as np
 from . import __version__
 from .app import App
 from .errors import LockError, VaultError
+from .relate import top_indices
 from .vault import link_names
+from .writer import checksum
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +227,7 @@ def nearest_notes(paths: Sequence[str], vectors: np.ndarray, index: Mapping[str,
     sims[q] = -np.inf
     if excluded is not None:
         sims[excluded] = -np.inf
-    order = np.argsort(-sims, kind="stable")[:k]
-    return [paths[j] for j in order if np.isfinite(sims[j])]
+    return [paths[j] for j in top_indices(sims, k)]
 
 
 # ------------------------------------------------------------------ watchdog events -> FsEvent
@@ -526,7 +527,7 @@ class _Stopped(Exception):
 
 def _sha256_of(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return checksum(path.read_bytes())
     except OSError:
         return None
 
@@ -693,8 +694,6 @@ class VaultWatcher:
     # ---- one batch
 
     def _handle(self, batch: Batch) -> None:
-        from .relate import Corpus
-
         started = time.time()
         # Retried notes are indexed again too (a no-op when unchanged): a batch that failed half-way
         # comes back as retries.
@@ -712,7 +711,7 @@ class VaultWatcher:
             self.stats.indexing_active = False
         # The next snapshot reads only what this batch changed (a full load takes seconds at 100k notes).
         touched = set(fresh) | set(index.deleted) | {p for pair in index.renamed for p in pair} | set(index.relinked)
-        corpus = self._corpus = self._corpus.updated(touched) if self._corpus is not None else Corpus(self.app.store)
+        corpus = self._corpus = self._corpus.updated(touched)  # _reconcile made the first one
         self._refresh_api(corpus)
         targets = self._sync_targets(fresh, index, before, corpus) | set(batch.retried)
         written, deferred = self._sync_or_hold(sorted(targets), corpus, bystanders=targets - set(fresh))
@@ -722,13 +721,10 @@ class VaultWatcher:
         self._log(outcome)
 
     def _is_own_write(self, path: str) -> bool:
-        """Does the file hold exactly what ideaweave last wrote into it (and the index knows it)?"""
-        last = self.app.store.last_written(path)
-        if last is None:
-            return False
-        digest = _sha256_of(self.app.root / path)
-        note = self.app.store.note(path)
-        return digest == last.checksum and note is not None and note.content_hash == digest
+        """Does the file hold exactly what ideaweave last wrote into it, and does the index know it?"""
+        digest = self._holds_our_write(path)
+        note = self.app.store.note(path) if digest else None
+        return note is not None and note.content_hash == digest
 
     def _move_partners(self, paths: Sequence[str]) -> list[str]:
         """The other half of moves this batch saw only half of.
@@ -738,8 +734,11 @@ class VaultWatcher:
         up, and the other way round. Handing the indexer both halves in one update lets it pair them
         by content, so a move keeps the note's vectors and the memory of what ideaweave wrote.
         """
-        known = self.app.store.note_stats()
         exists = lambda p: (self.app.root / p).exists()  # noqa: E731 - a short local predicate
+        listed_known = self.app.store.note_stats(only=paths)
+        if all((p in listed_known) == exists(p) for p in paths):
+            return []  # edits only: nothing vanished or appeared, so no move to pair
+        known = self.app.store.note_stats()  # the other half of a move may be any note
         listed = set(paths)
         if any(p in known and not exists(p) for p in paths):  # vanished: its new name may be anywhere
             listed |= {f.path for f in self.app.scanner.scan() if f.path not in known}
@@ -751,7 +750,7 @@ class VaultWatcher:
         return sorted(listed - set(paths))
 
     def _fingerprint(self, path: str) -> tuple[str, ...]:
-        return tuple(chunk.hash for chunk in self.app.store.chunks_of(path))
+        return self.app.store.chunk_hashes(path)
 
     def _sync_targets(self, fresh: Sequence[str], index, before: Mapping[str, tuple[str, ...]], corpus) -> set[str]:
         """The changed notes, plus the notes whose related candidates the change can move."""
@@ -762,11 +761,13 @@ class VaultWatcher:
         meaning_changed = {p for p in index.changed
                            if self._fingerprint(p) != before.get(old_name.get(p, p), ())}
         targets = {p for p in fresh if p in corpus.index}
-        written = {path: record.values.get(self.app.settings.writer.related_key)
-                   for path, record in self.app.store.all_written().items()}
         # A renamed note's citers are remembered with its new name already (Indexer._follow_renames):
         # their files may still hold the old one.
-        targets |= notes_citing(written, gone | meaning_changed | set(old_name))
+        cited = gone | meaning_changed | set(old_name)
+        if cited:
+            written = {path: record.values.get(self.app.settings.writer.related_key)
+                       for path, record in self.app.store.all_written().items()}
+            targets |= notes_citing(written, cited)
         hidden = corpus.template | corpus.private if len(corpus) else None
         for path in meaning_changed:
             q = corpus.index.get(path)
@@ -817,9 +818,11 @@ class VaultWatcher:
         for path in deferred:
             self.batcher.defer([path], time.monotonic() + self._seconds_until_writable(path, defer_seconds))
 
-    def _holds_our_write(self, path: str) -> bool:
+    def _holds_our_write(self, path: str) -> str | None:
+        """The file's checksum when it holds exactly what ideaweave last wrote into it, else None."""
         last = self.app.store.last_written(path)
-        return last is not None and _sha256_of(self.app.root / path) == last.checksum
+        digest = _sha256_of(self.app.root / path) if last is not None else None
+        return digest if digest is not None and digest == last.checksum else None
 
     def _seconds_until_writable(self, path: str, defer_seconds: float) -> float:
         try:
