@@ -61,7 +61,9 @@ run: install models
 # notes) are in bench/RESULTS.md with their commands.
 bench: install models
 	$(BIN)/python bench/embed_throughput.py --quick
-	@test -d $(SCRATCH)/bench-2k || $(BIN)/python bench/make_vault.py $(SCRATCH)/bench-2k --notes 2000 --seed 0
+	@test -d $(SCRATCH)/bench-2k || { rm -rf $(SCRATCH)/bench-2k.part && \
+		$(BIN)/python bench/make_vault.py $(SCRATCH)/bench-2k.part --notes 2000 --seed 0 && \
+		mv $(SCRATCH)/bench-2k.part $(SCRATCH)/bench-2k; }
 	$(BIN)/python bench/scale_bench.py $(SCRATCH)/bench-2k --precomputed --queries 50 --edits 5 --idle-seconds 20
 
 clean:

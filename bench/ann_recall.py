@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "daemon"))
 
 from ideaweave import store as store_module  # noqa: E402
 from ideaweave.relate import DEFAULT_WEIGHTS, Corpus, Relater  # noqa: E402
-from ideaweave.store import FlatIndex, IvfIndex, Store, ivf_lists  # noqa: E402
+from ideaweave.store import Store  # noqa: E402
 
 
 def open_store(state: Path) -> Store:
@@ -41,58 +41,35 @@ def open_store(state: Path) -> Store:
     return Store.open(state, int(meta["dim"]), meta["model_id"])
 
 
-def all_vectors(store: Store) -> tuple[np.ndarray, np.ndarray]:
-    rows = store._rows("SELECT id, vector FROM vectors ORDER BY id")
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    return ids, store_module._decode_vectors([r[1] for r in rows], store.dim)
-
-
-def vector_recall(store: Store, queries: int, probes: int, seed: int) -> dict:
-    ids, vectors = all_vectors(store)
-    flat = FlatIndex.empty(store.dim)
-    flat.add(ids, vectors)
+def vector_recall(exact: Store, approximate: Store, queries: int, seed: int) -> dict:
+    """Stored section vectors as queries: the inverted file the store built against the exact scan."""
+    ids = np.unique(exact.chunk_table()[2])
     rng = np.random.default_rng(seed)
-    sample = vectors[rng.choice(len(vectors), size=min(queries, len(vectors)), replace=False)]
-    chosen = np.sort(rng.choice(len(vectors), size=min(len(vectors), store_module.IVF_SAMPLE_PER_LIST
-                                                       * ivf_lists(len(vectors))), replace=False))
-    ivf = IvfIndex.trained(store.dim, vectors[chosen], len(vectors))
-    ivf.add(ids, vectors)
-    ivf._index.nprobe = min(probes, ivf.lists)
-    result = {"vectors": len(ids), "lists": ivf.lists, "probes": ivf._index.nprobe, "queries": len(sample)}
-    for name, index in (("exact", flat), ("ivf", ivf)):
+    sample = exact.gather_vectors(np.sort(rng.choice(ids, size=min(queries, len(ids)), replace=False)))
+    search = approximate.vector_search()
+    result = {"vectors": len(ids), "lists": search["clusters"], "probes": search["probed"], "queries": len(sample)}
+    for name, store in (("exact", exact), ("ivf", approximate)):
         times = []
         for q in sample:
             started = time.perf_counter()
-            index.search(q[None], 100)
+            store.search_vectors(q, 100)
             times.append(time.perf_counter() - started)
         result[f"{name}_ms_per_query"] = round(1000 * statistics.median(times), 3)
-    _, truth = flat.search(sample, 100)
-    _, found = ivf.search(sample, 100)
+    _, truth = exact.search_vectors(sample, 100)
+    _, found = approximate.search_vectors(sample, 100)
     for k in (10, 100):
-        result[f"recall@{k}"] = round(float(np.mean([len(set(t[:k]) & set(f[:k])) / k for t, f in zip(truth, found)])), 4)
+        result[f"recall@{k}"] = round(float(np.mean([len(set(t[:k]) & set(f[:k])) / len(t[:k]) for t, f in zip(truth, found)])), 4)
     return result
 
 
-def related_agreement(state: Path, notes: int, probes: int, seed: int) -> dict:
-    exact_store = open_store(state)
-    with tempfile.TemporaryDirectory(prefix="ideaweave-ann-") as work:
-        copy = Path(work) / "state"
-        shutil.copytree(state, copy)
-        store_module.EXACT_LIMIT = 10  # the copy is opened as a large vault: rebuilt as an inverted file
-        store_module.IVF_PROBES = probes
-        approximate_store = open_store(copy)
-        try:
-            exact, approximate = Corpus(exact_store), Corpus(approximate_store)
-            assert exact.exact and not approximate.exact
-            eligible = [p for i, p in enumerate(exact.paths) if not exact.template[i]]
-            chosen = random.Random(seed).sample(eligible, min(notes, len(eligible)))
-            without_keywords = dict(DEFAULT_WEIGHTS, bm25=0.0)
-            rankers = {"exact": Relater(exact), "exact_no_keywords": Relater(exact, without_keywords),
-                       "ivf": Relater(approximate)}
-            tops = {name: [[s.path for s in r.rank(p, k=10)] for p in chosen] for name, r in rankers.items()}
-        finally:
-            approximate_store.close()
-            exact_store.close()
+def related_agreement(exact_store: Store, approximate_store: Store, notes: int, seed: int) -> dict:
+    exact, approximate = Corpus(exact_store), Corpus(approximate_store)
+    eligible = [p for i, p in enumerate(exact.paths) if not exact.template[i]]
+    chosen = random.Random(seed).sample(eligible, min(notes, len(eligible)))
+    without_keywords = dict(DEFAULT_WEIGHTS, bm25=0.0)
+    rankers = {"exact": Relater(exact), "exact_no_keywords": Relater(exact, without_keywords),
+               "ivf": Relater(approximate)}
+    tops = {name: [[s.path for s in r.rank(p, k=10)] for p in chosen] for name, r in rankers.items()}
 
     def overlap(a: str, b: str) -> float:
         return round(float(np.mean([len(set(x) & set(y)) / max(len(x), 1) for x, y in zip(tops[a], tops[b])])), 4)
@@ -112,23 +89,33 @@ def main() -> int:
     if not (args.state / "index.sqlite3").is_file():
         print(f"{args.state}: no ideaweave index here", file=sys.stderr)
         return 2
-    store = open_store(args.state)
-    try:
-        vectors = vector_recall(store, args.queries, args.probes, args.seed)
-    finally:
-        store.close()
+    exact = open_store(args.state)
+    if not exact.vectors_exact:
+        exact.close()
+        print(f"{args.state}: this index is already an inverted file; compare on an index below the exact limit",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ideaweave-ann-") as work:
+        copy = Path(work) / "state"
+        shutil.copytree(args.state, copy)
+        # The copy is opened as a large vault: the store rebuilds it as the inverted file it would use.
+        store_module.EXACT_LIMIT = 10
+        store_module.IVF_PROBES = args.probes
+        approximate = open_store(copy)
+        try:
+            vectors = vector_recall(exact, approximate, args.queries, args.seed)
+            related = related_agreement(exact, approximate, args.notes, args.seed)
+        finally:
+            approximate.close()
+            exact.close()
     print(f"vector search, {vectors['vectors']} vectors, {vectors['lists']} clusters, {vectors['probes']} probed:")
     print(f"  recall@10 {vectors['recall@10']:.3f}  recall@100 {vectors['recall@100']:.3f}  "
           f"({vectors['queries']} queries; median {vectors['ivf_ms_per_query']:.2f} ms per query, "
           f"exact scan {vectors['exact_ms_per_query']:.2f} ms)")
-    if store.vectors_exact:
-        related = related_agreement(args.state, args.notes, args.probes, args.seed)
-        print(f"related notes, {related['notes']} notes, share of the top 10 in common:")
-        print(f"  inverted file vs exact, both without keyword evidence  {related['top10_shared_ivf_vs_exact_without_keywords']:.3f}")
-        print(f"  inverted file (large vaults) vs exact with keywords     {related['top10_shared_ivf_vs_exact']:.3f}")
-        print(f"  exact without keywords vs exact with keywords            {related['top10_shared_exact_without_keywords_vs_exact']:.3f}")
-    else:
-        print("related notes: this index is already an inverted file; compare on an index below the exact limit")
+    print(f"related notes, {related['notes']} notes, share of the top 10 in common:")
+    print(f"  inverted file vs exact, both without keyword evidence  {related['top10_shared_ivf_vs_exact_without_keywords']:.3f}")
+    print(f"  inverted file (large vaults) vs exact with keywords     {related['top10_shared_ivf_vs_exact']:.3f}")
+    print(f"  exact without keywords vs exact with keywords            {related['top10_shared_exact_without_keywords_vs_exact']:.3f}")
     return 0
 
 

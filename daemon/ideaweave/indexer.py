@@ -9,7 +9,6 @@ are, so a crash at any point leaves a store that the next run completes.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from .chunking import Chunk, chunk_note
 from .embedding import Embedder
 from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Store
-from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, link_names
+from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, link_names, split_wikilink
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,6 @@ def link_records(note: Note, resolver: LinkResolver) -> list[LinkRecord]:
         raw = link.target if link.kind != "markdown" else "md:" + link.target
         records.append(LinkRecord(raw, target if target != note.path else None, link.heading, link.kind))
     return records
-
-
-_WIKILINK = re.compile(r"\[\[([^\]|#^]*)([^\]]*)\]\]")
 
 
 class Indexer:
@@ -265,10 +261,10 @@ class Indexer:
             self.store.update_written_values(note, values)
 
     def _renamed_link(self, link: str, source: str, renamed: Sequence[tuple[str, str]]) -> str | None:
-        match = _WIKILINK.fullmatch(link.strip())
-        if match is None:
+        parts = split_wikilink(link)
+        if parts is None:
             return None
-        target, rest = match.group(1), match.group(2)
+        target, rest = parts
         if self.resolver.resolve(target, source) is not None:
             return None  # still names a note (another note of that name, or no rename at all)
         for old, new in renamed:

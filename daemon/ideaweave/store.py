@@ -363,7 +363,7 @@ class IvfIndex(_FaissIndex):
 
     def __init__(self, index: faiss.IndexIVFScalarQuantizer) -> None:
         super().__init__(index)
-        self._index.nprobe = min(IVF_PROBES, index.nlist)
+        self.probes = IVF_PROBES
 
     @classmethod
     def trained(cls, dim: int, sample: np.ndarray, expected: int) -> IvfIndex:
@@ -380,6 +380,14 @@ class IvfIndex(_FaissIndex):
     @property
     def lists(self) -> int:
         return self._index.nlist
+
+    @property
+    def probes(self) -> int:
+        return self._index.nprobe
+
+    @probes.setter
+    def probes(self, value: int) -> None:
+        self._index.nprobe = min(value, self.lists)
 
     def ids(self) -> np.ndarray:
         lists = self._index.invlists
@@ -851,7 +859,7 @@ class Store:
         with self._lock:
             index = self._vectors
             if isinstance(index, IvfIndex):
-                return {"exact": False, "clusters": index.lists, "probed": index._index.nprobe, "vectors": len(index)}
+                return {"exact": False, "clusters": index.lists, "probed": index.probes, "vectors": len(index)}
             return {"exact": True, "vectors": len(index)}
 
     def template_paths(self) -> set[str]:

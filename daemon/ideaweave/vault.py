@@ -552,6 +552,15 @@ def find_vault_root(start: Path) -> Path | None:
 # ------------------------------------------------------------------ link resolution
 
 
+_WRITTEN_WIKILINK = re.compile(r"\[\[([^\]|#^]*)([^\]]*)\]\]")
+
+
+def split_wikilink(link: str) -> tuple[str, str] | None:
+    """(target, the rest: '#heading', '|alias') of a link string like "[[Note#Heading|alias]]", or None."""
+    match = _WRITTEN_WIKILINK.fullmatch(link.strip())
+    return (match.group(1), match.group(2)) if match else None
+
+
 def link_names(path: str) -> set[str]:
     """The texts a wikilink can use for a note: its name, or any trailing part of its path (lower case)."""
     stem = path[:-3] if path.lower().endswith(".md") else path

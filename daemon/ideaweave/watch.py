@@ -34,7 +34,7 @@ from . import __version__
 from .app import App
 from .errors import LockError, VaultError
 from .relate import top_indices
-from .vault import link_names
+from .vault import link_names, split_wikilink
 from .writer import checksum
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,6 @@ class EventBatcher:
         self._retry.clear()
 
 
-_LINK_TARGET = re.compile(r"^\[\[([^\]|#^]*)")
 
 
 def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[str]:
@@ -210,8 +209,8 @@ def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[s
         if not isinstance(links, list):
             continue
         for link in links:
-            match = _LINK_TARGET.match(link) if isinstance(link, str) else None
-            if match and match.group(1).strip().lower() in names:
+            parts = split_wikilink(link) if isinstance(link, str) else None
+            if parts and parts[0].strip().lower() in names:
                 found.add(note)
                 break
     return found
