@@ -223,7 +223,7 @@ def test_status(client, app, backend):
     assert body == {
         "vault": str(app.root), "notes": counts["notes"], "chunks": counts["chunks"],
         "indexing": {"done": 12, "total": 40, "active": True}, "queue": 3, "paused": False,
-        "private_mode": False, "last_error": "a note could not be read", "bridge_connected": False,
+        "private_mode": False, "last_error": "a note could not be read", "bridge_connected": False, "failed": [],
         "version": __version__}
     assert body["notes"] >= len(NOTES)
     client.get("/writes")

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, frontmatter
 from .app import App, link_string
+from .failures import FAILURE_STAGES, NoteFailure
 from .errors import ConfigError, IdeaweaveError
 from .relate import Corpus, Relater, Suggestion
 from .search import SearchHit, search
@@ -87,12 +88,14 @@ class Status:
     private_mode: bool
     last_error: str | None
     bridge_connected: bool
+    failed: tuple[NoteFailure, ...] = ()  # notes that failed at some stage, until they change
     version: str = __version__
 
     def as_json(self) -> dict:
         return {"vault": self.vault, "notes": self.notes, "chunks": self.chunks, "indexing": self.indexing.as_json(),
                 "queue": self.queue, "paused": self.paused, "private_mode": self.private_mode,
-                "last_error": self.last_error, "bridge_connected": self.bridge_connected, "version": self.version}
+                "last_error": self.last_error, "bridge_connected": self.bridge_connected,
+                "failed": [f.as_json() for f in self.failed], "version": self.version}
 
 
 @dataclass(frozen=True)
@@ -344,7 +347,8 @@ class AppBackend:
         state = self.state
         indexing = Indexing(state.indexing_done, state.indexing_total, state.indexing_active)
         return Status(str(self.root), counts["notes"], counts["chunks"], indexing, state.pending, self.paused,
-                      self.app.settings.private_mode, state.last_error, self.writes.connected)
+                      self.app.settings.private_mode, state.last_error, self.writes.connected,
+                      tuple(NoteFailure(*row) for row in self.app.store.problems(FAILURE_STAGES)))
 
     def has_note(self, path: str) -> bool:
         return self.app.store.note(path) is not None
@@ -815,14 +819,18 @@ OPENAPI_SCHEMA: dict = {
             "Ok": _FLAG,
             "Paused": _PAUSED,
             "Status": {"type": "object", "required": ["vault", "notes", "chunks", "indexing", "queue", "paused",
-                                                      "private_mode", "last_error", "bridge_connected", "version"],
+                                                      "private_mode", "last_error", "bridge_connected", "failed", "version"],
                        "properties": {
                            "vault": {"type": "string"}, "notes": {"type": "integer"}, "chunks": {"type": "integer"},
                            "indexing": {"type": "object", "required": ["done", "total", "active"], "properties": {
                                "done": {"type": "integer"}, "total": {"type": "integer"}, "active": {"type": "boolean"}}},
                            "queue": {"type": "integer"}, "paused": {"type": "boolean"},
                            "private_mode": {"type": "boolean"}, "last_error": _NULLABLE_TEXT,
-                           "bridge_connected": {"type": "boolean"}, "version": {"type": "string"}}},
+                           "bridge_connected": {"type": "boolean"},
+                           "failed": {"type": "array", "items": {
+                               "type": "object", "required": ["path", "stage", "reason"], "properties": {
+                                   "path": {"type": "string"}, "stage": {"type": "string"}, "reason": {"type": "string"}}}},
+                           "version": {"type": "string"}}},
             "RelatedIdea": {"type": "object",
                             "required": ["path", "title", "score", "heading", "link", "passage", "why", "pinned"],
                             "properties": {

@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import Settings
 from .embedding import EmbedderOptions, LlamaEmbedder
 from .errors import VaultError
+from .failures import FaultPlan
 from .modelfiles import models_dir, require_model, resolve_model
 from .store import Store
 from .vault import ScanRules, VaultScanner, find_vault_root
@@ -91,6 +92,10 @@ class App:
         return LlamaEmbedder(path, options)
 
     @cached_property
+    def faults(self) -> FaultPlan:
+        return FaultPlan(self.settings.debug.fail)
+
+    @cached_property
     def store(self) -> Store:
         return Store.open(self.state_dir, self.embedder.dim, self.embedder.model_id)
 
@@ -99,7 +104,7 @@ class App:
         from .indexer import Indexer
 
         return Indexer(self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens,
-                       related_key=self.settings.writer.related_key)
+                       related_key=self.settings.writer.related_key, faults=self.faults)
 
     def relater(self, corpus=None):
         """A Relater over the current index, with this vault's weights (calibrated once, then cached)."""

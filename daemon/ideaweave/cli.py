@@ -17,6 +17,7 @@ from . import __version__
 from .app import App, resolve_vault
 from .config import Settings, example_toml, load_settings, replace
 from .errors import IdeaweaveError, VaultError
+from .failures import FAILURE_STAGES, WARNING_STAGES, NoteFailure
 from .privacy import enter_private_mode
 from .progress import ProgressBar
 
@@ -139,6 +140,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         "notes": counts["notes"], "chunks": counts["chunks"], "vectors": counts["vectors"], "vector_search": search,
         "skipped": [{"path": p, "reason": r} for p, r in app.store.skipped()],
         "not_written": [{"path": p, "reason": r} for p, r in app.store.write_issues()],
+        "failed": [NoteFailure(*row).as_json() for row in app.store.problems(FAILURE_STAGES)],
+        "warnings": [NoteFailure(*row).as_json() for row in app.store.problems(WARNING_STAGES)],
         "last_indexed": last, "index_bytes": app.store.size_on_disk(),
         "private_mode": app.settings.private_mode,
     }
@@ -152,9 +155,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     human += [f"  {s['path']}: {s['reason']}" for s in data["skipped"]]
     human.append(f"not written {len(data['not_written'])}")
     human += [f"  {s['path']}: {s['reason']}" for s in data["not_written"]]
+    human.append(f"failed     {_notes(len(data['failed']))} (each retried when it changes)")
+    human += [f"  {f['path']} — {f['stage']} — {f['reason']}" for f in data["failed"]]
+    human.append(f"warnings   {len(data['warnings'])}")
+    human += [f"  {f['path']}: {f['reason']}" for f in data["warnings"]]
     emit(args, data, "\n".join(human))
     app.close()
     return 0
+
+
+def _notes(count: int) -> str:
+    return f"{count} note{'s' if count != 1 else ''}"
 
 
 def _when(timestamp: float | None) -> str:
@@ -174,7 +185,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
         index = app.indexer.run(progress=bar)
     finally:
         bar.close()
-    report = VaultSync(app).run(dry_run=args.dry_run)
+    sync = VaultSync(app)
+    report = sync.run(dry_run=args.dry_run)
+    if report.deferred and not args.dry_run:
+        report.retried(_after_deferral(app, sync, report.deferred, args.json))
+    report.failed[:0] = index.failed  # one list of what failed, whichever stage it was
     data = report.as_json()
     data["index"] = {k: v for k, v in index.as_json().items() if k in ("notes", "chunks", "embedded_chunks", "seconds")}
     if args.dry_run:
@@ -183,12 +198,34 @@ def cmd_apply(args: argparse.Namespace) -> int:
     human = [f"{verb} {len(report.written)} notes, {report.unchanged} unchanged, {len(report.skipped)} skipped, "
              f"{len(report.deferred)} deferred ({report.seconds:.1f} s)"]
     human += [f"  skipped {p}: {r}" for p, r in report.skipped]
-    human += [f"  deferred {p}: changed moments ago, written on a later run" for p in report.deferred]
+    human += [f"  failed {f.line()}" for f in report.failed]
+    human += [f"  deferred {p}: changed again while waiting, written on a later run" for p in report.deferred]
     if args.dry_run:
         human += report.diffs
     emit(args, data, "\n".join(human))
     app.close()
     return 0
+
+
+def _after_deferral(app: App, sync, deferred: list[str], quiet: bool):
+    """Notes saved moments ago are not written at once (their user may be typing): a one-shot command
+    waits until they have been quiet for writer.defer_seconds, then indexes and writes them."""
+    import time
+
+    defer = app.settings.writer.defer_seconds
+    mtimes = []
+    for path in deferred:
+        try:
+            mtimes.append((app.root / path).stat().st_mtime)
+        except OSError:
+            continue
+    wait = min(defer, max([m + defer - time.time() for m in mtimes] + [0.0])) + 0.1
+    if not quiet:
+        print(f"ideaweave: {_notes(len(deferred))} saved moments ago; waiting {wait:.0f} s before writing "
+              f"(--now writes at once)", file=sys.stderr)
+    time.sleep(wait)
+    app.indexer.update(deferred)
+    return sync.run(paths=deferred)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -289,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("apply", parents=[common], help="index, then write related links and summaries into the notes once")
     p.add_argument("--dry-run", action="store_true", help="print the changes instead of writing them")
+    p.add_argument("--now", action="store_true",
+                   help="also write notes saved moments ago at once (by default apply waits writer.defer_seconds for them)")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("watch", parents=[common], help="the daemon: keep every note's related and summary current")
@@ -321,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.private:
             settings = replace(settings, private_mode=True)
+        if getattr(args, "now", False):
+            settings = replace(settings, **{"writer.defer_seconds": 0.0})
         enter_private_mode(settings)
         args.settings = settings
         if getattr(args, "k", 0) is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .failures import FaultPlan
 
 
 def setting(default, help: str):  # noqa: A002 - "help" reads best at the declarations
@@ -97,6 +98,11 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class DebugSettings:
+    fail: list[str] = setting([], "For testing that a failure costs one note only: \"STAGE:PATH\" entries make that stage (parse, chunk, embed, store, relate, summarize, plan, write) fail for that note.")
+
+
+@dataclass(frozen=True)
 class Settings:
     vault: str = setting("", "The vault folder; empty: --vault, else the enclosing folder that has .obsidian/.")
     state_dir: str = setting("", "Where the index lives; empty: $XDG_STATE_HOME/ideaweave/<vault-id>/ (never inside the vault).")
@@ -110,6 +116,7 @@ class Settings:
     writer: WriterSettings = field(default_factory=WriterSettings, metadata={"help": "Writing into notes."})
     watch: WatchSettings = field(default_factory=WatchSettings, metadata={"help": "The watch daemon."})
     api: ApiSettings = field(default_factory=ApiSettings, metadata={"help": "The local HTTP API."})
+    debug: DebugSettings = field(default_factory=DebugSettings, metadata={"help": "Aids for testing ideaweave itself."})
 
 
 def _coerce(value, tp, where: str):
@@ -228,6 +235,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"api.port must be a TCP port (1-65535), not {settings.api.port}")
     if settings.writer.related_key == settings.writer.summary_key:
         raise ConfigError("writer.related_key and writer.summary_key must differ")
+    try:
+        FaultPlan(settings.debug.fail)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def replace(settings: Settings, **changes) -> Settings:

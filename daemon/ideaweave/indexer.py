@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .chunking import Chunk, chunk_note
 from .embedding import Embedder
+from .failures import INDEX_STAGES, NO_FAULTS, WARNING_STAGES, FaultPlan, NoteFailure, NoteGuard, is_about_the_note
 from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Store
 from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, link_names, split_wikilink
 
@@ -48,6 +49,7 @@ class IndexReport:
     renamed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     relinked: list[str] = field(default_factory=list)  # notes whose links now point elsewhere
+    failed: list[NoteFailure] = field(default_factory=list)  # notes this run could not index
 
     def as_json(self) -> dict:
         return {
@@ -55,6 +57,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3), "read": self.read, "changed": self.changed,
             "deleted": self.deleted, "renamed": [list(pair) for pair in self.renamed],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "failed": [f.as_json() for f in self.failed],
         }
 
 
@@ -99,22 +102,26 @@ class Indexer:
     """Brings the store in step with the vault's files."""
 
     def __init__(self, scanner: VaultScanner, store: Store, embedder: Embedder, max_tokens: int,
-                 related_key: str | None = None):
+                 related_key: str | None = None, faults: FaultPlan = NO_FAULTS):
         """`related_key`: the frontmatter key ideaweave writes links into (its written memory follows
-        renames; None leaves that memory alone)."""
+        renames; None leaves that memory alone). `faults`: notes made to fail on purpose (tests)."""
+        self.faults = faults
         self.scanner = scanner
         self.store = store
         self.embedder = embedder
         self.max_tokens = max_tokens
         self.related_key = related_key
         self.resolver = LinkResolver(store.note_paths())
+        self._stats: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of the files read in this run
+        self._warned: dict[str, str] = {}  # the frontmatter warnings said before, by note
+        self._guard = NoteGuard(lambda failure: None, faults)
 
     def run(self, progress: Progress | None = None) -> IndexReport:
         """A full pass: scan the vault, index what changed, drop what is gone."""
         started = time.perf_counter()
         files = self.scanner.scan()
         known = self.store.note_stats()
-        plan = plan_scan(files, known, self.store.skipped_stats())
+        plan = plan_scan(files, known, self._not_retried())
         self.resolver = LinkResolver(f.path for f in files)
         report = self._apply(plan, progress, known, full=True)
         report.seconds = time.perf_counter() - started
@@ -136,7 +143,7 @@ class Indexer:
                 gone.append(path)
         known = self.store.note_stats(only=[f.path for f in files] + gone)
         listed = {f.path for f in files}
-        plan = plan_scan(files, {p: s for p, s in known.items() if p in listed}, self.store.skipped_stats())
+        plan = plan_scan(files, {p: s for p, s in known.items() if p in listed}, self._not_retried())
         plan = ScanPlan(plan.to_read, tuple(p for p in gone if p in known), plan.unchanged)
         for f in files:
             self.resolver.add(f.path)
@@ -146,11 +153,18 @@ class Indexer:
         report.seconds = time.perf_counter() - started
         return report
 
+    def _not_retried(self) -> dict[str, tuple[int | None, int | None]]:
+        """Files skipped or failed before, as they were then: read again only once they change."""
+        return {**self.store.skipped_stats(), **self.store.problem_stats(INDEX_STAGES)}
+
     def _apply(self, plan: ScanPlan, progress: Progress | None, known: dict[str, NoteStat], full: bool) -> IndexReport:
         """Carry out a plan. `known`: the stored stats of (at least) the notes the plan concerns.
         `full` (a whole-vault pass) also embeds chunks left without vectors and collects every unused
         vector; an update only collects the vectors of the chunks it replaced."""
         report = IndexReport()
+        self._stats = {}
+        self._warned = {path: reason for path, _, reason in self.store.problems(WARNING_STAGES)}
+        self._guard = NoteGuard(lambda failure: self._failed(failure, known, report), self.faults)
         if self.store.model_changed:
             log.warning("the embedding model changed: every chunk is embedded again")
             self.store.reset_vectors()
@@ -187,54 +201,104 @@ class Indexer:
     def _read_one(self, f: NoteFile, known: NoteStat | None, deleted_by_hash: dict[str, str],
                   pending: list[tuple[Note, list[Chunk]]], report: IndexReport) -> None:
         report.read += 1
-        note = self.scanner.read(f.path)
-        if isinstance(note, Skipped):
-            log.warning("%s: skipped: %s", f.path, note.reason)
-            if known is not None:
-                self.store.delete_notes([f.path])
-            self.store.set_skipped(f.path, note.reason, f.size, f.mtime_ns)
-            return
-        if note.frontmatter_error:
-            log.warning("%s: %s (indexed by its body only)", f.path, note.frontmatter_error)
-        if known is not None and known.content_hash == note.content_hash:
-            self.store.touch_note(f.path, note.size, note.mtime_ns)
-            return
-        old = deleted_by_hash.pop(note.content_hash, None) if known is None else None
-        if old is not None:
-            # Same bytes under a new name: keep the note's vectors, memory of writes and feedback.
-            self.store.rename_note(old, f.path, note.title)
-            report.renamed.append((old, f.path))
-        report.changed.append(f.path)
-        pending.append((note, chunk_note(note, self.max_tokens, self.embedder.count_tokens)))
+        self._stats[f.path] = (f.size, f.mtime_ns)
+        with self._guard.note(f.path) as at:
+            at.stage = "parse"
+            note = self.scanner.read(f.path)
+            if isinstance(note, Skipped):
+                log.warning("%s: skipped: %s", f.path, note.reason)
+                if known is not None:
+                    self.store.delete_notes([f.path])
+                self.store.set_skipped(f.path, note.reason, f.size, f.mtime_ns)
+                return
+            self._stats[f.path] = (note.size, note.mtime_ns)
+            if known is not None and known.content_hash == note.content_hash:
+                self.store.touch_note(f.path, note.size, note.mtime_ns)
+                return
+            if note.frontmatter_error and not note.is_template and self._warned.get(f.path) != note.frontmatter_error:
+                # Said once, not on every run or edit while it holds (status keeps it); template
+                # placeholders such as `created: {{date}}` are expected and not embedded anyway.
+                log.warning("%s: %s (indexed by its body only)", f.path, note.frontmatter_error)
+            at.stage = "chunk"
+            chunks = chunk_note(note, self.max_tokens, self.embedder.count_tokens)
+            old = deleted_by_hash.pop(note.content_hash, None) if known is None else None
+            if old is not None:
+                # Same bytes under a new name: keep the note's vectors, memory of writes and feedback.
+                self.store.rename_note(old, f.path, note.title)
+                report.renamed.append((old, f.path))
+            pending.append((note, chunks))
 
     def _store_pending(self, pending: list[tuple[Note, list[Chunk]]], report: IndexReport) -> None:
         """Embed what the pending notes lack, then store the notes: vectors always land first."""
         if not pending:
             return
-        texts = {c.hash: c.text for _, chunks in pending for c in chunks}
+        try:
+            report.embedded_chunks += self._embed_notes(pending)
+        except Exception as exc:
+            if not is_about_the_note(exc):
+                raise
+            # One note's text broke the group: embed note by note, so that it costs that note only.
+            log.debug("embedding %d notes at once failed (%s); embedding them one by one", len(pending), exc)
+            kept = []
+            for item in pending:
+                with self._guard.note(item[0].path) as at:
+                    at.stage = "embed"
+                    report.embedded_chunks += self._embed_notes([item])
+                if at.failed is None:
+                    kept.append(item)
+            pending[:] = kept
+        for note, chunks in pending:
+            with self._guard.note(note.path) as at:
+                at.stage = "store"
+                self.store.replace_note(note_record(note), chunk_records(chunks), link_records(note, self.resolver), note.tags)
+                report.changed.append(note.path)
+                if note.frontmatter_error and not note.is_template:
+                    self.store.record_problem(note.path, "frontmatter", note.frontmatter_error, note.size, note.mtime_ns)
+        pending.clear()
+
+    def _embed_notes(self, items: Sequence[tuple[Note, list[Chunk]]]) -> int:
+        """Embed the chunks of these notes that have no vector yet; how many were embedded."""
+        for note, _ in items:
+            self.faults.check("embed", note.path)
+        return self._embed_texts({c.hash: c.text for _, chunks in items for c in chunks})
+
+    def _embed_texts(self, texts: dict[str, str]) -> int:
+        """Embed and store the texts (by chunk hash) that have no vector yet; how many there were."""
         missing = sorted(self.store.missing_vectors(texts))
         for start in range(0, len(missing), EMBED_GROUP):
             group = missing[start:start + EMBED_GROUP]
             self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]))
-        report.embedded_chunks += len(missing)
-        for note, chunks in pending:
-            self.store.replace_note(note_record(note), chunk_records(chunks), link_records(note, self.resolver), note.tags)
-        pending.clear()
+        return len(missing)
+
+    def _failed(self, failure: NoteFailure, known: dict[str, NoteStat], report: IndexReport) -> None:
+        """A note that could not be indexed: its old version leaves the index (it no longer says what the
+        file says), and it is not read again until the file changes."""
+        if failure.path in known:
+            self.store.delete_notes([failure.path])
+        size, mtime_ns = self._stats.get(failure.path, (None, None))
+        self.store.record_problem(failure.path, failure.stage, failure.reason, size, mtime_ns)
+        report.failed.append(failure)
 
     def _embed_missing(self) -> int:
         """Chunks stored without a vector (a model change, an interrupted run) get one now."""
         if not self.store.counts().get("chunks_without_vectors"):
             return 0
-        texts = {}
+        by_note = {}
         for path in self.store.note_paths():
-            for chunk in self.store.chunks_of(path):
-                if chunk.vector_id is None:
-                    texts[chunk.hash] = chunk.text
-        hashes = sorted(texts)
-        for start in range(0, len(hashes), EMBED_GROUP):
-            group = hashes[start:start + EMBED_GROUP]
-            self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]))
-        return len(hashes)
+            texts = {c.hash: c.text for c in self.store.chunks_of(path) if c.vector_id is None}
+            if texts:
+                by_note[path] = texts
+        try:
+            return self._embed_texts({h: t for texts in by_note.values() for h, t in texts.items()})
+        except Exception as exc:
+            if not is_about_the_note(exc):
+                raise
+        embedded = 0
+        for path, texts in by_note.items():  # one note's text broke the batch: note by note
+            with self._guard.note(path) as at:
+                at.stage = "embed"
+                embedded += self._embed_texts(texts)
+        return embedded
 
     def _follow_renames(self, renamed: Sequence[tuple[str, str]]) -> None:
         """The links ideaweave wrote to a renamed note now name the new note, in its memory of what it

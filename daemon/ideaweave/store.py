@@ -168,6 +168,19 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    """
+    -- What went wrong with one note, at which stage (shown by `status`). Kept until the note changes:
+    -- size and mtime say what the file was when it failed, so an unchanged one is not retried.
+    CREATE TABLE note_problems (
+        path TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        size INTEGER,
+        mtime_ns INTEGER,
+        at REAL NOT NULL,
+        PRIMARY KEY (path, stage)
+    );
+    """,
 ]
 
 
@@ -685,6 +698,8 @@ class Store:
             _insert_links(db, note_id, links)
             db.executemany("INSERT OR IGNORE INTO tags (note_id, tag) VALUES (?, ?)", [(note_id, t) for t in tags])
             db.execute("DELETE FROM skipped WHERE path = ?", (note.path,))
+            # New content: what failed for the old content is tried again.
+            db.execute("DELETE FROM note_problems WHERE path = ?", (note.path,))
 
     def touch_note(self, path: str, size: int, mtime_ns: int) -> bool:
         """Record a new size/mtime for a note whose content did not change."""
@@ -704,6 +719,7 @@ class Store:
                     deleted += 1
                 db.execute("DELETE FROM written WHERE path = ?", (path,))
                 db.execute("DELETE FROM write_issues WHERE path = ?", (path,))
+                db.execute("DELETE FROM note_problems WHERE path = ?", (path,))
         return deleted
 
     def rename_note(self, old: str, new: str, title: str | None = None) -> bool:
@@ -733,6 +749,7 @@ class Store:
             db.execute("UPDATE OR REPLACE feedback SET note_path = ? WHERE note_path = ?", (new, old))
             db.execute("UPDATE OR REPLACE feedback SET target_path = ? WHERE target_path = ?", (new, old))
             db.execute("DELETE FROM skipped WHERE path IN (?, ?)", (old, new))
+            db.execute("DELETE FROM note_problems WHERE path IN (?, ?)", (old, new))  # a rename is a fresh start
             return True
 
     def replace_links(self, path: str, links: Sequence[LinkRecord]) -> bool:
@@ -1190,6 +1207,32 @@ class Store:
     def write_issues(self) -> list[tuple[str, str]]:
         return self._rows("SELECT path, reason FROM write_issues ORDER BY path")
 
+    # ------------------------------------------------------------ what went wrong with one note
+
+    def record_problem(self, path: str, stage: str, reason: str, size: int | None = None,
+                       mtime_ns: int | None = None) -> None:
+        """Remember that `stage` failed (or warned) for the note at `path` as it is now."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO note_problems (path, stage, reason, size, mtime_ns, at)"
+                       " VALUES (?, ?, ?, ?, ?, ?)", (path, stage, reason, size, mtime_ns, time.time()))
+
+    def clear_problems(self, path: str, stages: Iterable[str]) -> None:
+        stages = list(stages)
+        with self._transaction() as db:
+            db.execute(f"DELETE FROM note_problems WHERE path = ? AND stage IN ({', '.join('?' * len(stages))})",
+                       (path, *stages))
+
+    def problems(self, stages: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+        """(path, stage, reason) of the notes' recorded problems (of `stages`, when given), by path."""
+        rows = self._rows_where_in("SELECT path, stage, reason FROM note_problems", stages, column="stage",
+                                   order=" ORDER BY path, stage")
+        return sorted(rows)
+
+    def problem_stats(self, stages: Iterable[str]) -> dict[str, tuple[int | None, int | None]]:
+        """(size, mtime_ns) of the files that failed at one of `stages`: an unchanged one is not retried."""
+        rows = self._rows_where_in("SELECT path, size, mtime_ns FROM note_problems", list(stages), column="stage")
+        return {path: (size, mtime) for path, size, mtime in rows}
+
 
 def fts_query(text: str, match_any: bool = False) -> str | None:
     """An FTS5 expression matching the words of `text`, or None if it has none.
@@ -1268,8 +1311,25 @@ def _batches(items: Sequence, size: int = _BATCH) -> Iterator[Sequence]:
 
 
 def _to_json(value: object) -> str:
-    # Frontmatter may hold YAML dates; str() keeps them readable.
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    # Frontmatter may hold YAML dates; str() keeps them readable. Keys are strings already (the vault
+    # reads properties as Obsidian does), but stored values must never depend on that: keys of mixed
+    # types are written as strings, in a stable order.
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return json.dumps(_string_keys(value), ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _string_keys(value: object, seen: frozenset[int] = frozenset()) -> object:
+    """`value` with every mapping key a string; a container inside itself becomes null."""
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            return None
+        seen = seen | {id(value)}
+        if isinstance(value, dict):
+            return {str(k): _string_keys(v, seen) for k, v in value.items()}
+        return [_string_keys(v, seen) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------- SQL helpers

@@ -38,14 +38,17 @@ TITLE_WEIGHT = 0.2
 # ...and an early sentence gets up to this much more, because notes tend to say what they are about
 # first. Small next to typical centroid gaps (0.1 to 0.3).
 POSITION_BONUS = 0.05
+# Sentences considered for a summary, from the start of the note (about 15 pages of prose).
+MAX_SENTENCES = 400
 # A candidate this similar to one already chosen repeats it: the next one is taken instead.
 REDUNDANT_SIMILARITY = 0.85
 
 # Block structure only (paragraphs, lists, tables, fences); inline syntax is rendered by hand below.
 _MARKDOWN = MarkdownIt("commonmark").enable("table").disable("inline")
-# Text that Obsidian does not show: %% comments %%, <!-- comments -->, $$ display math $$.
-_HIDDEN = re.compile(r"%%.*?%%|<!--.*?-->|\$\$.*?\$\$", re.DOTALL)
-_NOT_LINE_BREAK = re.compile(r"[^\r\n]+")
+# Text that Obsidian does not show: %% comments %%, <!-- comments -->, $$ display math $$. Display math
+# ends at a blank line: an unclosed $$ must not swallow the headings and paragraphs after it.
+_HIDDEN = re.compile(r"%%.*?%%|<!--.*?-->|\$\$(?:(?!\n[ \t]*\r?\n).)*?\$\$", re.DOTALL)
+_HIDDEN_LINE = re.compile(r"(^|(?<=[\r\n]))([ \t>]*)([^\r\n]*)")  # a line's container prefix, then the rest
 _HIDDEN_MARK = "\ue000"  # a private-use character: neither a word nor space nor markup to the parsers
 _CALLOUT_TITLE = re.compile(r"^\[!\w[\w-]*\][+-]?")
 _INLINE_FIELD = re.compile(r"^[\w -]{1,40}::")  # dataview's "key:: value" lines are data, not prose
@@ -138,13 +141,20 @@ def _render_markup(text: str) -> str:
 
 def _hide(text: str, spans: list[tuple[int, int]]) -> str:
     """text with the (sorted, disjoint) spans filled with _HIDDEN_MARK, line breaks kept, so offsets stay
-    valid. Not spaces: text after a comment would become indented code."""
+    valid. Not spaces: text after a comment would become indented code. The quote markers and indentation
+    that start a line inside a span stay, so that hiding never ends a block quote or a list early."""
     pieces, pos = [], 0
     for start, end in spans:
-        pieces += [text[pos:start], _NOT_LINE_BREAK.sub(lambda m: _HIDDEN_MARK * len(m.group()), text[start:end])]
+        pieces += [text[pos:start], _HIDDEN_LINE.sub(_hide_line, text[start:end])]
         pos = end
     pieces.append(text[pos:])
     return "".join(pieces)
+
+
+def _hide_line(m: re.Match) -> str:
+    # The first line of a span starts mid-line: its prefix is outside the span, everything is hidden.
+    prefix = m.group(2) if m.start() > 0 else _HIDDEN_MARK * len(m.group(2))
+    return prefix + _HIDDEN_MARK * len(m.group(3))
 
 
 # A paragraph as (offset in Note.text, line content) pairs: container markers (">", "- ") stripped.
@@ -188,22 +198,23 @@ def _paragraph_lines(body: str, line_starts: list[int], span: list[int], content
 
 
 def _link_lists(tokens) -> set[int]:
-    """Token indices of the lists most of whose items are links ("See also", tables of contents)."""
+    """Token indices of the lists most of whose items are links ("See also", tables of contents).
+
+    An item is judged by the paragraph it opens with; an item that is empty or opens with anything else
+    (a fence, a heading, a nested list) is not a link item.
+    """
     items: dict[int, list[bool]] = {}
     lists: list[int] = []
-    first_paragraph = False
     for i, token in enumerate(tokens):
         if token.type in ("bullet_list_open", "ordered_list_open"):
             lists.append(i)
             items[i] = []
-        elif token.type in ("bullet_list_close", "ordered_list_close"):
+        elif token.type in ("bullet_list_close", "ordered_list_close") and lists:
             lists.pop()
-        elif token.type == "list_item_open":
-            items[lists[-1]].append(False)
-            first_paragraph = True
-        elif token.type == "paragraph_open" and first_paragraph:
-            items[lists[-1]][-1] = _is_link_item(tokens[i + 1].content)
-            first_paragraph = False
+        elif token.type == "list_item_open" and lists:
+            opens_with = tokens[i + 1] if i + 2 < len(tokens) else None
+            first = opens_with is not None and opens_with.type == "paragraph_open"
+            items[lists[-1]].append(first and _is_link_item(tokens[i + 2].content))
     return {i for i, links in items.items() if links and sum(links) * 2 > len(links)}
 
 
@@ -334,7 +345,9 @@ def summarize_extractive(
     """
     if note.is_template:
         return None
-    found = sentences_of(note)
+    # A book-length note is summarised from its opening: ranking every sentence of a megabyte of text
+    # would hold up every other note for minutes.
+    found = sentences_of(note)[:MAX_SENTENCES]
     if not found or sum(word_count(s.text) for s in found) < min_words:
         return None
     # One call for everything: the embedder batches the texts.

@@ -17,9 +17,13 @@ from .app import App, link_string, link_target
 from .frontmatter import Unwritable
 from .relate import Corpus
 from .vault import Skipped
-from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, Keys, NoteState, Write, apply_write, checksum, plan_note, plan_writes
+from .failures import INDEX_STAGES, WARNING_STAGES, STAGES, NoteFailure, NoteGuard
+from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, Keys, NoteState, Plan, Write, apply_write, checksum, plan_note
 
 log = logging.getLogger(__name__)
+
+# The stages of a sync: a note that failed at one of them is left alone until it changes.
+SYNC_STAGES = tuple(s for s in STAGES if s not in INDEX_STAGES + WARNING_STAGES)
 
 # A note saved by its user again and again while we write it is left for the next round.
 CONFLICT_RETRIES = 3
@@ -32,13 +36,34 @@ class SyncReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     handed_off: list[str] = field(default_factory=list)
+    failed: list[NoteFailure] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def retried(self, again: SyncReport) -> None:
+        """Take in a second run over this run's deferred notes."""
+        self.written += again.written
+        self.unchanged += again.unchanged
+        self.skipped += again.skipped
+        self.failed += again.failed
+        self.handed_off += again.handed_off
+        self.deferred = again.deferred
+        self.seconds += again.seconds
 
     def as_json(self) -> dict:
         return {"written": len(self.written), "unchanged": self.unchanged,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-                "deferred": self.deferred, "handed_off": self.handed_off, "written_notes": self.written, "seconds": round(self.seconds, 3)}
+                "deferred": self.deferred, "handed_off": self.handed_off, "failed": [f.as_json() for f in self.failed], "written_notes": self.written, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class _PlanInputs:
+    """What a note's plan was made from, to plan it again when the user saves it under our write."""
+
+    bases: dict[str, bytes] = field(default_factory=dict)
+    candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    summaries: dict[str, str | None] = field(default_factory=dict)
+    rejected: dict[str, set[str]] = field(default_factory=dict)
 
 
 def summary_cache_key(note) -> str:
@@ -97,56 +122,80 @@ class VaultSync:
     def run(self, paths: Iterable[str] | None = None, dry_run: bool = False, corpus: Corpus | None = None,
             bystanders: Iterable[str] = ()) -> SyncReport:
         """Relate, summarise and write `paths` (every note when None). `bystanders` are notes synced only
-        because other notes changed: their written links are kept within a wider window."""
+        because other notes changed: their written links are kept within a wider window. Whatever goes
+        wrong with one note is that note's failure (recorded, shown by `status`, retried once it changes)."""
         started = time.perf_counter()
         report = SyncReport()
         store = self.app.store
-        bystanders = set(bystanders)
+        guard = NoteGuard(lambda failure: self._failed(failure, report, dry_run), self.app.faults)
         relater = self.app.relater(corpus)
-        corpus = relater.corpus
         resolver = self.app.indexer.resolver
         targets = sorted(paths) if paths is not None else store.note_paths()
-        states, bases, candidates, summaries, rejected = [], {}, {}, {}, {}
         templates = store.template_paths()
+        failed_before = dict((p, (stage, reason)) for p, stage, reason in store.problems(SYNC_STAGES))
+        inputs = _PlanInputs()
+        plan = Plan()
         for path in targets:
             if path in templates:
                 continue  # templates are copied into new notes: never write into them
-            if path not in corpus.index:
-                report.skipped.append((path, "no text to relate or summarise"))
+            if path in failed_before:
+                stage, reason = failed_before[path]
+                report.failed.append(NoteFailure(path, stage, reason))
                 continue
-            base = self._read(path, report)
-            if base is None:
-                continue
-            current = frontmatter.read_managed(base, (self.keys.related, self.keys.summary))
-            if isinstance(current, Unwritable):
-                report.skipped.append((path, current.reason))
-                store.set_write_issue(path, current.reason)
-                continue
-            last = store.last_written(path)
-            slack = BYSTANDER_HYSTERESIS if path in bystanders else HYSTERESIS
-            states.append(NoteState(path, current, last.values if last else None, slack))
-            bases[path] = base
-            feedback = store.feedback_for(path)
-            rejected[path] = {t for t, a in feedback.items() if a == "rejected"}
-            ranked = relater.rank(path, k=self.keys.count + slack + 2, exclude=set(feedback))
-            # Links pinned through the bridge come first, as links the user typed into `related` do.
-            pinned = [Candidate(t, link_string(resolver, t, None)) for t, a in sorted(feedback.items())
-                      if a == "pinned" and t in corpus.index]
-            ranked_candidates = pinned + [Candidate(s.path, link_string(resolver, s.path, s.heading)) for s in ranked]
-            candidates[path] = _without_duplicate_targets(ranked_candidates, current.get(self.keys.related), resolver, path)
-            summaries[path] = self.summaries.for_note(path)
-        plan = plan_writes(states, candidates, summaries, self.keys, rejected)
+            with guard.note(path) as at:
+                at.stage = "relate"
+                self._plan_note(path, relater, resolver, bystanders, report, inputs, plan, at)
         self._remember_feedback(plan, resolver, dry_run)
         report.skipped.extend(plan.skipped)
         report.unchanged += len(plan.unchanged)
         for path, reason in plan.skipped:
             if not dry_run:
                 store.set_write_issue(path, reason)
-        inputs = {"candidates": candidates, "summaries": summaries, "rejected": rejected}
         for write in plan.writes:
-            self._write(write, bases[write.path], report, dry_run, inputs)
+            with guard.note(write.path) as at:
+                at.stage = "write"
+                self._write(write, inputs.bases[write.path], report, dry_run, inputs)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _plan_note(self, path: str, relater, resolver, bystanders, report: SyncReport, inputs: _PlanInputs,
+                   plan: Plan, at) -> None:
+        """Rank, summarise and plan one note into `plan` (`at` names the stage reached, for its failure)."""
+        store = self.app.store
+        if path not in relater.corpus.index:
+            report.skipped.append((path, "no text to relate or summarise"))
+            return
+        base = self._read(path, report)
+        if base is None:
+            return
+        current = frontmatter.read_managed(base, (self.keys.related, self.keys.summary))
+        if isinstance(current, Unwritable):
+            report.skipped.append((path, current.reason))
+            store.set_write_issue(path, current.reason)
+            return
+        last = store.last_written(path)
+        slack = BYSTANDER_HYSTERESIS if path in bystanders else HYSTERESIS
+        state = NoteState(path, current, last.values if last else None, slack)
+        feedback = store.feedback_for(path)
+        rejected = {t for t, a in feedback.items() if a == "rejected"}
+        ranked = relater.rank(path, k=self.keys.count + slack + 2, exclude=set(feedback))
+        # Links pinned through the bridge come first, as links the user typed into `related` do.
+        pinned = [Candidate(t, link_string(resolver, t, None)) for t, a in sorted(feedback.items())
+                  if a == "pinned" and t in relater.corpus.index]
+        ranked_candidates = pinned + [Candidate(s.path, link_string(resolver, s.path, s.heading)) for s in ranked]
+        candidates = _without_duplicate_targets(ranked_candidates, current.get(self.keys.related), resolver, path)
+        at.stage = "summarize"
+        summary = self.summaries.for_note(path)
+        at.stage = "plan"
+        decided = plan_note(state, candidates, summary, self.keys, rejected)
+        plan.add(path, *decided)
+        inputs.bases[path], inputs.candidates[path] = base, candidates
+        inputs.summaries[path], inputs.rejected[path] = summary, rejected
+
+    def _failed(self, failure: NoteFailure, report: SyncReport, dry_run: bool) -> None:
+        report.failed.append(failure)
+        if not dry_run:
+            self.app.store.record_problem(failure.path, failure.stage, failure.reason)
 
     def _read(self, path: str, report: SyncReport) -> bytes | None:
         try:
@@ -165,7 +214,7 @@ class VaultSync:
                     self.app.store.set_feedback(note, target, action)
                     log.debug("%s: %s %s", note, action, link)  # titles only at debug level
 
-    def _write(self, write, base: bytes, report: SyncReport, dry_run: bool, inputs: dict) -> None:
+    def _write(self, write, base: bytes, report: SyncReport, dry_run: bool, inputs: _PlanInputs) -> None:
         store = self.app.store
         if dry_run:
             edited = frontmatter.set_managed(base, write.values)
@@ -203,7 +252,7 @@ class VaultSync:
             report.skipped.append((write.path, result.reason))
             store.set_write_issue(write.path, result.reason)
 
-    def _replan(self, path: str, inputs: dict):
+    def _replan(self, path: str, inputs: _PlanInputs):
         """(write, base) for a note re-read from disk, or None when nothing needs writing any more."""
         base = self._read(path, SyncReport())
         if base is None:
@@ -214,7 +263,7 @@ class VaultSync:
         last = self.app.store.last_written(path)
         state = NoteState(path, current, last.values if last else None)
         write, _problem, _rejects, _pins = plan_note(
-            state, inputs["candidates"][path], inputs["summaries"][path], self.keys, inputs["rejected"][path])
+            state, inputs.candidates[path], inputs.summaries[path], self.keys, inputs.rejected[path])
         return None if write is None else (write, base)
 
 

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-import yaml
-from frontmatter.default_handlers import YAMLHandler
 from markdown_it import MarkdownIt
+from ruamel.yaml import YAML
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,6 @@ _NOT_LINE_BREAK = re.compile(r"[^\r\n]+")
 _MARKDOWN = MarkdownIt("commonmark").disable("inline")
 # Frontmatter values are walked for links; a YAML alias bomb must not make that walk explode.
 _MAX_FRONTMATTER_NODES = 10_000
-# libyaml's loader when PyYAML was built with it: ten times faster, same safe subset.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -180,11 +177,9 @@ def _read_frontmatter(text: str, starts: list[int]) -> tuple[dict, str | None, i
         return {}, None, 0
     body_start = starts[closing + 1] if closing + 1 < len(starts) else len(text)
     try:
-        data = YAMLHandler().load(text[starts[1]:starts[closing]], Loader=_YAML_LOADER)
-    except yaml.YAMLError as exc:
+        data = load_properties(text[starts[1]:starts[closing]])
+    except Exception as exc:  # noqa: BLE001 - ruamel raises more than YAMLError on hostile input
         return {}, _yaml_error(exc), body_start
-    except Exception as exc:  # noqa: BLE001 - PyYAML raises ValueError etc. on e.g. an impossible date
-        return {}, f"frontmatter is not valid YAML: {_one_line(str(exc))}", body_start
     if data is None:
         return {}, None, body_start
     if not isinstance(data, dict):
@@ -192,7 +187,44 @@ def _read_frontmatter(text: str, starts: list[int]) -> tuple[dict, str | None, i
     return data, None, body_start
 
 
-def _yaml_error(exc: yaml.YAMLError) -> str:
+def load_properties(block: str) -> object:
+    """A frontmatter block read as Obsidian reads it: YAML 1.2 (`yes`, `on` and `no` are text, `0012`
+    is twelve), property names as text (`2024:` names the property "2024"), the last of duplicate keys."""
+    yaml = YAML(typ="safe", pure=True)  # the C loader is YAML 1.1; one instance per call is thread-safe
+    yaml.allow_duplicate_keys = True
+    return _text_keys(yaml.load(block), {})
+
+
+def _text_keys(value: object, done: dict[int, object]) -> object:
+    """`value` with every mapping's keys turned into text as JavaScript does (true -> "true", null ->
+    "null"). Shared and cyclic nodes (YAML anchors) are converted once, so an alias bomb stays small."""
+    if not isinstance(value, (dict, list)):
+        return value
+    if id(value) in done:
+        return done[id(value)]
+    if isinstance(value, list):
+        done[id(value)] = converted = []
+        converted.extend(_text_keys(item, done) for item in value)
+        return converted
+    done[id(value)] = mapping = {}
+    for key, item in value.items():
+        mapping[_js_text(key)] = _text_keys(item, done)
+    return mapping
+
+
+def _js_text(key: object) -> str:
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    if isinstance(key, (tuple, list, dict)):
+        return json.dumps(key, ensure_ascii=False, default=str)
+    return str(key)
+
+
+def _yaml_error(exc: Exception) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     where = f" (line {mark.line + 2})" if mark is not None else ""  # +1 for 0-based, +1 for the '---' line

@@ -66,6 +66,17 @@ class Plan:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (note, link) the user deleted
     pinned: list[tuple[str, str]] = field(default_factory=list)  # (note, link) the user added
 
+    def add(self, path: str, write: Write | None, problem: str | None, rejects: Sequence[str], pins: Sequence[str]) -> None:
+        """Take in what plan_note decided for one note."""
+        self.rejected.extend((path, link) for link in rejects)
+        self.pinned.extend((path, link) for link in pins)
+        if problem:
+            self.skipped.append((path, problem))
+        if write is None:
+            self.unchanged.append(path)
+        else:
+            self.writes.append(write)
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -166,16 +177,8 @@ def plan_writes(states: Sequence[NoteState], candidates: Mapping[str, Sequence[C
     """Pure: for every note, what to write given what it holds and what ideaweave remembers."""
     plan = Plan()
     for state in states:
-        write, problem, new_rejects, new_pins = plan_note(
-            state, candidates.get(state.path, []), summaries.get(state.path), keys, rejected.get(state.path, set()))
-        plan.rejected.extend((state.path, link) for link in new_rejects)
-        plan.pinned.extend((state.path, link) for link in new_pins)
-        if problem:
-            plan.skipped.append((state.path, problem))
-        if write is None:
-            plan.unchanged.append(state.path)
-        else:
-            plan.writes.append(write)
+        plan.add(state.path, *plan_note(
+            state, candidates.get(state.path, []), summaries.get(state.path), keys, rejected.get(state.path, set())))
     return plan
 
 

@@ -18,7 +18,15 @@ export interface DaemonStatus {
 	privateMode: boolean;
 	lastError: string | null;
 	bridgeConnected: boolean;
+	/** Notes the daemon could not process, each until it changes. */
+	failed: NoteFailure[];
 	version: string;
+}
+
+export interface NoteFailure {
+	path: string;
+	stage: string;
+	reason: string;
 }
 
 export interface RelatedIdea {
@@ -110,8 +118,15 @@ export function parseStatus(body: unknown): DaemonStatus {
 		privateMode: obj.private_mode === true,
 		lastError: typeof obj.last_error === "string" ? obj.last_error : null,
 		bridgeConnected: obj.bridge_connected === true,
+		failed: Array.isArray(obj.failed) ? obj.failed.flatMap(noteFailure) : [],
 		version: text(obj.version),
 	};
+}
+
+function noteFailure(item: unknown): NoteFailure[] {
+	if (typeof item !== "object" || item === null) return [];
+	const f = item as Record<string, unknown>;
+	return typeof f.path === "string" ? [{ path: f.path, stage: text(f.stage), reason: text(f.reason) }] : [];
 }
 
 export function parseRelated(body: unknown): RelatedIdea[] {

@@ -56,6 +56,11 @@ export function statusBarTooltip(state: DaemonState, address: string): string {
 			const parts = [`${s.notes} notes`, `${s.chunks} chunks`];
 			if (s.queue > 0) parts.push(`${s.queue} queued`);
 			if (s.paused) parts.push("writing paused");
+			if (s.failed.length > 0) {
+				const first = s.failed[0];
+				const more = s.failed.length > 1 ? ` (and ${s.failed.length - 1} more: ideaweave status)` : "";
+				parts.push(`${s.failed.length} failed: ${first.path} — ${first.stage} — ${first.reason}${more}`);
+			}
 			if (s.lastError) parts.push(`last error: ${s.lastError}`);
 			return parts.join(" · ");
 		}
