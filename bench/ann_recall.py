@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "daemon"))
 
 from ideaweave import store as store_module  # noqa: E402
-from ideaweave.relate import DEFAULT_WEIGHTS, Corpus, Relater  # noqa: E402
+from ideaweave.corpus import Corpus  # noqa: E402
+from ideaweave.relate import DEFAULT_WEIGHTS, Relater  # noqa: E402
 from ideaweave.store import Store  # noqa: E402
 
 

@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO / "daemon"))
 from ideaweave import config, indexer as indexer_module  # noqa: E402
 from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
-from ideaweave.relate import Corpus  # noqa: E402
+from ideaweave.corpus import Corpus  # noqa: E402
 from ideaweave.search import search  # noqa: E402
 from ideaweave.watch import nearest_notes  # noqa: E402
 
@@ -214,12 +214,10 @@ def make_settings(state_dir: Path, threads: int) -> Settings:
 
 def open_app(settings: Settings, root: Path, precomputed: bool, clock: PhaseClock | None = None) -> tuple[App, float]:
     """An App with its embedder loaded (the stand-in, or the model); returns (app, model load seconds)."""
-    app = App(settings, root)
     started = time.perf_counter()
-    inner = PrecomputedEmbedder() if precomputed else app.embedder
+    inner = PrecomputedEmbedder() if precomputed else App(settings, root).embedder
     loaded = time.perf_counter() - started
-    app.__dict__["embedder"] = TimedEmbedder(inner, clock) if clock is not None else inner
-    return app, loaded
+    return App(settings, root, embedder=TimedEmbedder(inner, clock) if clock is not None else inner), loaded
 
 
 # ------------------------------------------------------------------ measurements

@@ -24,7 +24,7 @@ from ideaweave.api import (
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.errors import ConfigError
-from ideaweave.relate import Corpus
+from ideaweave.corpus import Corpus
 from ideaweave.sync import Summaries
 from ideaweave.token import load_or_create_token, rotate_token, token_path
 from ideaweave.writer import Write
@@ -93,8 +93,7 @@ def indexed_app(base: Path, embedder) -> App:
     (outside / "secret.md").write_text("# Secret\n\nA private diary outside the vault: bank codes.\n", encoding="utf-8")
     os.symlink(outside / "secret.md", root / "leak.md")
     settings = replace(Settings(state_dir=str(base / "state")), **{"summary.min_words": 5})
-    app = App(settings, root.resolve())
-    app.__dict__["embedder"] = embedder
+    app = App(settings, root.resolve(), embedder=embedder)
     app.indexer.run()
     return app
 
@@ -613,9 +612,7 @@ def test_start_api_serves_the_vault_with_its_token(app):
 
 def replace_app_port(app: App) -> App:
     """The same vault and store on port 0 (any free port)."""
-    other = App(replace(app.settings, **{"api.port": 0}), app.root)
-    other.__dict__.update({"embedder": app.embedder, "store": app.store})
-    return other
+    return App(replace(app.settings, **{"api.port": 0}), app.root, embedder=app.embedder, store=app.store)
 
 
 def test_schemathesis_finds_no_server_error(tmp_path, embedder):

@@ -180,3 +180,11 @@ def test_sectioned_notes_fit_the_budget(sections, max_tokens):
     chunks = chunk_note(note_of(text), max_tokens, words)
     assert chunks and all(words(c.text) <= max_tokens for c in chunks)
     assert all(c.heading_path and c.heading == c.heading_path[-1] for c in chunks)
+
+
+def test_a_passage_drops_the_heading_line_only_when_the_chunk_has_one():
+    from ideaweave.chunking import passage
+
+    assert passage("Note > Section\n\nThe body.", ("Note", "Section")) == "The body."
+    assert passage("First paragraph.\n\nSecond paragraph.", ()) == "First paragraph. Second paragraph."
+    assert passage("word " * 100, (), limit=20) == "word word word word…"

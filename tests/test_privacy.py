@@ -92,8 +92,7 @@ def test_private_note_appears_in_no_other_note_and_no_log(tmp_path, embedder, ca
         os.utime(path, (1_700_000_000, 1_700_000_000))
     settings = replace(Settings(), state_dir=str(tmp_path / "state"), **{"index.private_folders": ["Journal"],
                                                                             "writer.defer_seconds": 0.0})
-    app = App(settings, root)
-    app.__dict__["embedder"] = embedder
+    app = App(settings, root, embedder=embedder)
     private = {PRIVATE_NOTE, "Journal/Therapy notes.md"}
     with caplog.at_level(logging.INFO):
         app.indexer.run()

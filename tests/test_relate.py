@@ -11,9 +11,9 @@ import pytest
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.novelty import novelty
-from ideaweave.relate import (
-    COMPONENTS, DEFAULT_WEIGHTS, Corpus, Relater, calibrate, diversify, keywords, top_indices, zscore,
-)
+from ideaweave.calibrate import calibrate
+from ideaweave.corpus import Corpus
+from ideaweave.relate import COMPONENTS, DEFAULT_WEIGHTS, Relater, diversify, keywords, top_indices, zscore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -23,8 +23,7 @@ def example_app(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("relate") / "vault"
     shutil.copytree(EXAMPLE, root)
     settings = replace(Settings(), state_dir=str(root.parent / "state"))
-    app = App(settings, root)
-    app.__dict__["embedder"] = embedder
+    app = App(settings, root, embedder=embedder)
     app.indexer.run()
     yield app
     app.store.close()
@@ -100,8 +99,7 @@ def test_calibration_on_a_linked_vault(tmp_path, embedder):
             links = " ".join(f"[[{o}]]" for o in others)
             (root / f"{topic} {j}.md").write_text(
                 f"Notes number {j} about {topic}: facts, questions and observations about {topic}. {links}\n", encoding="utf-8")
-    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
-    app.__dict__["embedder"] = embedder
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
     app.indexer.run()
     result = calibrate(Relater(Corpus(app.store)), app.read_body)
     assert result is not None and result.queries >= 20
@@ -128,8 +126,7 @@ def indexed_copy(example_app, tmp_path) -> App:
     """The example vault copied and indexed afresh (with whatever store limits the test has set)."""
     root = tmp_path / "vault"
     shutil.copytree(example_app.root, root)
-    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
-    app.__dict__["embedder"] = example_app.embedder
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=example_app.embedder)
     app.indexer.run()
     return app
 
@@ -180,8 +177,7 @@ def test_an_updated_corpus_equals_a_fresh_load(tmp_path, embedder, monkeypatch, 
         monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
     root = tmp_path / "vault"
     shutil.copytree(EXAMPLE, root)
-    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
-    app.__dict__["embedder"] = embedder
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
     app.indexer.run()
     try:
         corpus = Corpus(app.store)

@@ -23,8 +23,7 @@ def app(request, tmp_path, embedder, monkeypatch):
         monkeypatch.setattr(store_module, "IVF_PROBES", 3)  # a few clusters of about 8: really approximate
     root = tmp_path / "vault"
     shutil.copytree(EXAMPLE, root)
-    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root)
-    app.__dict__["embedder"] = embedder
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
     app.indexer.run()
     assert app.store.vectors_exact == (request.param == "exact")
     yield app
@@ -49,3 +48,12 @@ def test_private_notes_and_templates_only_when_asked(app):
     with_private = search(app.store, app.embedder, query, include_private=True)
     assert with_private[0].path == "Private/Unpublished interpretability result draft.md"
     assert search(app.store, app.embedder, "   ") == []
+
+
+def test_the_passage_of_a_note_without_headings_starts_with_its_first_paragraph(app):
+    (app.root / "Plain.md").write_text(
+        "Quokkas hop between mangrove roots at dawn.\n\nA second paragraph about tide tables.\n", encoding="utf-8")
+    app.indexer.run()
+    hits = search(app.store, app.embedder, "quokkas mangrove roots")
+    hit = next(h for h in hits if h.path == "Plain.md")
+    assert hit.passage.startswith("Quokkas hop between mangrove roots at dawn.")

@@ -486,8 +486,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 
 
 def make_app(vault: Path, tmp_path: Path, embedder, **overrides) -> App:
-    app = App(make_settings(tmp_path, **overrides), vault.resolve())
-    app.__dict__["embedder"] = embedder
+    app = App(make_settings(tmp_path, **overrides), vault.resolve(), embedder=embedder)
     return app
 
 

@@ -40,10 +40,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, frontmatter
-from .app import App, link_string
+from .app import App
 from .failures import FAILURE_STAGES, NoteFailure
 from .errors import ConfigError, IdeaweaveError
-from .relate import Corpus, Relater, Suggestion
+from .corpus import Corpus
+from .relate import Suggestion
 from .search import SearchHit, search
 from .vault import Skipped
 from .writer import Write, checksum
@@ -361,14 +362,9 @@ class AppBackend:
         return None
 
     def related(self, note: str, k: int) -> list[RelatedIdea]:
-        feedback = self.app.store.feedback_for(note)
-        rejected = {target for target, action in feedback.items() if action == "rejected"}
-        pinned = {target for target, action in feedback.items() if action == "pinned"}
-        ranked = self._relater(note).rank(note, k=k + len(pinned), exclude=rejected)
-        # What the user pinned comes first, as it does in the note's `related` list.
-        ranked.sort(key=lambda s: s.path not in pinned)
-        resolver = self.app.indexer.resolver
-        return [RelatedIdea(s, link_string(resolver, s.path, s.heading), s.path in pinned) for s in ranked[:k]]
+        # The same answer as the CLI's and as the list the daemon writes into the note.
+        found = self.app.related_notes(self._corpus_for(note)).for_note(note, k)
+        return [RelatedIdea(r.suggestion, r.link, r.pinned) for r in found]
 
     def search(self, query: str, k: int) -> list[SearchHit]:
         return search(self.app.store, self.app.embedder, query, k=k)
@@ -441,7 +437,7 @@ class AppBackend:
 
     # ---- helpers
 
-    def _relater(self, note: str) -> Relater:
+    def _corpus_for(self, note: str) -> Corpus:
         with self._corpus_lock:
             stale = self._corpus is not None and note not in self._corpus.index and note not in self._corpus_misses
             if self._corpus is None or stale:
@@ -449,7 +445,7 @@ class AppBackend:
                 self._corpus_misses.clear()
             if note not in self._corpus.index:
                 self._corpus_misses.add(note)  # indexed without vectors (an empty note): do not rebuild for it again
-            return Relater(self._corpus)
+            return self._corpus
 
 
 def _holds_values(data: bytes, values: dict[str, object]) -> bool:

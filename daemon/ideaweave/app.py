@@ -12,13 +12,18 @@ import re
 from functools import cached_property
 from pathlib import Path
 
+from .calibrate import weights_for
 from .config import Settings
-from .embedding import EmbedderOptions, LlamaEmbedder
+from .corpus import Corpus
+from .embedding import Embedder, EmbedderOptions, LlamaEmbedder
 from .errors import VaultError
 from .failures import FaultPlan
 from .modelfiles import models_dir, require_model, resolve_model
+from .relate import Relater
+from .related import RelatedNotes
 from .store import Store
 from .vault import ScanRules, VaultScanner, find_vault_root
+from .writer import Keys
 
 
 def resolve_vault(cli_vault: str | None, settings: Settings, cwd: Path) -> Path:
@@ -60,14 +65,25 @@ def scan_rules(settings: Settings) -> ScanRules:
 
 
 class App:
-    """Everything ideaweave knows how to do for one vault."""
+    """Everything ideaweave knows how to do for one vault.
 
-    def __init__(self, settings: Settings, root: Path, env: dict[str, str] | None = None):
+    The parts are built on first use, so cheap commands stay cheap. An embedder or a store given to the
+    constructor is used instead of loading the configured one, and is not closed by `close()`: its owner
+    closes it.
+    """
+
+    def __init__(self, settings: Settings, root: Path, env: dict[str, str] | None = None,
+                 embedder: Embedder | None = None, store: Store | None = None):
         self.settings = settings
         self.root = root
         self.env = dict(os.environ if env is None else env)
         self.state_dir = state_dir_for(root, settings, self.env)
         self.scanner = VaultScanner(root, scan_rules(settings))
+        self.keys = Keys(settings.writer.related_key, settings.writer.summary_key, settings.writer.related_count)
+        self._embedder = embedder
+        self._owns_embedder = embedder is None
+        self._store = store
+        self._owns_store = store is None
 
     @property
     def models_dir(self) -> Path:
@@ -81,23 +97,27 @@ class App:
     def text_model_path(self) -> Path:
         return resolve_model(self.settings.models.text, self.models_dir)
 
-    @cached_property
-    def embedder(self) -> LlamaEmbedder:
-        path = require_model(self.embedding_model_path, hash_it=self.settings.models.verify)
-        options = EmbedderOptions(
-            threads=self.settings.embedding.threads,
-            batch_tokens=self.settings.embedding.batch_tokens,
-            flash_attn=self.settings.embedding.flash_attn,
-        )
-        return LlamaEmbedder(path, options)
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            path = require_model(self.embedding_model_path, hash_it=self.settings.models.verify)
+            options = EmbedderOptions(
+                threads=self.settings.embedding.threads,
+                batch_tokens=self.settings.embedding.batch_tokens,
+                flash_attn=self.settings.embedding.flash_attn,
+            )
+            self._embedder = LlamaEmbedder(path, options)
+        return self._embedder
 
     @cached_property
     def faults(self) -> FaultPlan:
         return FaultPlan(self.settings.debug.fail)
 
-    @cached_property
+    @property
     def store(self) -> Store:
-        return Store.open(self.state_dir, self.embedder.dim, self.embedder.model_id)
+        if self._store is None:
+            self._store = Store.open(self.state_dir, self.embedder.dim, self.embedder.model_id)
+        return self._store
 
     @cached_property
     def indexer(self):
@@ -106,16 +126,23 @@ class App:
         return Indexer(self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens,
                        related_key=self.settings.writer.related_key, faults=self.faults)
 
-    def relater(self, corpus=None):
-        """A Relater over the current index, with this vault's weights (calibrated once, then cached)."""
-        from .relate import Corpus, Relater, weights_for
-
+    def relater(self, corpus: Corpus | None = None) -> Relater:
+        """A Relater over `corpus` (else the current index), with this vault's weights: the configured ones,
+        or calibrated from them once ("auto"), then cached."""
         relater = Relater(corpus or Corpus(self.store))
-        r = self.settings.relate
-        configured = {"emb": r.emb_weight, "chunk": r.chunk_weight, "bm25": r.bm25_weight, "title": r.title_weight,
-                      "aa": r.aa_weight, "back": r.back_weight, "nbr": r.nbr_weight}
-        relater.weights = weights_for(relater, self.store, r.weights, configured, self.read_body)
+        relater.weights = weights_for(relater, self.store, self.settings.relate.weights,
+                                      self.settings.relate.weights_dict(), self.read_body)
         return relater
+
+    def related_notes(self, corpus: Corpus | None = None) -> RelatedNotes:
+        """The one answer to "what are this note's related notes", for the CLI, the API and the daemon."""
+        return RelatedNotes(self.relater(corpus), self.store, self.indexer.resolver, self.keys, self.read_bytes)
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            return (self.root / path).read_bytes()
+        except OSError:
+            return None
 
     def read_body(self, path: str) -> str | None:
         from .vault import Skipped
@@ -124,28 +151,7 @@ class App:
         return None if isinstance(note, Skipped) else note.text[note.body_start:]
 
     def close(self) -> None:
-        if "store" in self.__dict__:
-            self.store.close()
-        if "embedder" in self.__dict__:
-            self.embedder.close()
-
-
-# ------------------------------------------------------------------ apply: index, relate, summarize, write
-
-
-def link_string(resolver, path: str, heading: str | None) -> str:
-    """The link Obsidian resolves to path, with the section when one matched; shortest unambiguous text."""
-    text = resolver.link_text(path)
-    # Headings holding link syntax cannot be linked to reliably: link the note instead.
-    if heading and not any(ch in heading for ch in "[]|#^"):
-        return f"[[{text}#{heading}]]"
-    return f"[[{text}]]"
-
-
-def link_target(resolver, link: str, source: str) -> str | None:
-    """The note a link string like "[[Note#Heading|alias]]" points to."""
-    inner = link.strip()
-    if inner.startswith("[[") and inner.endswith("]]"):
-        inner = inner[2:-2]
-    target = re.split(r"[|#^]", inner, maxsplit=1)[0]
-    return resolver.resolve(target, source) if target else None
+        if self._owns_store and self._store is not None:
+            self._store.close()
+        if self._owns_embedder and self._embedder is not None:
+            self._embedder.close()

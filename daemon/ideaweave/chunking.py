@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .vault import MARKDOWN_LINK, WIKILINK, Note
@@ -90,6 +90,14 @@ def _is_query(info: str) -> bool:
 
 def _embedded(context: str, body: str) -> str:
     return f"{context}\n\n{body}" if context and body else context or body
+
+
+def passage(chunk_text: str, heading_path: Sequence[str], limit: int = 300) -> str:
+    """What a chunk shows a reader: its text without the heading-path line that `_embedded` put before it
+    (a chunk before the first heading has none), on one line, cut at a word boundary."""
+    parts = chunk_text.split("\n\n", 1)
+    body = " ".join((parts[1] if heading_path and len(parts) == 2 else chunk_text).split())
+    return body if len(body) <= limit else body[:limit].rsplit(" ", 1)[0] + "…"
 
 
 class _Renderer:

@@ -85,19 +85,19 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_related(args: argparse.Namespace) -> int:
     app = open_indexed_app(args)
-    relater = app.relater()
+    related = app.related_notes()
     results = []
     for note in args.notes:
         path = vault_relative(app, note)
-        rejected = set(t for t, a in app.store.feedback_for(path).items() if a == "rejected")
-        suggestions = relater.rank(path, k=args.k, exclude=rejected, include_private=args.include_private)
-        results.append({"note": path, "related": [s.as_json() for s in suggestions]})
+        found = related.for_note(path, args.k, include_private=args.include_private)
+        results.append({"note": path, "related": [r.as_json() for r in found]})
     lines = []
     for entry in results:
         lines.append(entry["note"])
         for s in entry["related"]:
             where = f"#{s['heading']}" if s["heading"] else ""
-            lines.append(f"  {s['score']:6.2f}  {s['path']}{where}  ({s['why']})")
+            pin = "  (pinned)" if s["pinned"] else ""
+            lines.append(f"  {s['score']:6.2f}  {s['path']}{where}  ({s['why']}){pin}")
     emit(args, results, "\n".join(lines))
     app.close()
     return 0
@@ -116,7 +116,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_novelty(args: argparse.Namespace) -> int:
     from .novelty import novelty
-    from .relate import Corpus
+    from .corpus import Corpus
 
     app = open_indexed_app(args)
     path = vault_relative(app, args.note)
@@ -267,7 +267,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose, render
 
-    report = diagnose(args.settings, args.vault, Path.cwd())
+    report = diagnose(args.settings, args.vault, Path.cwd(), dict(os.environ))
     emit(args, report, render(report))
     return 0 if report["ok"] else 1
 

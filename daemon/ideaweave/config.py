@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .failures import FaultPlan
+from .relate import COMPONENTS, DEFAULT_WEIGHTS
 
 
 def setting(default, help: str):  # noqa: A002 - "help" reads best at the declarations
@@ -55,13 +56,17 @@ class IndexSettings:
 class RelateSettings:
     k: int = setting(10, "Number of related notes computed per note (CLI, API).")
     weights: str = setting("auto", "\"auto\": calibrate the weights below on the vault's own links (held out and predicted), shrunk half-way towards them; \"fixed\": use them as they are.")
-    emb_weight: float = setting(1.0, "Weight of whole-note semantic similarity.")
-    chunk_weight: float = setting(0.9, "Weight of the best section-to-section semantic match.")
-    bm25_weight: float = setting(0.4, "Weight of keyword (BM25) evidence.")
-    title_weight: float = setting(0.35, "Weight of the note's title or alias being mentioned.")
-    aa_weight: float = setting(0.15, "Weight of shared links (Adamic-Adar over the link graph).")
-    back_weight: float = setting(0.2, "Weight of the candidate already linking to the note.")
-    nbr_weight: float = setting(0.25, "Weight of links made by the note's closest notes.")
+    emb_weight: float = setting(DEFAULT_WEIGHTS["emb"], "Weight of whole-note semantic similarity.")
+    chunk_weight: float = setting(DEFAULT_WEIGHTS["chunk"], "Weight of the best section-to-section semantic match.")
+    bm25_weight: float = setting(DEFAULT_WEIGHTS["bm25"], "Weight of keyword (BM25) evidence.")
+    title_weight: float = setting(DEFAULT_WEIGHTS["title"], "Weight of the note's title or alias being mentioned.")
+    aa_weight: float = setting(DEFAULT_WEIGHTS["aa"], "Weight of shared links (Adamic-Adar over the link graph).")
+    back_weight: float = setting(DEFAULT_WEIGHTS["back"], "Weight of the candidate already linking to the note.")
+    nbr_weight: float = setting(DEFAULT_WEIGHTS["nbr"], "Weight of links made by the note's closest notes.")
+
+    def weights_dict(self) -> dict[str, float]:
+        """The weights by ranking component: field `<component>_weight` for each one."""
+        return {name: getattr(self, f"{name}_weight") for name in COMPONENTS}
 
 
 @dataclass(frozen=True)

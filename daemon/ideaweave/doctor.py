@@ -47,8 +47,8 @@ def _state_check(state_dir: Path) -> dict:
     return entry
 
 
-def diagnose(settings: Settings, cli_vault: str | None, cwd: Path) -> dict:
-    env = dict(os.environ)
+def diagnose(settings: Settings, cli_vault: str | None, cwd: Path, env: dict[str, str]) -> dict:
+    """What is wrong, if anything; `env` is the environment the composition root read (XDG folders)."""
     directory = models_dir(settings.models.dir, env)
     checks = [
         _model_check("embedding model", resolve_model(settings.models.embedding, directory), needed=True),

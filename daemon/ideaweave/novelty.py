@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .relate import Corpus
+from .chunking import passage
+from .corpus import Corpus
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,6 @@ class SectionNovelty:
     def as_json(self) -> dict:
         return {"heading": self.heading, "passage": self.passage, "novelty": round(self.novelty, 4),
                 "nearest": {"path": self.nearest_path, "heading": self.nearest_heading, "passage": self.nearest_passage}}
-
-
-def _body(text: str, has_context_line: bool, limit: int = 200) -> str:
-    parts = text.split("\n\n", 1)
-    body = " ".join((parts[1] if has_context_line and len(parts) == 2 else text).split())
-    return body if len(body) <= limit else body[:limit].rsplit(" ", 1)[0] + "…"
 
 
 def novelty(corpus: Corpus, path: str) -> list[SectionNovelty]:
@@ -50,9 +45,9 @@ def novelty(corpus: Corpus, path: str) -> list[SectionNovelty]:
         score, match_row = match
         nearest = corpus.section(match_row)
         results.append(SectionNovelty(
-            chunk.heading or None, _body(chunk.text, bool(chunk.heading_path)), float(1.0 - score),
+            chunk.heading or None, passage(chunk.text, chunk.heading_path, 200), float(1.0 - score),
             corpus.paths[corpus.chunk_note[match_row]], nearest.heading or None if nearest else None,
-            _body(nearest.text, bool(nearest.heading_path)) if nearest else ""))
+            passage(nearest.text, nearest.heading_path, 200) if nearest else ""))
     return sorted(results, key=lambda s: -s.novelty)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunking import passage as chunk_passage
 from .embedding import Embedder
 from .store import Store
 
@@ -55,7 +56,7 @@ def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_pr
         note = notes.get(chunk.note_path)
         if note is None or note.is_template or (note.private and not include_private):
             continue
-        passage = " ".join(chunk.text.split("\n\n", 1)[-1].split())[:300]
+        passage = chunk_passage(chunk.text, chunk.heading_path)
         best[chunk.note_path] = SearchHit(chunk.note_path, note.title, score, chunk.heading or None, passage)
         if len(best) >= k:
             break

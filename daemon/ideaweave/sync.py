@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import frontmatter
-from .app import App, link_string, link_target
+from .app import App
 from .frontmatter import Unwritable
-from .relate import Corpus
+from .corpus import Corpus
 from .vault import Skipped
 from .failures import INDEX_STAGES, WARNING_STAGES, STAGES, NoteFailure, NoteGuard
-from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, Keys, NoteState, Plan, Write, apply_write, checksum, plan_note
+from .related import RelatedNotes, link_target
+from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, NoteState, Plan, Write, apply_write, checksum, plan_note
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,7 @@ class VaultSync:
     def __init__(self, app: App, handoff: Callable[[Write, bytes], bool] | None = None):
         self.app = app
         self.handoff = handoff
-        self.keys = Keys(app.settings.writer.related_key, app.settings.writer.summary_key,
-                         app.settings.writer.related_count)
+        self.keys = app.keys
         self.summaries = Summaries(app)
 
     def run(self, paths: Iterable[str] | None = None, dry_run: bool = False, corpus: Corpus | None = None,
@@ -128,8 +128,7 @@ class VaultSync:
         report = SyncReport()
         store = self.app.store
         guard = NoteGuard(lambda failure: self._failed(failure, report, dry_run), self.app.faults)
-        relater = self.app.relater(corpus)
-        resolver = self.app.indexer.resolver
+        related = self.app.related_notes(corpus)
         targets = sorted(paths) if paths is not None else store.note_paths()
         templates = store.template_paths()
         failed_before = dict((p, (stage, reason)) for p, stage, reason in store.problems(SYNC_STAGES))
@@ -144,8 +143,8 @@ class VaultSync:
                 continue
             with guard.note(path) as at:
                 at.stage = "relate"
-                self._plan_note(path, relater, resolver, bystanders, report, inputs, plan, at)
-        self._remember_feedback(plan, resolver, dry_run)
+                self._plan_note(path, related, bystanders, report, inputs, plan, at)
+        self._remember_feedback(plan, related.resolver, dry_run)
         report.skipped.extend(plan.skipped)
         report.unchanged += len(plan.unchanged)
         for path, reason in plan.skipped:
@@ -158,11 +157,11 @@ class VaultSync:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _plan_note(self, path: str, relater, resolver, bystanders, report: SyncReport, inputs: _PlanInputs,
+    def _plan_note(self, path: str, related: RelatedNotes, bystanders, report: SyncReport, inputs: _PlanInputs,
                    plan: Plan, at) -> None:
         """Rank, summarise and plan one note into `plan` (`at` names the stage reached, for its failure)."""
         store = self.app.store
-        if path not in relater.corpus.index:
+        if path not in related.corpus.index:
             report.skipped.append((path, "no text to relate or summarise"))
             return
         base = self._read(path, report)
@@ -176,14 +175,8 @@ class VaultSync:
         last = store.last_written(path)
         slack = BYSTANDER_HYSTERESIS if path in bystanders else HYSTERESIS
         state = NoteState(path, current, last.values if last else None, slack)
-        feedback = store.feedback_for(path)
-        rejected = {t for t, a in feedback.items() if a == "rejected"}
-        ranked = relater.rank(path, k=self.keys.count + slack + 2, exclude=set(feedback))
-        # Links pinned through the bridge come first, as links the user typed into `related` do.
-        pinned = [Candidate(t, link_string(resolver, t, None)) for t, a in sorted(feedback.items())
-                  if a == "pinned" and t in relater.corpus.index]
-        ranked_candidates = pinned + [Candidate(s.path, link_string(resolver, s.path, s.heading)) for s in ranked]
-        candidates = _without_duplicate_targets(ranked_candidates, current.get(self.keys.related), resolver, path)
+        rejected = set(related.feedback(path).rejected)
+        candidates = related.candidates(path, slack, current.get(self.keys.related))
         at.stage = "summarize"
         summary = self.summaries.for_note(path)
         at.stage = "plan"
@@ -265,19 +258,6 @@ class VaultSync:
         write, _problem, _rejects, _pins = plan_note(
             state, inputs.candidates[path], inputs.summaries[path], self.keys, inputs.rejected[path])
         return None if write is None else (write, base)
-
-
-def _without_duplicate_targets(candidates, present, resolver, source: str) -> list[Candidate]:
-    """Drop candidates whose note is already in `related` under another link text (an alias, a heading)."""
-    links = present if isinstance(present, list) else []
-    targets = {link_target(resolver, link, source) for link in links if isinstance(link, str)}
-    seen, kept = set(), []
-    for c in candidates:
-        if c.path in seen or (c.path in targets and c.link not in links):
-            continue
-        seen.add(c.path)
-        kept.append(c)
-    return kept
 
 
 def _diff(path: str, before: bytes, after: bytes) -> str:

@@ -586,7 +586,7 @@ class VaultWatcher:
         `unsynced` None syncs every note; otherwise the notes the index changed, those they affect,
         and `unsynced` (left over from the last run).
         """
-        from .relate import Corpus
+        from .corpus import Corpus
 
         self._wait_for_power()
         self.stats.indexing_active = True
