@@ -219,7 +219,8 @@ def test_the_daemon_on_a_vault_of_hostile_notes_stays_up_through_edits_and_renam
 
 
 def test_apply_waits_for_notes_saved_moments_ago(cli_vault, capsys, monkeypatch):
-    monkeypatch.setenv("IDEAWEAVE_WRITER_DEFER_SECONDS", "2")
+    # The default window: long enough that indexing on a busy machine does not outlast it.
+    monkeypatch.setenv("IDEAWEAVE_WRITER_DEFER_SECONDS", "5")
     fresh = cli_vault / "Fresh note.md"
     fresh.write_text(PROSE + "\n\nIt was saved a moment before apply ran.\n", encoding="utf-8")
     started = time.monotonic()

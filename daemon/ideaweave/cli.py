@@ -298,54 +298,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ideaweave {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("index", parents=[common], help="index the vault (incremental)")
-    p.add_argument("--rebuild", action="store_true", help="embed every chunk again (after a model change)")
-    p.set_defaults(func=cmd_index)
+    def command(name: str, func, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("related", parents=[common], help="notes related to one or more notes")
+    p = command("index", cmd_index, "index the vault (incremental)")
+    p.add_argument("--rebuild", action="store_true", help="embed every chunk again (after a model change)")
+
+    p = command("related", cmd_related, "notes related to one or more notes")
     p.add_argument("notes", nargs="+", metavar="NOTE")
     p.add_argument("-k", type=int, default=None, help="how many (default: relate.k)")
     p.add_argument("--include-private", action="store_true", help="also suggest private notes")
     p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
-    p.set_defaults(func=cmd_related)
 
-    p = sub.add_parser("search", parents=[common], help="hybrid keyword and semantic search")
+    p = command("search", cmd_search, "hybrid keyword and semantic search")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=20)
     p.add_argument("--include-private", action="store_true")
     p.add_argument("--no-index", action="store_true")
-    p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("novelty", parents=[common], help="what is new in a note: its sections against the rest of the vault")
+    p = command("novelty", cmd_novelty, "what is new in a note: its sections against the rest of the vault")
     p.add_argument("note", metavar="NOTE")
     p.add_argument("--no-index", action="store_true")
-    p.set_defaults(func=cmd_novelty)
 
-    p = sub.add_parser("status", parents=[common], help="what the index holds")
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("apply", parents=[common], help="index, then write related links and summaries into the notes once")
+    p = command("apply", cmd_apply, "index, then write related links and summaries into the notes once")
     p.add_argument("--dry-run", action="store_true", help="print the changes instead of writing them")
     p.add_argument("--now", action="store_true",
                    help="also write notes saved moments ago at once (by default apply waits writer.defer_seconds for them)")
-    p.set_defaults(func=cmd_apply)
 
-    p = sub.add_parser("watch", parents=[common], help="the daemon: keep every note's related and summary current")
-    p.set_defaults(func=cmd_watch)
-
-    p = sub.add_parser("token", parents=[common], help="print the local API's bearer token (the bridge plugin needs it)")
+    p = command("token", cmd_token, "print the local API's bearer token (the bridge plugin needs it)")
     p.add_argument("--rotate", action="store_true", help="replace the token with a new one")
-    p.set_defaults(func=cmd_token)
 
-    p = sub.add_parser("forget", parents=[common], help="remove every trace of this vault's index (the notes are untouched)")
-    p.set_defaults(func=cmd_forget)
-
-    p = sub.add_parser("doctor", parents=[common], help="check models, llama.cpp, the state folder and the vault")
-    p.set_defaults(func=cmd_doctor)
-
-    p = sub.add_parser("config", parents=[common], help="show the effective configuration")
+    p = command("config", cmd_config, "show the effective configuration")
     p.add_argument("--example", action="store_true", help="print the documented example configuration")
-    p.set_defaults(func=cmd_config)
+
+    for name, func, text in (("status", cmd_status, "what the index holds"),
+                             ("watch", cmd_watch, "the daemon: keep every note's related and summary current"),
+                             ("forget", cmd_forget, "remove every trace of this vault's index (the notes are untouched)"),
+                             ("doctor", cmd_doctor, "check models, llama.cpp, the state folder and the vault")):
+        command(name, func, text)
     return parser
 
 

@@ -124,12 +124,10 @@ def one_line(text: str) -> str:
 
 def read_managed(raw: bytes, keys: Sequence[str]) -> dict[str, object] | Unwritable:
     """The current values of those `keys` the frontmatter has, as plain Python values."""
-    parts = _decode_and_split(raw)
-    if isinstance(parts, Unwritable):
-        return parts
-    parsed = _parse_block(parts.block)
-    if isinstance(parsed, Unwritable):
-        return parsed
+    read = _read(raw)
+    if isinstance(read, Unwritable):
+        return read
+    _parts, parsed = read
     return {key: _plain(parsed.data[key]) for key in keys if key in parsed.data}
 
 
@@ -140,12 +138,10 @@ def set_managed(raw: bytes, values: Mapping[str, list[str] | str | None]) -> byt
     formatted. Strings are stored on one line (see `one_line`).
     """
     wanted = {key: _normalized(key, value) for key, value in values.items()}
-    parts = _decode_and_split(raw)
-    if isinstance(parts, Unwritable):
-        return parts
-    parsed = _parse_block(parts.block)
-    if isinstance(parsed, Unwritable):
-        return parsed
+    read = _read(raw)
+    if isinstance(read, Unwritable):
+        return read
+    parts, parsed = read
     changes = {k: v for k, v in wanted.items() if not _holds(parsed.data, k, v)}
     if not changes:
         return raw
@@ -181,6 +177,15 @@ class _Span:
 
     start: int
     stop: int
+
+
+def _read(raw: bytes) -> tuple[NoteParts, _ParsedBlock] | Unwritable:
+    """The note cut into its parts and its frontmatter block parsed, or why that cannot be done."""
+    parts = _decode_and_split(raw)
+    if isinstance(parts, Unwritable):
+        return parts
+    parsed = _parse_block(parts.block)
+    return parsed if isinstance(parsed, Unwritable) else (parts, parsed)
 
 
 def _decode_and_split(raw: bytes) -> NoteParts | Unwritable:

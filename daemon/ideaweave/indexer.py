@@ -98,23 +98,26 @@ def link_records(note: Note, resolver: LinkResolver) -> list[LinkRecord]:
     return records
 
 
+@dataclass
 class Indexer:
-    """Brings the store in step with the vault's files."""
+    """Brings the store in step with the vault's files.
 
-    def __init__(self, scanner: VaultScanner, store: Store, embedder: Embedder, max_tokens: int,
-                 related_key: str | None = None, faults: FaultPlan = NO_FAULTS):
-        """`related_key`: the frontmatter key ideaweave writes links into (its written memory follows
-        renames; None leaves that memory alone). `faults`: notes made to fail on purpose (tests)."""
-        self.faults = faults
-        self.scanner = scanner
-        self.store = store
-        self.embedder = embedder
-        self.max_tokens = max_tokens
-        self.related_key = related_key
-        self.resolver = LinkResolver(store.note_paths())
+    `related_key`: the frontmatter key ideaweave writes links into (its written memory follows renames;
+    None leaves that memory alone). `faults`: notes made to fail on purpose (tests).
+    """
+
+    scanner: VaultScanner
+    store: Store
+    embedder: Embedder
+    max_tokens: int
+    related_key: str | None = None
+    faults: FaultPlan = NO_FAULTS
+
+    def __post_init__(self) -> None:
+        self.resolver = LinkResolver(self.store.note_paths())
         self._stats: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of the files read in this run
         self._warned: dict[str, str] = {}  # the frontmatter warnings said before, by note
-        self._guard = NoteGuard(lambda failure: None, faults)
+        self._guard = NoteGuard(lambda failure: None, self.faults)
 
     def run(self, progress: Progress | None = None) -> IndexReport:
         """A full pass: scan the vault, index what changed, drop what is gone."""
