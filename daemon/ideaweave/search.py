@@ -1,18 +1,35 @@
-"""Hybrid search: FTS5 keywords and vector similarity, fused by reciprocal rank, one result per note."""
+"""Search: "I face this problem: which of my notes are about it?"
+
+Notes are scored, not chunks. Candidates come from the nearest sections (vectors) and from keywords
+(FTS5); every candidate is then scored on the same evidence: its best section, its whole-note vector,
+its opening section, keyword relevance and whether the query names its title. The components are
+standardised over the candidates and added with weights, as `related` fuses its evidence; each hit
+carries its best passage, the heading it sits under, and why it was found.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .chunking import passage as chunk_passage
+from .corpus import STOPWORDS, normalise_title
 from .embedding import Embedder
-from .store import Store
+from .relate import zscore
+from .store import Store, row_norms
 
-# Reciprocal-rank fusion constant: the usual 60 keeps one list's top hit from drowning the other list.
-RRF_K = 60
-POOL = 100
+# Nearest sections and keyword hits fetched to find candidates.
+POOL = 200
+# Measured on the search ablation (bench/RESULTS.md): the best section and the opening of a note carry most
+# of the signal, keywords break the ties that meaning alone leaves. The whole-note vector and a named
+# title add little on the benchmark vault (an encyclopedia, whose notes open with their definition) but
+# keep small weights for vaults whose notes do not.
+SEARCH_WEIGHTS = {"section": 1.0, "lead": 0.75, "note": 0.25, "keywords": 0.5, "title": 0.1}
+# Words that make a question or a request, not its subject ("what is", "how do I").
+_QUESTION_WORDS = frozenset("what whats which who whom whose why how when where does do did is are was were can could "
+                            "should would will i me my we our you your the a an of about explain tell find notes note".split())
 
 
 @dataclass(frozen=True)
@@ -22,42 +39,126 @@ class SearchHit:
     score: float
     heading: str | None
     passage: str
+    why: str = ""
 
     def as_json(self) -> dict:
         return {"path": self.path, "title": self.title, "score": round(self.score, 5),
-                "heading": self.heading, "passage": self.passage}
+                "heading": self.heading, "passage": self.passage, "why": self.why}
 
 
-def fuse_rankings(rankings: list[list[int]]) -> dict[int, float]:
-    """Reciprocal-rank fusion of several ranked lists of chunk ids."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, chunk_id in enumerate(ranking):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
-    return scores
+@dataclass
+class NoteEvidence:
+    """The components of every candidate note for one query (raw values, candidates in `paths` order)."""
+
+    paths: list[str]
+    titles: list[str]
+    parts: dict[str, np.ndarray]
+    best_chunk: list[int]  # the vector id of each candidate's best section
+
+    def fused(self, weights: dict[str, float]) -> np.ndarray:
+        every = np.ones(len(self.paths), dtype=bool)
+        total = np.zeros(len(self.paths))
+        for name, weight in weights.items():
+            total += weight * zscore(self.parts[name], every)
+        return total
+
+    def ranked(self, weights: dict[str, float], k: int) -> list[str]:
+        order = np.argsort(-self.fused(weights), kind="stable")[:k]
+        return [self.paths[i] for i in order]
 
 
-def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_private: bool = False) -> list[SearchHit]:
+def subject_words(query: str) -> str:
+    """The query without the words that only make it a question: what the keyword search should match."""
+    words = re.findall(r"[\w'-]+", query)
+    kept = [w for w in words if w.lower() not in _QUESTION_WORDS]
+    return " ".join(kept or words)
+
+
+def note_components(store: Store, embedder: Embedder, query: str, include_private: bool = False) -> NoteEvidence | None:
+    """Evidence for the notes that the query's nearest sections or its keywords point at."""
     query = query.strip()
     if not query:
+        return None
+    q = embedder.embed([query])[0]
+    _scores, vector_ids = store.search_vectors(q, POOL)
+    nearest = store.chunks_for_vectors([int(v) for v in np.atleast_1d(vector_ids) if v >= 0])
+    keywords = store.fts_search(subject_words(query), POOL) or store.fts_search(subject_words(query), POOL, match_any=True)
+    candidates = {c.note_path for c in nearest} | {h.note_path for h in keywords}
+    notes = store.notes_at(candidates)
+    paths = sorted(p for p, n in notes.items() if not n.is_template and (include_private or not n.private))
+    if not paths:
+        return None
+    index = {p: i for i, p in enumerate(paths)}
+    section, best_chunk, lead = _section_evidence(store, q, paths, index)
+    note_paths, note_vectors, _mean = store.note_means(only=paths)
+    whole = np.full(len(paths), -1.0)
+    for path, vector in zip(note_paths, note_vectors):
+        whole[index[path]] = float(vector @ q / max(float(np.linalg.norm(q)), 1e-9))
+    keyword = np.zeros(len(paths))
+    for hit in keywords:
+        if hit.note_path in index:
+            keyword[index[hit.note_path]] = max(keyword[index[hit.note_path]], hit.score)
+    titles = [notes[p].title for p in paths]
+    named = np.array([_names_title(query, t) for t in titles], dtype=float)
+    parts = {"section": section, "note": whole, "lead": lead, "keywords": keyword, "title": named}
+    return NoteEvidence(paths, titles, parts, best_chunk)
+
+
+def _section_evidence(store: Store, q: np.ndarray, paths: list[str], index: dict[str, int]):
+    """(best section cosine, its vector id, first section cosine) for each candidate, over all its sections."""
+    ordinals, note_ids, vector_ids = store.chunk_table(only=paths)
+    path_of = store.note_path_by_id(only=paths)
+    vectors = store.gather_vectors(vector_ids) if len(vector_ids) else np.zeros((0, len(q)), np.float32)
+    sims = vectors @ (q / max(float(np.linalg.norm(q)), 1e-9)) / np.maximum(row_norms(vectors), 1e-9) if len(vectors) else np.zeros(0)
+    best = np.full(len(paths), -1.0)
+    best_vid = [-1] * len(paths)
+    lead = np.full(len(paths), -1.0)
+    first_ordinal: dict[int, int] = {}
+    for ordinal, note_id, vid, sim in zip(ordinals.tolist(), note_ids.tolist(), vector_ids.tolist(), sims.tolist()):
+        i = index.get(path_of.get(note_id, ""))
+        if i is None:
+            continue
+        if sim > best[i]:
+            best[i], best_vid[i] = sim, vid
+        if ordinal <= first_ordinal.get(i, ordinal):
+            first_ordinal[i] = ordinal
+            lead[i] = sim
+    return best, best_vid, lead
+
+
+def _names_title(query: str, title: str) -> bool:
+    """The query names the note's title (all of its words, in order), as a title of a few words would be named."""
+    key = normalise_title(title)
+    if len(key) < 3 or key in STOPWORDS:
+        return False
+    return f" {key} " in f" {normalise_title(query)} "
+
+
+def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_private: bool = False,
+           weights: dict[str, float] | None = None) -> list[SearchHit]:
+    """The k notes most about `query`, best first, each with its best passage and why."""
+    evidence = note_components(store, embedder, query, include_private)
+    if evidence is None:
         return []
-    keyword_hits = store.fts_search(query, POOL) or store.fts_search(query, POOL, match_any=True)
-    scores, vector_ids = store.search_vectors(embedder.embed([query])[0], POOL)
-    vector_chunks = store.chunks_for_vectors([int(v) for v in np.atleast_1d(vector_ids) if v >= 0])
-    fused = fuse_rankings([[h.chunk_id for h in keyword_hits], [c.id for c in vector_chunks]])
-    by_id = {c.id: c for c in vector_chunks}
-    by_id.update(store.chunks_by_id(h.chunk_id for h in keyword_hits if h.chunk_id not in by_id))
-    notes = store.notes_at({chunk.note_path for chunk in by_id.values()})
-    best: dict[str, SearchHit] = {}
-    for chunk_id, score in sorted(fused.items(), key=lambda item: -item[1]):
-        chunk = by_id.get(chunk_id)
-        if chunk is None or chunk.note_path in best:
-            continue
-        note = notes.get(chunk.note_path)
-        if note is None or note.is_template or (note.private and not include_private):
-            continue
-        passage = chunk_passage(chunk.text, chunk.heading_path)
-        best[chunk.note_path] = SearchHit(chunk.note_path, note.title, score, chunk.heading or None, passage)
-        if len(best) >= k:
-            break
-    return list(best.values())
+    total = evidence.fused(weights or SEARCH_WEIGHTS)
+    order = np.argsort(-total, kind="stable")[:k]
+    # Keyed by note too: the same text in two notes shares one vector.
+    chunks = {(c.vector_id, c.note_path): c
+              for c in store.chunks_for_vectors([evidence.best_chunk[i] for i in order if evidence.best_chunk[i] >= 0])}
+    hits = []
+    for i in order:
+        path = evidence.paths[i]
+        chunk = chunks.get((evidence.best_chunk[i], path))
+        heading = (chunk.heading or None) if chunk else None
+        passage = chunk_passage(chunk.text, chunk.heading_path) if chunk else ""
+        hits.append(SearchHit(path, evidence.titles[i], float(total[i]), heading, passage, _why(evidence, i, heading)))
+    return hits
+
+
+def _why(evidence: NoteEvidence, i: int, heading: str | None) -> str:
+    reasons = [f"section '{heading}' matches" if heading else "its text matches"]
+    if evidence.parts["title"][i]:
+        reasons.append("its title is named")
+    if evidence.parts["keywords"][i] > 0:
+        reasons.append("shares keywords")
+    return "; ".join(reasons)
