@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "daemon"))
 
-from ideaweave import store as store_module  # noqa: E402
+from ideaweave import vectors as store_module  # noqa: E402
 from ideaweave.relate import DEFAULT_WEIGHTS, Corpus, Relater  # noqa: E402
 from ideaweave.store import Store  # noqa: E402
 

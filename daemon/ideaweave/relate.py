@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .graph import LinkGraph
-from .store import Store, row_norms
+from .store import Store
+from .vectors import row_norms
 
 log = logging.getLogger(__name__)
 
