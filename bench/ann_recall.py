@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "daemon"))
 
-from ideaweave import store as store_module  # noqa: E402
+from ideaweave import vectors as vector_index  # noqa: E402
 from ideaweave.corpus import Corpus  # noqa: E402
 from ideaweave.relate import DEFAULT_WEIGHTS, Relater  # noqa: E402
 from ideaweave.store import Store  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> int:
     parser.add_argument("state", type=Path, help="an ideaweave state folder (index.sqlite3 + vectors.faiss)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--notes", type=int, default=200)
-    parser.add_argument("--probes", type=int, default=store_module.IVF_PROBES)
+    parser.add_argument("--probes", type=int, default=vector_index.IVF_PROBES)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not (args.state / "index.sqlite3").is_file():
@@ -100,8 +100,8 @@ def main() -> int:
         copy = Path(work) / "state"
         shutil.copytree(args.state, copy)
         # The copy is opened as a large vault: the store rebuilds it as the inverted file it would use.
-        store_module.EXACT_LIMIT = 10
-        store_module.IVF_PROBES = args.probes
+        vector_index.EXACT_LIMIT = 10
+        vector_index.IVF_PROBES = args.probes
         approximate = open_store(copy)
         try:
             vectors = vector_recall(exact, approximate, args.queries, args.seed)

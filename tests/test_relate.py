@@ -134,10 +134,10 @@ def indexed_copy(example_app, tmp_path) -> App:
 def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(example_app, tmp_path, monkeypatch):
     """Large vaults rank through the store's inverted file (sections fetched, not scanned); with every
     cluster probed it must give the very same suggestions, scores, passages and headings."""
-    from ideaweave import store as store_module
+    from ideaweave import vectors
 
-    monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
-    monkeypatch.setattr(store_module, "IVF_PROBES", 10_000)
+    monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(vectors, "IVF_PROBES", 10_000)
     app = indexed_copy(example_app, tmp_path)
     try:
         corpus = Corpus(app.store)
@@ -171,10 +171,10 @@ def corpus_state(corpus: Corpus) -> dict:
 def test_an_updated_corpus_equals_a_fresh_load(tmp_path, embedder, monkeypatch, exact):
     """The daemon carries its snapshot over from batch to batch, reading only the notes that changed:
     after edits, new notes, deletions, renames and changed links it must hold what a full load holds."""
-    from ideaweave import store as store_module
+    from ideaweave import vectors
 
     if not exact:
-        monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
+        monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
     root = tmp_path / "vault"
     shutil.copytree(EXAMPLE, root)
     app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
@@ -230,10 +230,10 @@ def test_a_partly_searched_inverted_file_scores_what_it_found(example_app, tmp_p
     """When only the nearest sections are fetched, the notes they belong to get the score of their best
     fetched section, the others the lowest score fetched, and the evidence is standardised over a sample."""
     from ideaweave import relate as relate_module
-    from ideaweave import store as store_module
+    from ideaweave import vectors
 
-    monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
-    monkeypatch.setattr(store_module, "IVF_PROBES", 2)
+    monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(vectors, "IVF_PROBES", 2)
     monkeypatch.setattr(relate_module, "SECTION_HITS", 12)
     monkeypatch.setattr(relate_module, "SECTION_HITS_MIN", 4)
     app = indexed_copy(example_app, tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ideaweave import store as store_module
+from ideaweave import vectors
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.search import search
@@ -19,8 +19,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 @pytest.fixture(params=["exact", "inverted file"])
 def app(request, tmp_path, embedder, monkeypatch):
     if request.param == "inverted file":
-        monkeypatch.setattr(store_module, "EXACT_LIMIT", 10)
-        monkeypatch.setattr(store_module, "IVF_PROBES", 3)  # a few clusters of about 8: really approximate
+        monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
+        monkeypatch.setattr(vectors, "IVF_PROBES", 3)  # a few clusters of about 8: really approximate
     root = tmp_path / "vault"
     shutil.copytree(EXAMPLE, root)
     app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)

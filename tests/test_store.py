@@ -15,17 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ideaweave import store as store_module
+import ideaweave
+from ideaweave import vectors
 from ideaweave.errors import StoreError
-from ideaweave.store import (
-    MIGRATIONS,
-    ChunkRecord,
-    LinkRecord,
-    NoteRecord,
-    Store,
-    fts_query,
-    migrate,
-)
+from ideaweave.store import ChunkRecord, LinkRecord, NoteRecord, Store, fts_query
 
 DIM = 8
 MODEL = "test-model"
@@ -87,6 +80,16 @@ def table_ids(store: Store) -> set[int]:
         connection.close()
 
 
+def stored_tags(store: Store) -> list[tuple[str, str]]:
+    """(path, tag) of every tagged note, read from the database itself."""
+    connection = sqlite3.connect(store.database_path)
+    try:
+        return connection.execute(
+            "SELECT notes.path, tag FROM tags JOIN notes ON notes.id = tags.note_id ORDER BY 1, 2").fetchall()
+    finally:
+        connection.close()
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state" / "vault-1"
@@ -126,70 +129,6 @@ def test_an_existing_open_state_folder_and_database_are_made_private(state_dir: 
     assert stat.S_IMODE((state_dir / "index.sqlite3").stat().st_mode) == 0o600
 
 
-def test_a_file_that_is_not_a_database_is_reported(state_dir: Path):
-    state_dir.mkdir(parents=True)
-    (state_dir / "index.sqlite3").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a usable ideaweave index"):
-        Store.open(state_dir, DIM, MODEL)
-
-
-# ---------------------------------------------------------------- migrations
-
-
-def user_version(path: Path) -> int:
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("PRAGMA user_version").fetchone()[0]
-    finally:
-        connection.close()
-
-
-def test_a_new_store_is_at_the_latest_schema_version(store: Store):
-    assert user_version(store.database_path) == len(MIGRATIONS)
-
-
-def test_migrate_runs_only_the_migrations_after_the_current_version(tmp_path: Path):
-    connection = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
-    assert migrate(connection, MIGRATIONS[:1]) == [1]
-    connection.execute("INSERT INTO skipped (path, reason) VALUES ('x.md', 'too large')")
-    later = MIGRATIONS[:1] + ["ALTER TABLE skipped ADD COLUMN seen_at REAL; UPDATE skipped SET seen_at = 7;"]
-    # Re-running migration 1 would fail (its tables exist), so success shows it was not run.
-    assert migrate(connection, later) == [2]
-    assert connection.execute("SELECT path, seen_at FROM skipped").fetchall() == [("x.md", 7.0)]
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert migrate(connection, later) == []
-
-
-def test_open_upgrades_an_older_store_and_keeps_its_data(state_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    with Store.open(state_dir, DIM, MODEL) as old:
-        add_note(old, "kept.md", ["text that survives the upgrade"])
-    extra = "CREATE TABLE future_table (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS + [extra])
-    with Store.open(state_dir, DIM, MODEL) as upgraded:
-        assert upgraded.note_paths() == ["kept.md"]
-        assert [hit.note_path for hit in upgraded.fts_search("survives", 5)] == ["kept.md"]
-    assert user_version(state_dir / "index.sqlite3") == len(MIGRATIONS) + 1
-
-
-def test_a_failing_migration_changes_nothing(tmp_path: Path):
-    connection = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
-    migrate(connection, MIGRATIONS)
-    broken = MIGRATIONS + ["CREATE TABLE half_done (a); SELECT * FROM no_such_table;"]
-    with pytest.raises(StoreError, match="nothing was changed"):
-        migrate(connection, broken)
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    assert connection.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall() == []
-
-
-def test_a_store_from_a_newer_version_is_refused(state_dir: Path):
-    Store.open(state_dir, DIM, MODEL).close()
-    connection = sqlite3.connect(state_dir / "index.sqlite3")
-    connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
-    connection.close()
-    with pytest.raises(StoreError, match="newer ideaweave"):
-        Store.open(state_dir, DIM, MODEL)
-
-
 # ---------------------------------------------------------------- model changes
 
 
@@ -226,8 +165,9 @@ def test_replace_note_swaps_chunks_links_tags_and_keyword_index(store: Store):
                           links=[LinkRecord("[[c]]", "c.md"), LinkRecord("[[nowhere]]", None)], tags=["safety", "ai"])
     assert [c.text for c in store.chunks_of("a.md")] == ["corrigibility and shutdown"]
     assert store.links() == [("a.md", "c.md")]
-    assert store.unresolved_links() == [("a.md", "[[nowhere]]")]
-    assert store.tags_of("a.md") == ["ai", "safety"]
+    assert [(link.raw, link.target_path) for link in store.outgoing_links("a.md")] == [
+        ("[[c]]", "c.md"), ("[[nowhere]]", None)]  # the unresolved link is kept too
+    assert stored_tags(store) == [("a.md", "ai"), ("a.md", "safety")]
     assert store.fts_search("photosynthesis", 5) == []
     assert [h.note_path for h in store.fts_search("shutdown", 5)] == ["a.md"]
     assert fts_is_consistent(store)
@@ -244,7 +184,7 @@ def test_replace_note_is_one_transaction(store: Store):
     with pytest.raises(StoreError):
         store.replace_note(note("a.md", "New title"), duplicate_ordinals, [], ["lost"])
     assert [c.text for c in store.chunks_of("a.md")] == ["original words"]
-    assert store.tags_of("a.md") == ["kept"]
+    assert stored_tags(store) == [("a.md", "kept")]
     assert store.note("a.md").title == "a"
     assert fts_is_consistent(store)
 
@@ -277,7 +217,7 @@ def test_rename_keeps_chunks_and_vector_ids_and_moves_what_follows_the_note(stor
     assert store.feedback_for("new/a.md") == {"b.md": "rejected"}
     assert store.feedback_for("b.md") == {"new/a.md": "pinned"}
     # Incoming links are for the caller to re-resolve.
-    assert store.notes_linking_to("old/a.md") == ["b.md"]
+    assert store.links() == [("b.md", "old/a.md")]
     assert store.gc_vectors() == 0
     assert not store.rename_note("missing.md", "x.md")
 
@@ -504,7 +444,7 @@ os._exit(0)  # dies without flush() or close()
 def test_vectors_added_without_flush_survive_a_crash(state_dir: Path):
     build_vault_index(state_dir)
     faiss_before = (state_dir / "vectors.faiss").read_bytes()
-    environment = {**os.environ, "PYTHONPATH": str(Path(store_module.__file__).parents[1])}
+    environment = {**os.environ, "PYTHONPATH": str(Path(ideaweave.__file__).parents[1])}
     subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(state_dir), str(DIM)], check=True, env=environment,
                    timeout=60)
     assert (state_dir / "vectors.faiss").read_bytes() == faiss_before  # the crash left it stale
@@ -539,19 +479,18 @@ def test_skipped_written_and_feedback_round_trip(store: Store):
     store.set_skipped("big.md", "larger than 1 MB", 3_000_001, 10)
     assert store.skipped() == [("big.md", "larger than 1 MB")]
     assert store.skipped_stats() == {"big.md": (3_000_001, 10)}
-    store.clear_skipped("big.md")
-    assert store.counts()["skipped"] == 0
+    assert store.counts()["skipped"] == 1
 
     store.record_written("a.md", "abc", {"summary": "Über", "related": ["[[b]]"]})
     record = store.last_written("a.md")
     assert (record.checksum, record.values) == ("abc", {"summary": "Über", "related": ["[[b]]"]})
     assert set(store.all_written()) == {"a.md"}
-    store.forget_written("a.md")
+    store.delete_notes(["a.md"])  # a note that is gone takes what was written to it along
     assert store.all_written() == {}
 
     store.set_feedback("a.md", "b.md", "rejected")
     store.set_feedback("a.md", "b.md", "pinned")
-    assert [(f.note_path, f.target_path, f.action) for f in store.all_feedback()] == [("a.md", "b.md", "pinned")]
+    assert store.feedback_for("a.md") == {"b.md": "pinned"}
     with pytest.raises(ValueError):
         store.set_feedback("a.md", "c.md", "liked")
     assert store.clear_feedback("a.md", "b.md") and not store.clear_feedback("a.md", "b.md")
@@ -565,7 +504,7 @@ def test_notes_keep_their_flags_and_frontmatter(store: Store):
     stored = store.note("t.md")
     assert stored.private and stored.is_template
     assert stored.frontmatter == {"tags": ["x"], "created": "2024-05-01", "nested": {"k": 1}}
-    assert store.note_tags() == [("t.md", "x")]
+    assert stored_tags(store) == [("t.md", "x")]
     assert store.note("nope.md") is None
 
 
@@ -606,24 +545,6 @@ def test_reads_from_another_thread_while_writing(store: Store):
     assert faiss_ids(store) == table_ids(store)
 
 
-def trained_ivf(dim: int = 2) -> store_module.IvfIndex:
-    sample = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]] * 10, np.float32)
-    return store_module.IvfIndex.trained(dim, sample, 4)
-
-
-@pytest.mark.parametrize("make", [lambda: store_module.FlatIndex.empty(2), trained_ivf], ids=["flat", "ivf"])
-def test_vector_index_gathers_rows_by_id_and_refuses_unknown_ids(make):
-    index = make()
-    index.add(np.array([7, 3]), np.array([[1, 0], [0, 1]], np.float32))
-    np.testing.assert_array_equal(index.gather(np.array([3, 7, 3])), [[0, 1], [1, 0], [0, 1]])
-    assert index.gather(np.array([], np.int64)).shape == (0, 2)
-    assert sorted(index.ids().tolist()) == [3, 7]
-    with pytest.raises(StoreError, match="out of step"):
-        index.gather(np.array([5]))
-    index.remove(np.array([7]))
-    assert index.ids().tolist() == [3]
-
-
 def big_store(state_dir: Path, notes: int, seed: int = 3) -> tuple[Store, dict[str, np.ndarray]]:
     opened = Store.open(state_dir, DIM, MODEL)
     chunks = []
@@ -633,8 +554,8 @@ def big_store(state_dir: Path, notes: int, seed: int = 3) -> tuple[Store, dict[s
 
 
 def test_store_switches_to_an_inverted_file_above_the_exact_limit_and_back(state_dir: Path, monkeypatch):
-    monkeypatch.setattr(store_module, "EXACT_LIMIT", 100)
-    monkeypatch.setattr(store_module, "IVF_PROBES", 2)
+    monkeypatch.setattr(vectors, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(vectors, "IVF_PROBES", 2)
     opened, stored = big_store(state_dir, 40)  # 80 vectors: still exact
     assert opened.vectors_exact and opened.vector_search() == {"exact": True, "vectors": 80}
     more = []
@@ -660,7 +581,7 @@ def test_store_switches_to_an_inverted_file_above_the_exact_limit_and_back(state
 
 
 def test_an_inverted_file_is_reclustered_when_the_vault_has_grown_fourfold(state_dir: Path, monkeypatch):
-    monkeypatch.setattr(store_module, "EXACT_LIMIT", 20)
+    monkeypatch.setattr(vectors, "EXACT_LIMIT", 20)
     opened, _ = big_store(state_dir, 20)  # 40 vectors: 6 clusters
     assert opened._vectors.lists == 6
     opened.close()

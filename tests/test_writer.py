@@ -228,3 +228,26 @@ def test_a_note_moved_before_the_swap_is_a_conflict_not_a_crash(tmp_path):
     assert atomic_replace(path, b"new", checksum(base)).status == "conflict"
     assert not path.exists() and (tmp_path / "moved.md").read_bytes() == base
     assert sorted(p.name for p in tmp_path.iterdir()) == ["moved.md"]
+
+
+def test_a_save_landing_during_the_swap_is_put_back_with_the_notes_mode(tmp_path, monkeypatch):
+    """An editor that opened the note just before the swap saves into the old file: the user's bytes are
+    put back, the note keeps its mode (not the 0600 of ideaweave's own state files), nothing is left over."""
+    from ideaweave import writer
+
+    path = note(tmp_path, "Body.\n")
+    path.chmod(0o644)
+    base = path.read_bytes()
+    editor = open(path, "ab")  # the editor's handle on the file as it was before the swap
+
+    def save_during_the_grace_window(seconds: float) -> None:
+        editor.write(b"Typed during the swap.\n")
+        editor.flush()
+
+    monkeypatch.setattr(writer.time, "sleep", save_during_the_grace_window)
+    with editor:
+        result = atomic_replace(path, b"---\nsummary: x\n---\nBody.\n", checksum(base))
+    assert result.status == "conflict"
+    assert path.read_bytes() == b"Body.\nTyped during the swap.\n"
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["note.md"]

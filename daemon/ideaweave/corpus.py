@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .graph import LinkGraph
-from .store import Store, row_norms
+from .store import Store
+from .vectors import row_norms
 
 SAMPLE_NOTES = 1000  # notes whose sections estimate the spread of the best-section evidence there
 TITLE_WORDS = 5  # titles and aliases of up to this many words are looked for in a note's text

@@ -30,10 +30,6 @@ class LinkGraph:
         if path in self.graph:
             self.graph.remove_node(path)
 
-    def rename_note(self, old: str, new: str) -> None:
-        if old in self.graph:
-            nx.relabel_nodes(self.graph, {old: new}, copy=False)
-
     def outlinks(self, path: str) -> set[str]:
         return set(self.graph.successors(path)) if path in self.graph else set()
 
@@ -42,9 +38,6 @@ class LinkGraph:
 
     def neighbours(self, path: str) -> set[str]:
         return self.outlinks(path) | self.backlinks(path)
-
-    def degree(self, path: str) -> int:
-        return len(self.neighbours(path))
 
     def adamic_adar(self, path: str, exclude: set[str] = frozenset()) -> dict[str, tuple[float, int]]:
         """For every note sharing a neighbour with `path`: (Adamic-Adar score, shared neighbours).

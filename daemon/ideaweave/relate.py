@@ -15,7 +15,7 @@ import numpy as np
 
 from .chunking import passage as chunk_passage
 from .corpus import STOPWORDS, WORD, Corpus, centre_on, normalise_title
-from .store import row_norms
+from .vectors import row_norms
 
 log = logging.getLogger(__name__)
 

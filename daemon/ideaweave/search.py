@@ -18,7 +18,8 @@ from .chunking import passage as chunk_passage
 from .corpus import STOPWORDS, normalise_title
 from .embedding import Embedder
 from .relate import zscore
-from .store import Store, row_norms
+from .store import Store
+from .vectors import row_norms
 
 # Nearest sections and keyword hits fetched to find candidates.
 POOL = 200

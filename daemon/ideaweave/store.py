@@ -19,169 +19,52 @@ Choices a caller should know:
   are shared and guarded by one re-entrant lock; every public method holds it for
   its duration, so an API thread may read while the indexer writes. Calls are short,
   so serialising them costs little; other processes may read through WAL.
+
+The tables and their migrations are in `schema`; the faiss indexes in `vectors`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
-import faiss
 import numpy as np
 
-from ideaweave.errors import StoreError
+from .errors import StoreError
+from .schema import open_database
+from .vectors import (
+    IVF_SAMPLE_PER_LIST,
+    FlatIndex,
+    IvfIndex,
+    VectorIndex,
+    ivf_lists,
+    load_index,
+    needs_reclustering,
+    normalise_rows,
+    row_norms,
+    wanted_kind,
+)
 
 DATABASE_NAME = "index.sqlite3"
 VECTORS_NAME = "vectors.faiss"
+# What the user said about a suggested link, as stored: the one list of them (the feedback table's
+# CHECK constraint holds the same two).
 FEEDBACK_ACTIONS = ("rejected", "pinned")
 
 # bm25 weights for (title, heading, text): a word in a title or heading says more
 # about what a passage is about than the same word in passing.
 FTS_WEIGHTS = (2.0, 1.5, 1.0)
 
-# Vector search is exact (a scan of every vector) up to this many vectors, about 12,000 notes, where a
-# scan still takes a few milliseconds; above it, an inverted file (IvfIndex) scans the IVF_PROBES
-# clusters nearest to a query. bench/RESULTS.md has the recall against exact search.
-EXACT_LIMIT = 50_000
-IVF_PROBES = 16
-IVF_TRAINING_ITERATIONS = 10
-IVF_SAMPLE_PER_LIST = 40
-
 # SQLite limits bound parameters per statement; stay well under it.
 _BATCH = 900
-
-# Append-only: never edit a released entry, add a new one. Entry i brings the
-# database from `PRAGMA user_version` i to i + 1.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-
-    CREATE TABLE notes (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        title TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        content_hash TEXT NOT NULL,
-        is_template INTEGER NOT NULL DEFAULT 0,
-        private INTEGER NOT NULL DEFAULT 0,
-        indexed_at REAL NOT NULL,
-        frontmatter_json TEXT NOT NULL DEFAULT '{}'
-    );
-
-    CREATE TABLE chunks (
-        id INTEGER PRIMARY KEY,
-        note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
-        ordinal INTEGER NOT NULL,
-        heading TEXT NOT NULL DEFAULT '',
-        heading_path_json TEXT NOT NULL DEFAULT '[]',
-        start_offset INTEGER NOT NULL,
-        end_offset INTEGER NOT NULL,
-        hash TEXT NOT NULL,
-        text TEXT NOT NULL,
-        UNIQUE (note_id, ordinal)
-    );
-    CREATE INDEX chunks_by_hash ON chunks(hash);
-
-    -- AUTOINCREMENT: ids are never reused and rows never change, so a faiss file
-    -- holding exactly the table's ids holds exactly its vectors.
-    CREATE TABLE vectors (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        hash TEXT NOT NULL UNIQUE,
-        vector BLOB NOT NULL
-    );
-
-    CREATE TABLE links (
-        source_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
-        target_path TEXT,
-        raw TEXT NOT NULL,
-        heading TEXT,
-        kind TEXT NOT NULL
-    );
-    CREATE INDEX links_by_source ON links(source_id);
-    CREATE INDEX links_by_target ON links(target_path);
-
-    CREATE TABLE tags (
-        note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,
-        tag TEXT NOT NULL,
-        PRIMARY KEY (note_id, tag)
-    ) WITHOUT ROWID;
-    CREATE INDEX tags_by_tag ON tags(tag);
-
-    CREATE TABLE skipped (
-        path TEXT PRIMARY KEY,
-        reason TEXT NOT NULL,
-        size INTEGER,
-        mtime_ns INTEGER
-    );
-
-    CREATE TABLE written (
-        path TEXT PRIMARY KEY,
-        checksum TEXT NOT NULL,
-        values_json TEXT NOT NULL,
-        written_at REAL NOT NULL
-    );
-
-    CREATE TABLE feedback (
-        note_path TEXT NOT NULL,
-        target_path TEXT NOT NULL,
-        action TEXT NOT NULL CHECK (action IN ('rejected', 'pinned')),
-        at REAL NOT NULL,
-        PRIMARY KEY (note_path, target_path)
-    );
-
-    -- External content: the words are indexed, the text is not stored twice.
-    -- Kept in step explicitly by Store (not by triggers: a cascade deletes the
-    -- note before its chunks, and FTS5 needs the old title to unindex them).
-    CREATE VIEW chunk_search_source AS
-        SELECT chunks.id AS id, notes.title AS title, chunks.heading AS heading,
-               chunks.text AS text
-        FROM chunks JOIN notes ON notes.id = chunks.note_id;
-    CREATE VIRTUAL TABLE chunk_search USING fts5(
-        title, heading, text,
-        content='chunk_search_source', content_rowid='id',
-        tokenize='porter unicode61'
-    );
-    """,
-    """
-    -- Summaries cost a model call: cached by the note's content hash and the summary mode.
-    CREATE TABLE summaries (
-        content_hash TEXT NOT NULL,
-        mode TEXT NOT NULL,
-        summary TEXT,
-        PRIMARY KEY (content_hash, mode)
-    );
-    -- Notes ideaweave did not write to, and why (shown by `status`).
-    CREATE TABLE write_issues (
-        path TEXT PRIMARY KEY,
-        reason TEXT NOT NULL,
-        at REAL NOT NULL
-    );
-    """,
-    """
-    -- What went wrong with one note, at which stage (shown by `status`). Kept until the note changes:
-    -- size and mtime say what the file was when it failed, so an unchanged one is not retried.
-    CREATE TABLE note_problems (
-        path TEXT NOT NULL,
-        stage TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        size INTEGER,
-        mtime_ns INTEGER,
-        at REAL NOT NULL,
-        PRIMARY KEY (path, stage)
-    );
-    """,
-]
 
 
 # ---------------------------------------------------------------- plain values
@@ -272,192 +155,6 @@ class WrittenRecord:
     written_at: float
 
 
-@dataclass(frozen=True)
-class FeedbackRecord:
-    note_path: str
-    target_path: str
-    action: str
-    at: float
-
-
-# ---------------------------------------------------------------- vector index
-
-
-class VectorIndex(Protocol):
-    """Nearest-neighbour search over unit vectors, keyed by `vectors.id`."""
-
-    exact: bool  # search() returns the true nearest vectors (a scan), or close to them (IvfIndex)
-
-    @property
-    def dim(self) -> int: ...
-
-    def __len__(self) -> int: ...
-
-    def ids(self) -> np.ndarray: ...
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def remove(self, ids: np.ndarray) -> None: ...
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def gather(self, ids: np.ndarray) -> np.ndarray: ...
-
-    def save(self, path: Path) -> None: ...
-
-
-class _FaissIndex:
-    """What both kinds of index do alike: faiss over float32 unit vectors keyed by `vectors.id`."""
-
-    exact: bool
-
-    def __init__(self, index: faiss.Index) -> None:
-        self._index = index
-
-    @property
-    def dim(self) -> int:
-        return self._index.d
-
-    def __len__(self) -> int:
-        return self._index.ntotal
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                 np.ascontiguousarray(ids, dtype=np.int64))
-
-    def remove(self, ids: np.ndarray) -> None:
-        self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-
-    def save(self, path: Path) -> None:
-        _save_index(self._index, path)
-
-
-class FlatIndex(_FaissIndex):
-    """Exact inner-product search (faiss IndexIDMap2 over IndexFlatIP): every query scans every vector."""
-
-    exact = True
-
-    @classmethod
-    def empty(cls, dim: int) -> FlatIndex:
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
-
-    def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
-
-    def gather(self, ids: np.ndarray) -> np.ndarray:
-        """Vectors of `ids`, row for row; StoreError if one is not in the index."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if not len(ids):
-            return np.zeros((0, self.dim), np.float32)
-        stored_ids = self.ids()
-        if not len(stored_ids):
-            raise _out_of_step()
-        order = np.argsort(stored_ids)
-        positions = order[np.searchsorted(stored_ids, ids, sorter=order).clip(0, len(order) - 1)]
-        if not np.array_equal(stored_ids[positions], ids):
-            raise _out_of_step()
-        flat = faiss.downcast_index(self._index.index)
-        # A view of faiss's own storage: only the gathered rows are copied.
-        stored = faiss.rev_swig_ptr(flat.get_xb(), len(stored_ids) * self.dim).reshape(-1, self.dim)
-        return stored[positions]
-
-
-class IvfIndex(_FaissIndex):
-    """Approximate inner-product search for large vaults: an inverted file (faiss
-    IndexIVFScalarQuantizer). Vectors are clustered once (k-means on a sample); a query scans only
-    the `IVF_PROBES` clusters nearest to it. The clusters hold the float16 vectors as they are (no
-    residual coding), so nothing is lost against the database, and a hashtable from id to place lets
-    vectors be removed and read back."""
-
-    exact = False
-
-    def __init__(self, index: faiss.IndexIVFScalarQuantizer) -> None:
-        super().__init__(index)
-        self.probes = IVF_PROBES
-
-    @classmethod
-    def trained(cls, dim: int, sample: np.ndarray, expected: int) -> IvfIndex:
-        """An empty index whose clusters are learnt from `sample`, sized for `expected` vectors."""
-        lists = ivf_lists(expected)
-        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, faiss.ScalarQuantizer.QT_fp16,
-                                              faiss.METRIC_INNER_PRODUCT, False)
-        index.cp.niter = IVF_TRAINING_ITERATIONS
-        index.cp.seed = 1234  # the clustering, and so every result, is reproducible
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
-        return cls(index)
-
-    @property
-    def lists(self) -> int:
-        return self._index.nlist
-
-    @property
-    def probes(self) -> int:
-        return self._index.nprobe
-
-    @probes.setter
-    def probes(self, value: int) -> None:
-        self._index.nprobe = min(value, self.lists)
-
-    def ids(self) -> np.ndarray:
-        lists = self._index.invlists
-        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                 for i in range(self.lists) if lists.list_size(i)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-
-    def gather(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
-        if not len(ids):
-            return np.zeros((0, self.dim), np.float32)
-        try:
-            return self._index.reconstruct_batch(np.ascontiguousarray(ids))
-        except RuntimeError as error:  # an id the index does not hold
-            raise _out_of_step() from error
-
-
-def ivf_lists(count: int) -> int:
-    """Clusters for `count` vectors: about the square root, so a query scans few of them and each is
-    short (the usual rule for inverted files)."""
-    return int(min(max(math.sqrt(count), 1), 4096))
-
-
-def wanted_kind(count: int, current: VectorIndex | None) -> str:
-    """"flat" or "ivf" for an index of `count` vectors: exact up to EXACT_LIMIT; once approximate, it
-    stays so until the vault has shrunk to half the limit (no back and forth at the border)."""
-    if isinstance(current, IvfIndex):
-        return "ivf" if count >= EXACT_LIMIT // 2 else "flat"
-    return "ivf" if count > EXACT_LIMIT else "flat"
-
-
-def needs_reclustering(index: VectorIndex, count: int) -> bool:
-    """An inverted file clustered for a much smaller or larger vault scans too much or misses too much."""
-    return isinstance(index, IvfIndex) and not (index.lists / 2 <= ivf_lists(count) <= index.lists * 2)
-
-
-def load_index(path: Path, dim: int) -> VectorIndex | None:
-    """The saved index, or None when it is missing, unreadable or of another shape."""
-    if not path.is_file():
-        return None
-    try:
-        index = faiss.read_index(str(path))  # straight from the file: no second copy in memory
-    except Exception:  # faiss reports truncation as RuntimeError, a bad size as MemoryError
-        return None
-    if index.d != dim:
-        return None
-    if isinstance(index, faiss.IndexIDMap2):
-        return FlatIndex(index)
-    if isinstance(index, faiss.IndexIVFScalarQuantizer) and index.direct_map.type == faiss.DirectMap.Hashtable:
-        return IvfIndex(index)
-    return None
-
-
-def _out_of_step() -> StoreError:
-    return StoreError("The vector index is out of step with the database; restart ideaweave to rebuild it.")
-
-
 # ---------------------------------------------------------------- the store
 
 
@@ -489,9 +186,8 @@ class Store:
             _make_private_file(database)
         except OSError as error:
             raise StoreError(f"Cannot create the index in {state_dir}: {error.strerror}.") from error
-        connection = _connect(database)
+        connection = open_database(database)
         try:
-            migrate(connection, MIGRATIONS)
             store = cls(connection, state_dir, dim, model_id)
             store._adopt_model()
             store._load_vectors()
@@ -728,8 +424,8 @@ class Store:
         A note already indexed at `new` is replaced (the file there was overwritten).
         `written` and `feedback` rows follow the note. Links other notes wrote to
         `old` are left as they are: whether `[[old]]` still resolves depends on the
-        vault's link resolution, so re-resolve `notes_linking_to(old)` and call
-        `replace_links`.
+        vault's link resolution, so the caller re-resolves the links that name it
+        (`link_targets()`) and calls `replace_links`.
         """
         with self._transaction() as db:
             note_id = _note_id(db, old)
@@ -783,7 +479,7 @@ class Store:
         matrix = np.asarray(matrix, dtype=np.float32)
         if matrix.shape != (len(hashes), self.dim):
             raise ValueError(f"expected a ({len(hashes)}, {self.dim}) matrix, got {matrix.shape}")
-        stored = _normalise_rows(matrix).astype("<f2")
+        stored = normalise_rows(matrix).astype("<f2")
         with self._lock:
             new_ids, new_rows = [], []
             with self._transaction() as db:
@@ -857,7 +553,7 @@ class Store:
             if k <= 0:
                 scores, ids = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
             else:
-                scores, ids = self._vectors.search(_normalise_rows(queries), k)
+                scores, ids = self._vectors.search(normalise_rows(queries), k)
         return (scores[0], ids[0]) if single else (scores, ids)
 
     # ---- reads for ranking
@@ -1055,25 +751,6 @@ class Store:
             " WHERE notes.path = ? ORDER BY links.rowid", (path,))
         return [LinkRecord(*row) for row in rows]
 
-    def notes_linking_to(self, target_path: str) -> list[str]:
-        return [row[0] for row in self._rows(
-            "SELECT DISTINCT notes.path FROM links JOIN notes ON notes.id = links.source_id"
-            " WHERE links.target_path = ? ORDER BY 1", (target_path,))]
-
-    def unresolved_links(self) -> list[tuple[str, str]]:
-        """(source_path, raw) of links that resolved to no note; a new note may resolve them."""
-        return self._rows(
-            "SELECT notes.path, links.raw FROM links JOIN notes ON notes.id = links.source_id"
-            " WHERE links.target_path IS NULL ORDER BY 1, links.rowid")
-
-    def tags_of(self, path: str) -> list[str]:
-        return [row[0] for row in self._rows(
-            "SELECT tag FROM tags JOIN notes ON notes.id = tags.note_id WHERE notes.path = ? ORDER BY tag", (path,))]
-
-    def note_tags(self) -> list[tuple[str, str]]:
-        """(path, tag) of every tagged note."""
-        return self._rows("SELECT notes.path, tag FROM tags JOIN notes ON notes.id = tags.note_id ORDER BY 1, 2")
-
     def totals(self) -> tuple[int, int]:
         """(notes, chunks): cheap, unlike counts()."""
         with self._lock:
@@ -1104,10 +781,6 @@ class Store:
                 " mtime_ns = excluded.mtime_ns",
                 (path, reason, size, mtime_ns),
             )
-
-    def clear_skipped(self, path: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM skipped WHERE path = ?", (path,))
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) of every skipped file, by path."""
@@ -1142,10 +815,6 @@ class Store:
         rows = self._rows("SELECT path, checksum, values_json, written_at FROM written")
         return {row[0]: _written(row) for row in rows}
 
-    def forget_written(self, path: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM written WHERE path = ?", (path,))
-
     def set_feedback(self, note_path: str, target_path: str, action: str) -> None:
         """Record that the user rejected or pinned `target_path` as related to `note_path`."""
         if action not in FEEDBACK_ACTIONS:
@@ -1166,13 +835,6 @@ class Store:
     def feedback_for(self, note_path: str) -> dict[str, str]:
         """{target_path: action} for one note."""
         return dict(self._rows("SELECT target_path, action FROM feedback WHERE note_path = ?", (note_path,)))
-
-    def all_feedback(self) -> list[FeedbackRecord]:
-        rows = self._rows("SELECT note_path, target_path, action, at FROM feedback ORDER BY 1, 2")
-        return [FeedbackRecord(*row) for row in rows]
-
-
-# ---------------------------------------------------------------- pure helpers
 
     # ------------------------------------------------------------ settings derived from the vault
 
@@ -1234,6 +896,9 @@ class Store:
         return {path: (size, mtime) for path, size, mtime in rows}
 
 
+# ---------------------------------------------------------------- pure helpers
+
+
 def fts_query(text: str, match_any: bool = False) -> str | None:
     """An FTS5 expression matching the words of `text`, or None if it has none.
 
@@ -1246,59 +911,6 @@ def fts_query(text: str, match_any: bool = False) -> str | None:
         return None
     quoted = ['"' + w.replace('"', '""') + '"' for w in words]
     return (" OR " if match_any else " ").join(quoted)
-
-
-def migrate(connection: sqlite3.Connection, migrations: Sequence[str]) -> list[int]:
-    """Bring the database to version len(migrations) by running only the migrations
-    after its `user_version`, all in one transaction. Returns the versions applied."""
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as error:
-        raise StoreError(f"The index cannot be opened for upgrade: {error}.") from error
-    try:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(migrations):
-            raise StoreError(
-                f"The index was made by a newer ideaweave (schema {version}, this one knows {len(migrations)}). "
-                "Upgrade ideaweave, or delete the state directory to rebuild the index."
-            )
-        applied = []
-        for number in range(version + 1, len(migrations) + 1):
-            for statement in _statements(migrations[number - 1]):
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {number}")
-            applied.append(number)
-        connection.execute("COMMIT")
-    except sqlite3.Error as error:
-        connection.execute("ROLLBACK")
-        raise StoreError(f"Upgrading the index failed, nothing was changed: {error}.") from error
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    return applied
-
-
-def _statements(script: str) -> Iterator[str]:
-    # executescript() would commit the surrounding transaction, so split instead;
-    # complete_statement keeps semicolons inside strings, comments and triggers.
-    pending = ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \t\r\n;"):
-                yield pending
-            pending = ""
-
-
-def row_norms(matrix: np.ndarray) -> np.ndarray:
-    """Euclidean norm of each row without a squared copy of the matrix (np.linalg.norm makes one)."""
-    return np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-
-
-def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float32)
-    # A zero vector stays zero rather than becoming NaN.
-    return (matrix / np.maximum(row_norms(matrix), np.float32(1e-12))[:, None]).astype(np.float32)
 
 
 def _decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
@@ -1426,43 +1038,3 @@ def _make_private_file(path: Path) -> None:
     # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(path, 0o600)
-
-
-def _connect(database: Path) -> sqlite3.Connection:
-    try:
-        connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False, timeout=30)
-    except sqlite3.Error as error:
-        raise StoreError(f"Cannot open the index {database}: {error}.") from error
-    try:
-        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        connection.execute("PRAGMA foreign_keys = ON")
-        connection.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.DatabaseError as error:
-        connection.close()
-        raise StoreError(
-            f"{database} is not a usable ideaweave index ({error}). Move it away to rebuild the index from the vault."
-        ) from error
-    if mode.lower() != "wal":
-        connection.close()
-        raise StoreError(f"{database} cannot use write-ahead logging (journal mode {mode}); is the folder read-only?")
-    return connection
-
-
-def _save_index(index: faiss.Index, path: Path) -> None:
-    """Replace `path` with the index so that a crash leaves the old file or the new, never half.
-    faiss writes the file itself: the index is never copied into memory to be saved."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # mode 0600
-    os.close(handle)
-    try:
-        faiss.write_index(index, temporary)
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)

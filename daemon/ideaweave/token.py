@@ -11,9 +11,9 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 from pathlib import Path
 
+from .atomic import create_file, replace_file
 from .errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -85,24 +85,13 @@ def _read(path: Path) -> str | None:
 
 
 def _install(path: Path, token: str, replace: bool) -> None:
-    """Write the token to a 0600 temporary file, then move it into place atomically."""
+    """Put the token in a 0600 file at `path`, atomically: replacing the file, or only creating it if
+    there is none yet (another process starting at the same moment may have won: its token stands)."""
+    content = token.encode("ascii") + b"\n"
     try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
-    except OSError as exc:
-        raise StoreError(f"{path.parent}: cannot write the API token: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(token.encode("ascii") + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
         if replace:
-            os.replace(temporary, path)
+            replace_file(path, content)
         else:
-            try:
-                os.link(temporary, path)  # creates the name only if it does not exist yet
-            except FileExistsError:
-                pass
+            create_file(path, content)
     except OSError as exc:
         raise StoreError(f"{path}: cannot write the API token: {exc.strerror or exc}") from exc
-    finally:
-        Path(temporary).unlink(missing_ok=True)

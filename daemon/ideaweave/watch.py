@@ -32,6 +32,7 @@ import numpy as np
 
 from . import __version__
 from .app import App
+from .atomic import replace_file
 from .errors import LockError, VaultError
 from .relate import top_indices
 from .vault import link_names, split_wikilink
@@ -352,11 +353,9 @@ class SyncLedger:
         return [p for p in unsynced if isinstance(p, str)] if isinstance(unsynced, list) else None
 
     def close(self, unsynced: Iterable[str]) -> None:
-        """Record a clean stop: every note is in step but these."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps({"fingerprint": self.fingerprint, "unsynced": sorted(unsynced)}),
-                             encoding="utf-8")
-        os.replace(temporary, self.path)
+        """Record a clean stop: every note is in step but these (a 0600 file, like all state)."""
+        record = {"fingerprint": self.fingerprint, "unsynced": sorted(unsynced)}
+        replace_file(self.path, json.dumps(record).encode("utf-8"))
 
 
 # ------------------------------------------------------------------ process-level guards

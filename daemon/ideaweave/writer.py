@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import frontmatter
+from .atomic import fsync_folder, replace_file, temporary_beside, write_synced
 from .frontmatter import Unwritable
 
 # An already-written link stays while it ranks within the top (count + HYSTERESIS) candidates.
@@ -205,63 +205,32 @@ def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResu
     file stays open across the swap: if someone appended to it in the instant between our check and
     the swap, their bytes are in the old file, and we put that file back (their edit wins; re-plan).
     """
-    folder = path.parent
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".ideaweave-tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with temporary_beside(path) as temporary:
+        write_synced(temporary, data)
         try:
             original = open(path, "rb")
         except FileNotFoundError:  # renamed or deleted since it was read: its new name gets planned
             return WriteResult(str(path), "conflict", "the note moved while ideaweave was writing it")
         with original:
             before = os.fstat(original.fileno())
-            os.chmod(temp_name, before.st_mode & 0o7777)
+            os.chmod(temporary, before.st_mode & 0o7777)  # the note keeps its mode: it is the user's file
             if checksum(original.read()) != expected_checksum:
                 return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
-            os.replace(temp_name, path)
-            temp_name = None
+            os.replace(temporary, path)
             # A save that opened the old file just before the swap lands within moments: look once more.
             time.sleep(SWAP_GRACE_SECONDS)
             after = os.fstat(original.fileno())
             if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                _restore(path, original)
+                _restore(path, original, before.st_mode & 0o7777)
                 return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
-        _fsync_folder(folder)
-        return None
-    finally:
-        if temp_name is not None:
-            try:
-                os.unlink(temp_name)
-            except FileNotFoundError:
-                pass
+    fsync_folder(path.parent)
+    return None
 
 
-def _restore(path: Path, original) -> None:
+def _restore(path: Path, original, mode: int) -> None:
     """Put back the user's version that was written to the old file during our swap."""
     original.seek(0)
-    theirs = original.read()
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".ideaweave-tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(theirs)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp_name, path)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    replace_file(path, original.read(), mode)
 
 
 def apply_write(root: Path, write: Write, base: bytes, defer_seconds: float,

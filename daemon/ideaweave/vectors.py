@@ -1,0 +1,220 @@
+"""Nearest-neighbour search over the vault's vectors (faiss), behind the `VectorIndex` Protocol.
+
+The store keeps every vector in SQLite; an index here is a cache of them, rebuilt from the database
+whenever it disagrees with it. Vectors are unit length, so inner product is cosine. Small vaults are
+searched exactly (`FlatIndex`, a scan of every vector); large ones through an inverted file
+(`IvfIndex`), which scans only the clusters nearest to a query.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from .atomic import replace_file
+from .errors import StoreError
+
+# Vector search is exact (a scan of every vector) up to this many vectors, about 12,000 notes, where a
+# scan still takes a few milliseconds; above it, an inverted file (IvfIndex) scans the IVF_PROBES
+# clusters nearest to a query. bench/RESULTS.md has the recall against exact search.
+EXACT_LIMIT = 50_000
+IVF_PROBES = 16
+IVF_TRAINING_ITERATIONS = 10
+IVF_SAMPLE_PER_LIST = 40
+
+
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over unit vectors, keyed by `vectors.id`."""
+
+    exact: bool  # search() returns the true nearest vectors (a scan), or close to them (IvfIndex)
+
+    @property
+    def dim(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def gather(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+class _FaissIndex:
+    """What both kinds of index do alike: faiss over float32 unit vectors keyed by `vectors.id`."""
+
+    exact: bool
+
+    def __init__(self, index: faiss.Index) -> None:
+        self._index = index
+
+    @property
+    def dim(self) -> int:
+        return self._index.d
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                 np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def save(self, path: Path) -> None:
+        save_index(self._index, path)
+
+
+class FlatIndex(_FaissIndex):
+    """Exact inner-product search (faiss IndexIDMap2 over IndexFlatIP): every query scans every vector."""
+
+    exact = True
+
+    @classmethod
+    def empty(cls, dim: int) -> FlatIndex:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        """Vectors of `ids`, row for row; StoreError if one is not in the index."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        stored_ids = self.ids()
+        if not len(stored_ids):
+            raise _out_of_step()
+        order = np.argsort(stored_ids)
+        positions = order[np.searchsorted(stored_ids, ids, sorter=order).clip(0, len(order) - 1)]
+        if not np.array_equal(stored_ids[positions], ids):
+            raise _out_of_step()
+        flat = faiss.downcast_index(self._index.index)
+        # A view of faiss's own storage: only the gathered rows are copied.
+        stored = faiss.rev_swig_ptr(flat.get_xb(), len(stored_ids) * self.dim).reshape(-1, self.dim)
+        return stored[positions]
+
+
+class IvfIndex(_FaissIndex):
+    """Approximate inner-product search for large vaults: an inverted file (faiss
+    IndexIVFScalarQuantizer). Vectors are clustered once (k-means on a sample); a query scans only
+    the `IVF_PROBES` clusters nearest to it. The clusters hold the float16 vectors as they are (no
+    residual coding), so nothing is lost against the database, and a hashtable from id to place lets
+    vectors be removed and read back."""
+
+    exact = False
+
+    def __init__(self, index: faiss.IndexIVFScalarQuantizer) -> None:
+        super().__init__(index)
+        self.probes = IVF_PROBES
+
+    @classmethod
+    def trained(cls, dim: int, sample: np.ndarray, expected: int) -> IvfIndex:
+        """An empty index whose clusters are learnt from `sample`, sized for `expected` vectors."""
+        lists = ivf_lists(expected)
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, faiss.ScalarQuantizer.QT_fp16,
+                                              faiss.METRIC_INNER_PRODUCT, False)
+        index.cp.niter = IVF_TRAINING_ITERATIONS
+        index.cp.seed = 1234  # the clustering, and so every result, is reproducible
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return cls(index)
+
+    @property
+    def lists(self) -> int:
+        return self._index.nlist
+
+    @property
+    def probes(self) -> int:
+        return self._index.nprobe
+
+    @probes.setter
+    def probes(self, value: int) -> None:
+        self._index.nprobe = min(value, self.lists)
+
+    def ids(self) -> np.ndarray:
+        lists = self._index.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(self.lists) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        try:
+            return self._index.reconstruct_batch(np.ascontiguousarray(ids))
+        except RuntimeError as error:  # an id the index does not hold
+            raise _out_of_step() from error
+
+
+def ivf_lists(count: int) -> int:
+    """Clusters for `count` vectors: about the square root, so a query scans few of them and each is
+    short (the usual rule for inverted files)."""
+    return int(min(max(math.sqrt(count), 1), 4096))
+
+
+def wanted_kind(count: int, current: VectorIndex | None) -> str:
+    """"flat" or "ivf" for an index of `count` vectors: exact up to EXACT_LIMIT; once approximate, it
+    stays so until the vault has shrunk to half the limit (no back and forth at the border)."""
+    if isinstance(current, IvfIndex):
+        return "ivf" if count >= EXACT_LIMIT // 2 else "flat"
+    return "ivf" if count > EXACT_LIMIT else "flat"
+
+
+def needs_reclustering(index: VectorIndex, count: int) -> bool:
+    """An inverted file clustered for a much smaller or larger vault scans too much or misses too much."""
+    return isinstance(index, IvfIndex) and not (index.lists / 2 <= ivf_lists(count) <= index.lists * 2)
+
+
+def load_index(path: Path, dim: int) -> VectorIndex | None:
+    """The saved index, or None when it is missing, unreadable or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        index = faiss.read_index(str(path))  # straight from the file: no second copy in memory
+    except Exception:  # faiss reports truncation as RuntimeError, a bad size as MemoryError
+        return None
+    if index.d != dim:
+        return None
+    if isinstance(index, faiss.IndexIDMap2):
+        return FlatIndex(index)
+    if isinstance(index, faiss.IndexIVFScalarQuantizer) and index.direct_map.type == faiss.DirectMap.Hashtable:
+        return IvfIndex(index)
+    return None
+
+
+def _out_of_step() -> StoreError:
+    return StoreError("The vector index is out of step with the database; restart ideaweave to rebuild it.")
+
+
+def save_index(index: faiss.Index, path: Path) -> None:
+    """Replace `path` with the index so that a crash leaves the old file or the new, never half.
+    faiss writes the file itself: the index is never copied into memory to be saved."""
+    replace_file(path, lambda temporary: faiss.write_index(index, str(temporary)))
+
+
+def row_norms(matrix: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row without a squared copy of the matrix (np.linalg.norm makes one)."""
+    return np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+
+
+def normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    """float32 rows of unit length (what every index holds and every query is)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    # A zero vector stays zero rather than becoming NaN.
+    return (matrix / np.maximum(row_norms(matrix), np.float32(1e-12))[:, None]).astype(np.float32)

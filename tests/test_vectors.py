@@ -1,0 +1,98 @@
+"""Tests for ideaweave.vectors: the faiss indexes on their own, with real faiss in tmp_path."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from ideaweave.errors import StoreError
+from ideaweave.vectors import (
+    EXACT_LIMIT,
+    FlatIndex,
+    IvfIndex,
+    ivf_lists,
+    load_index,
+    needs_reclustering,
+    normalise_rows,
+    row_norms,
+    wanted_kind,
+)
+
+
+def trained_ivf(dim: int = 2) -> IvfIndex:
+    sample = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]] * 10, np.float32)
+    return IvfIndex.trained(dim, sample, 4)
+
+
+@pytest.mark.parametrize("make", [lambda: FlatIndex.empty(2), trained_ivf], ids=["flat", "ivf"])
+def test_vector_index_gathers_rows_by_id_and_refuses_unknown_ids(make):
+    index = make()
+    index.add(np.array([7, 3]), np.array([[1, 0], [0, 1]], np.float32))
+    np.testing.assert_array_equal(index.gather(np.array([3, 7, 3])), [[0, 1], [1, 0], [0, 1]])
+    assert index.gather(np.array([], np.int64)).shape == (0, 2)
+    assert sorted(index.ids().tolist()) == [3, 7]
+    with pytest.raises(StoreError, match="out of step"):
+        index.gather(np.array([5]))
+    index.remove(np.array([7]))
+    assert index.ids().tolist() == [3]
+
+
+@pytest.mark.parametrize("make", [lambda: FlatIndex.empty(2), trained_ivf], ids=["flat", "ivf"])
+def test_a_saved_index_loads_as_the_same_kind_with_the_same_vectors(tmp_path: Path, make):
+    index = make()
+    index.add(np.array([4, 9]), np.array([[0.5, -0.75], [-1, 0]], np.float32))  # exact in float16 too
+    path = tmp_path / "vectors.faiss"
+    index.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["vectors.faiss"]  # no temporary file left behind
+    loaded = load_index(path, 2)
+    assert type(loaded) is type(index) and loaded.exact == index.exact
+    assert sorted(loaded.ids().tolist()) == [4, 9]
+    np.testing.assert_array_equal(loaded.gather(np.array([9, 4])), [[-1, 0], [0.5, -0.75]])
+
+
+def test_load_index_refuses_a_missing_damaged_or_differently_shaped_file(tmp_path: Path):
+    path = tmp_path / "vectors.faiss"
+    assert load_index(path, 2) is None
+    FlatIndex.empty(2).save(path)
+    assert load_index(path, 3) is None  # another model's dimension
+    path.write_bytes(path.read_bytes()[:10])
+    assert load_index(path, 2) is None
+    path.write_bytes(b"\x00junk" * 50)
+    assert load_index(path, 2) is None
+
+
+def test_search_is_exact_up_to_the_limit_and_stays_approximate_down_to_half_of_it():
+    flat, ivf = FlatIndex.empty(2), trained_ivf()
+    assert wanted_kind(EXACT_LIMIT, None) == wanted_kind(EXACT_LIMIT, flat) == "flat"
+    assert wanted_kind(EXACT_LIMIT + 1, flat) == "ivf"
+    assert wanted_kind(EXACT_LIMIT // 2, ivf) == "ivf"  # no back and forth at the border
+    assert wanted_kind(EXACT_LIMIT // 2 - 1, ivf) == "flat"
+
+
+def test_an_inverted_file_is_reclustered_only_when_far_from_its_size():
+    ivf = trained_ivf()  # clustered for 4 vectors: 2 lists
+    assert ivf.lists == ivf_lists(4) == 2
+    assert not needs_reclustering(ivf, 4) and not needs_reclustering(ivf, 16)  # 4 lists: twice as many
+    assert needs_reclustering(ivf, 25)  # 5 lists would be right
+    assert not needs_reclustering(FlatIndex.empty(2), 10**6)  # a scan has no clusters
+    assert ivf_lists(0) == 1 and ivf_lists(10**9) == 4096
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 5)),
+              elements=st.floats(-1e3, 1e3, width=32)))
+def test_rows_are_normalised_to_unit_length_and_zero_rows_stay_zero(matrix):
+    np.testing.assert_allclose(row_norms(matrix), np.linalg.norm(matrix, axis=1), rtol=1e-5, atol=1e-5)
+    unit = normalise_rows(matrix)
+    assert unit.dtype == np.float32 and not np.isnan(unit).any()
+    norms = np.linalg.norm(unit, axis=1)
+    large = row_norms(matrix) > 1e-3
+    np.testing.assert_allclose(norms[large], 1.0, rtol=1e-4)
+    assert (unit[(matrix == 0).all(axis=1)] == 0).all()
