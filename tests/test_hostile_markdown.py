@@ -61,15 +61,17 @@ def is_made_of_sentences(summary: str, sentences: list[str]) -> bool:
     """The summary is some of the sentences joined in the note's order, the last perhaps cut short."""
     cut = summary.endswith(ELLIPSIS)
     rest = summary[:-len(ELLIPSIS)] if cut else summary
-    i = 0
-    while rest:
+
+    def matches(rest: str, i: int) -> bool:  # sentences can repeat or contain one another: search them all
+        if not rest:
+            return True
         for j in range(i, len(sentences)):
-            if rest.startswith(sentences[j]) and (len(rest) == len(sentences[j]) or rest[len(sentences[j])] == " "):
-                rest, i = rest[len(sentences[j]):].lstrip(" "), j + 1
-                break
-        else:  # the cut-short last sentence
-            return cut and any(s.startswith(rest) or s.replace("\n", " ").startswith(rest) for s in sentences[i:])
-    return True
+            s = sentences[j]
+            if rest.startswith(s) and (len(rest) == len(s) or rest[len(s)] == " ") and matches(rest[len(s):].lstrip(" "), j + 1):
+                return True
+        return cut and any(s.startswith(rest) or s.replace("\n", " ").startswith(rest) for s in sentences[i:])
+
+    return matches(rest, 0)
 
 
 def check_write(text: str) -> None:

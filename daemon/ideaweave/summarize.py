@@ -48,7 +48,8 @@ _MARKDOWN = MarkdownIt("commonmark").enable("table").disable("inline")
 # Text that Obsidian does not show: %% comments %%, <!-- comments -->, $$ display math $$. Display math
 # ends at a blank line: an unclosed $$ must not swallow the headings and paragraphs after it.
 _HIDDEN = re.compile(r"%%.*?%%|<!--.*?-->|\$\$(?:(?!\n[ \t]*\r?\n).)*?\$\$", re.DOTALL)
-_HIDDEN_LINE = re.compile(r"(^|(?<=[\r\n]))([ \t>]*)([^\r\n]*)")  # a line's container prefix, then the rest
+# A line's block markers (quote, list item, heading), then the rest of the line.
+_HIDDEN_LINE = re.compile(r"(^|(?<=[\r\n]))([ \t>]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+|#{1,6}(?:[ \t]+|(?=[\r\n]|$)))?)([^\r\n]*)")
 _HIDDEN_MARK = "\ue000"  # a private-use character: neither a word nor space nor markup to the parsers
 _CALLOUT_TITLE = re.compile(r"^\[!\w[\w-]*\][+-]?")
 _INLINE_FIELD = re.compile(r"^[\w -]{1,40}::")  # dataview's "key:: value" lines are data, not prose
@@ -141,8 +142,9 @@ def _render_markup(text: str) -> str:
 
 def _hide(text: str, spans: list[tuple[int, int]]) -> str:
     """text with the (sorted, disjoint) spans filled with _HIDDEN_MARK, line breaks kept, so offsets stay
-    valid. Not spaces: text after a comment would become indented code. The quote markers and indentation
-    that start a line inside a span stay, so that hiding never ends a block quote or a list early."""
+    valid. Not spaces: text after a comment would become indented code. The block markers that start a
+    line inside a span (quotes, list items, headings) stay, so that hiding never changes what kind of block
+    the rest of the line is in."""
     pieces, pos = [], 0
     for start, end in spans:
         pieces += [text[pos:start], _HIDDEN_LINE.sub(_hide_line, text[start:end])]
