@@ -16,18 +16,21 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from ideaweave import __version__, frontmatter
+from starlette.exceptions import HTTPException
+
+from ideaweave import __version__, frontmatter, schemas, store
 from ideaweave.api import (
-    BRIDGE_SECONDS, MAX_BODY_BYTES, OFFER_SECONDS, AppBackend, StandaloneState, WriteQueue, build_api,
-    loopback_address, serve, start_api,
+    FEEDBACK_VERBS, MAX_BODY_BYTES, OPENAPI_SCHEMA, STORED_ACTION_OF_VERB, AppBackend, StandaloneState, build_api,
+    http_status, loopback_address, serve, start_api,
 )
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
-from ideaweave.errors import ConfigError
 from ideaweave.corpus import Corpus
+from ideaweave.errors import ConfigError, IdeaweaveError, LockError, ModelError, StoreError, VaultError
 from ideaweave.sync import Summaries
 from ideaweave.token import load_or_create_token, rotate_token, token_path
-from ideaweave.writer import Write
+from ideaweave.handoff import OFFER_SECONDS, WriteQueue
+from test_handoff import Clock, a_write
 
 TOKEN = "k7Qe1w0Zr4mXyqg5bL2nT8vC3sJ6dH9fA0pU1oI2eR4"
 BASE = "http://127.0.0.1:8765"
@@ -389,66 +392,104 @@ def test_openapi_document_lists_every_endpoint(client):
                                     "/writes", "/writes/{id}/ack", "/openapi.json"}
 
 
+def test_openapi_answers_are_described_by_the_shared_schemas(client):
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    for name, schema in schemas.API_RESPONSES.items():
+        assert components[name] == schema, name
+    assert components["Feedback"]["properties"]["action"]["enum"] == list(FEEDBACK_VERBS)
+
+
+def test_feedback_verbs_map_one_to_one_onto_the_actions_the_store_keeps():
+    stored = [action for action in STORED_ACTION_OF_VERB.values() if action is not None]
+    assert sorted(stored) == sorted(store.FEEDBACK_ACTIONS)
+    assert len(set(stored)) == len(stored)
+    assert [verb for verb, action in STORED_ACTION_OF_VERB.items() if action is None] == ["clear"]
+    assert OPENAPI_SCHEMA["components"]["schemas"]["Feedback"]["properties"]["action"]["enum"] == ["pin", "reject", "clear"]
+
+
+# ------------------------------------------------------------------ errors into statuses
+
+
+@pytest.mark.parametrize(("error", "ready", "status"), [
+    (HTTPException(400, "k: a whole number"), True, 400),
+    (HTTPException(404, "no indexed note"), True, 404),
+    (HTTPException(503, "not indexed yet"), False, 503),
+    (LockError("another ideaweave process works on this vault"), True, 409),
+    (LockError("another ideaweave process works on this vault"), False, 409),
+    (StoreError("the index was built with another model"), False, 503),
+    (StoreError("the index cannot be written: disk I/O error"), True, 500),
+    (ConfigError("api.port must be a TCP port"), True, 500),
+    (ConfigError("api.port must be a TCP port"), False, 500),
+    (VaultError("vault folder not found"), False, 500),
+    (ModelError("model file missing"), False, 500),
+    (IdeaweaveError("something else"), True, 500),
+    (ValueError("a bug"), False, 500),
+])
+def test_one_table_gives_every_error_its_status(error, ready, status):
+    assert http_status(error, index_ready=ready) == status
+
+
+class FailingBackend(AppBackend):
+    """The real backend whose search fails with `error`: what the edge answers for each kind of failure."""
+
+    def __init__(self, app: App, error: Exception):
+        super().__init__(app)
+        self.error = error
+
+    def search(self, query, k):
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "indexing", "status"), [
+    (ConfigError("models.embedding: the file named here does not exist"), False, 500),
+    (VaultError("the vault folder was removed"), False, 500),
+    (ModelError("the model cannot be loaded"), True, 500),
+    (LockError("another ideaweave process already works on this vault"), False, 409),
+    (StoreError("the index cannot be written: disk I/O error"), False, 500),
+    (StoreError("the index was built with another model"), True, 503),
+])
+def test_domain_errors_get_their_own_status_not_always_503(app, error, indexing, status):
+    backend = FailingBackend(app, error)
+    backend.state.indexing_active = indexing
+    with TestClient(build_api(backend, TOKEN), base_url=BASE, headers=AUTH) as client:
+        response = client.get("/search", params={"q": "tomatoes"})
+    assert response.status_code == status
+    assert response.json() == {"error": str(error)}  # written for the user: passed on as it is
+
+
+def test_a_missing_model_is_a_fault_to_fix_not_an_index_to_wait_for(app, tmp_path):
+    broken = App(replace(app.settings, **{"models.embedding": str(tmp_path / "gone.gguf")}), app.root)
+    broken.__dict__["store"] = app.store  # the index is there and ready; the model file is not
+    with TestClient(build_api(AppBackend(broken), TOKEN), base_url=BASE, headers=AUTH) as client:
+        response = client.get("/search", params={"q": "tomatoes"})
+    assert response.status_code == 500
+    assert "gone.gguf" in response.json()["error"]
+
+
+def test_an_index_being_rebuilt_for_a_new_model_is_not_ready(tmp_path, embedder):
+    app = indexed_app(tmp_path, embedder)
+    app.store.close()
+    app.__dict__["store"] = store.Store.open(app.state_dir, embedder.dim, "another-model")
+    try:
+        with TestClient(build_api(AppBackend(app), TOKEN), base_url=BASE, headers=AUTH) as client:
+            response = client.get("/search", params={"q": "tomatoes"})
+            assert response.status_code == 503 and "model" in response.json()["error"]
+            response = client.get("/related", params={"note": "Nowhere.md"})
+            assert response.status_code == 503 and "rebuilt for a new embedding model" in response.json()["error"]
+    finally:
+        app.store.close()
+
+
+def test_parameters_that_are_not_utf8_are_bad_requests(client):
+    for response in (client.get("/related?note=%FF.md"), client.get("/summary?note=Garden%E9ning.md"),
+                     client.get("/search?q=tomato%FF"), client.get("/search?q=x&k=%FF")):
+        assert response.status_code == 400, response.text
+        assert "UTF-8" in response.json()["error"] or "whole number" in response.json()["error"]
+    # A replacement character typed as such is text like any other.
+    assert client.get("/search", params={"q": "tomato \ufffd"}).status_code == 200
+
+
 # ------------------------------------------------------------------ the write hand-off
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def a_write(path: str = "n.md", related=("[[b]]",)) -> Write:
-    return Write(path, {"related": list(related), "summary": None}, {"related": list(related), "pinned": []})
-
-
-def test_queue_offers_until_acked_and_settles_each_id_once():
-    clock = Clock()
-    queue = WriteQueue(clock)
-    assert not queue.connected
-    first = queue.offer(a_write(), "base")
-    assert [e.id for e in queue.pending()] == [first]
-    assert queue.connected
-    clock.now += 5
-    assert [e.id for e in queue.pending()] == [first]  # unacked: offered again, same id
-    settled = queue.ack(first, applied=True)
-    assert settled.entry.id == first and settled.applied and settled.newest
-    assert queue.ack(first, applied=True) is None
-    assert queue.ack(first, applied=False) is None
-    assert queue.ack("w-unknown", applied=True) is None
-    assert queue.pending() == []
-    clock.now += BRIDGE_SECONDS
-    assert not queue.connected
-
-
-def test_queue_takes_back_writes_not_acked_in_time_and_honours_a_late_ack():
-    clock = Clock()
-    queue = WriteQueue(clock)
-    early = queue.offer(a_write("a.md"), "base-a")
-    clock.now += 30
-    late = queue.offer(a_write("b.md"), "base-b")
-    clock.now += OFFER_SECONDS - 30
-    assert [e.id for e in queue.expired()] == [early]
-    assert queue.expired() == []
-    assert [e.id for e in queue.pending()] == [late]
-    # The plugin applied it just before the deadline; its ack arrives after: still recorded, once.
-    settled = queue.ack(early, applied=True)
-    assert settled is not None and settled.newest
-    assert queue.ack(early, applied=True) is None
-
-
-def test_a_newer_write_to_the_same_note_supersedes_and_wins():
-    queue = WriteQueue(Clock())
-    old = queue.offer(a_write("a.md", ["[[b]]"]), "base")
-    new = queue.offer(a_write("a.md", ["[[c]]"]), "base")
-    assert [e.id for e in queue.pending()] == [new]
-    assert queue.awaiting("a.md") and not queue.awaiting("b.md")
-    assert queue.ack(new, applied=True).newest
-    # The old write's ack straggles in afterwards: its content no longer describes the file.
-    assert queue.ack(old, applied=True).newest is False
-    assert not queue.awaiting("a.md")
 
 
 def new_note(app: App, name: str) -> tuple[str, bytes]:
@@ -484,6 +525,29 @@ def test_handoff_through_the_api_applies_exactly_once(client, backend, app):
     assert client.post(f"/writes/{offered['id']}/ack", json={"applied": True}).json() == {"ok": True}
     assert app.store.last_written(path) == record
     assert client.post("/writes/w-never-offered/ack", json={"applied": True}).json() == {"ok": True}
+
+
+def test_only_the_plugins_poll_connects_the_bridge(client, backend, app):
+    path, base = new_note(app, "Handoff poll")
+    for _ in range(2):
+        assert backend.pending_writes() == []  # the daemon or a test reading the queue
+    assert not backend.writes.connected and client.get("/status").json()["bridge_connected"] is False
+    assert backend.hand_off(a_write(path), base) is False
+    client.get("/writes")  # the plugin's poll
+    assert client.get("/status").json()["bridge_connected"] is True
+    assert backend.hand_off(a_write(path), base) is True
+
+
+def test_an_ack_whose_error_is_not_text_is_a_bad_request(client, backend, app):
+    path, base = new_note(app, "Handoff surrogate")
+    client.get("/writes")
+    assert backend.hand_off(a_write(path), base)
+    write_id = client.get("/writes").json()["pending"][0]["id"]
+    # JSON can carry a lone surrogate; SQLite cannot store it.
+    response = client.post(f"/writes/{write_id}/ack", content=b'{"applied": false, "error": "bad \\ud800 text"}')
+    assert response.status_code == 400 and "error" in response.json()["error"]
+    assert client.post(f"/writes/{write_id}/ack", json={"applied": False, "error": "unreadable"}).status_code == 200
+    assert dict(app.store.write_issues())[path].endswith("unreadable")
 
 
 def test_a_refused_write_is_dropped_and_reported(client, backend, app):
@@ -523,7 +587,7 @@ def test_expired_writes_go_back_to_the_daemon_unless_the_file_already_holds_them
     backend = AppBackend(app, writes=WriteQueue(clock))
     applied_path, applied_base = new_note(app, "Handoff lost ack")
     ignored_path, ignored_base = new_note(app, "Handoff ignored")
-    backend.writes.pending()
+    backend.writes.polled()
     applied, ignored = a_write(applied_path), a_write(ignored_path)
     assert backend.hand_off(applied, applied_base) and backend.hand_off(ignored, ignored_base)
     assert len(backend.pending_writes()) == 2

@@ -1,30 +1,28 @@
 """The local HTTP API that `ideaweave watch` serves to the Obsidian bridge plugin (contract version 1).
 
-Three layers, thinnest last:
-- `WriteQueue`: the hand-off of frontmatter writes to the plugin while it is connected (pure
-  bookkeeping over a clock; no files);
-- `ApiBackend` and its real implementation `AppBackend`: what the endpoints can ask of an `App`;
-- `build_api`: the HTTP edge (Starlette). It alone turns requests into calls and errors into
-  `{"error": "..."}` responses, and it refuses, before any routing, requests that do not name a
-  loopback host, come from another web origin, lack the token or announce too large a body.
+Two layers, thinnest last:
+- `ApiBackend` and its real implementation `AppBackend`: what the endpoints can ask of an `App`,
+  including the hand-off of writes to the plugin (`handoff.WriteQueue` keeps its books);
+- `build_api`: the HTTP edge (Starlette). It alone turns requests into calls, and errors into
+  `{"error": "..."}` responses in one place (`error_response_for`); it refuses, before any routing,
+  requests that do not name a loopback host, come from another web origin, lack the token or
+  announce too large a body.
 `serve` runs it with uvicorn in a background thread, bound to loopback only; `start_api` wires all
 of it for a watched vault.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import re
-import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -39,13 +37,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, frontmatter
+from . import __version__, schemas
 from .app import App
-from .failures import FAILURE_STAGES, NoteFailure
-from .errors import ConfigError, IdeaweaveError
 from .corpus import Corpus
+from .errors import ConfigError, IdeaweaveError, LockError, StoreError
+from .failures import FAILURE_STAGES, NoteFailure
+from .handoff import PendingWrite, WriteQueue
 from .relate import Suggestion
 from .search import SearchHit, search
+from .store import FEEDBACK_ACTIONS as STORED_FEEDBACK_ACTIONS
 from .vault import Skipped
 from .writer import Write, checksum
 
@@ -53,16 +53,15 @@ log = logging.getLogger(__name__)
 
 ALLOWED_ORIGIN = "app://obsidian.md"
 MAX_BODY_BYTES = 64 * 1024
-# The plugin polls /writes every 2-5 s: three missed polls and it counts as gone.
-BRIDGE_SECONDS = 15.0
-# A write the plugin has not acked by then is taken back and written by the daemon itself.
-OFFER_SECONDS = 60.0
-# Taken-back writes are remembered this many at a time, so a late ack can still be recorded.
-TAKEN_BACK_MEMORY = 1000
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
 MAX_PATH_CHARS = 1024
-FEEDBACK_ACTIONS = {"pin": "pinned", "reject": "rejected", "clear": None}
+# The verbs POST /feedback takes, and the action each leaves in the store (None: the feedback is forgotten).
+STORED_ACTION_OF_VERB: dict[str, str | None] = {"pin": "pinned", "reject": "rejected", "clear": None}
+if {action for action in STORED_ACTION_OF_VERB.values() if action} != set(STORED_FEEDBACK_ACTIONS):
+    raise ImportError(f"the API's feedback verbs {STORED_ACTION_OF_VERB} do not cover the store's actions "
+                      f"{STORED_FEEDBACK_ACTIONS} one to one")
+FEEDBACK_VERBS = tuple(STORED_ACTION_OF_VERB)
 
 
 # ------------------------------------------------------------------ plain values
@@ -109,128 +108,6 @@ class RelatedIdea:
         return {**self.suggestion.as_json(), "link": self.link, "pinned": self.pinned}
 
 
-@dataclass(frozen=True)
-class PendingWrite:
-    """A frontmatter write offered to the bridge plugin."""
-
-    id: str
-    write: Write
-    base_checksum: str  # the file the write was planned from
-    offered_at: float
-    sequence: int  # order of offers: a later write to the same note supersedes an earlier one
-
-    @property
-    def path(self) -> str:
-        return self.write.path
-
-    def as_json(self) -> dict:
-        values = self.write.values
-        return {"id": self.id, "path": self.write.path,
-                "set": {key: value for key, value in values.items() if value is not None},
-                "remove": [key for key, value in values.items() if value is None]}
-
-
-@dataclass(frozen=True)
-class Settled:
-    """The first ack of a write: what the backend must do about it."""
-
-    entry: PendingWrite
-    applied: bool
-    # True when no later write to the same note has been acked as applied: only then does this
-    # write's content describe the file, and only then is it recorded as what ideaweave wrote.
-    newest: bool
-
-
-# ------------------------------------------------------------------ the write hand-off
-
-
-class WriteQueue:
-    """Writes waiting for the bridge plugin, each applied at most once per id.
-
-    While the plugin is connected (it polled within BRIDGE_SECONDS) the daemon offers writes here
-    instead of editing files under Obsidian's feet. Unacked writes are offered again at every poll;
-    one not acked within OFFER_SECONDS is taken back (`expired`) for the daemon to write itself.
-    Thread-safe: the API's threads and the daemon's share one queue.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._pending: dict[str, PendingWrite] = {}
-        self._taken_back: collections.OrderedDict[str, PendingWrite] = collections.OrderedDict()
-        self._newest_applied: dict[str, int] = {}  # path -> sequence of the newest write acked as applied
-        self._sequence = 0
-        self._last_poll: float | None = None
-
-    @property
-    def connected(self) -> bool:
-        with self._lock:
-            return self._last_poll is not None and self._clock() - self._last_poll < BRIDGE_SECONDS
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._pending)
-
-    def awaiting(self, path: str) -> bool:
-        """Is a write to this note offered and not acked yet? (Its file changes may be the plugin's.)"""
-        with self._lock:
-            return any(entry.path == path for entry in self._pending.values())
-
-    def offer(self, write: Write, base_checksum: str) -> str:
-        """Queue a write for the plugin; an earlier unacked write to the same note is withdrawn."""
-        with self._lock:
-            for entry in [e for e in self._pending.values() if e.path == write.path]:
-                self._take_back(entry)
-            self._sequence += 1
-            # Random ids: the plugin keeps applied ids across restarts of either side, so a counter
-            # starting again at 1 would make it skip a new write as already applied.
-            entry = PendingWrite(f"w-{secrets.token_hex(8)}", write, base_checksum, self._clock(), self._sequence)
-            self._pending[entry.id] = entry
-            return entry.id
-
-    def pending(self) -> list[PendingWrite]:
-        """The writes to offer now, oldest first; being asked marks the bridge as connected."""
-        with self._lock:
-            self._last_poll = self._clock()
-            return list(self._pending.values())
-
-    def withdraw(self, write_id: str) -> PendingWrite | None:
-        """Stop offering a write (its note changed since it was planned); a late ack is still honoured."""
-        with self._lock:
-            entry = self._pending.get(write_id)
-            if entry is not None:
-                self._take_back(entry)
-            return entry
-
-    def expired(self) -> list[PendingWrite]:
-        """Take back the writes not acked in time, for the daemon to write itself."""
-        with self._lock:
-            cutoff = self._clock() - OFFER_SECONDS
-            late = [entry for entry in self._pending.values() if entry.offered_at <= cutoff]
-            for entry in late:
-                self._take_back(entry)
-            return late
-
-    def ack(self, write_id: str, applied: bool) -> Settled | None:
-        """Settle a write; None when the id is unknown or was already acked (nothing more to do)."""
-        with self._lock:
-            # Settled ids are forgotten at once: a repeated ack finds nothing, so nothing happens twice.
-            entry = self._pending.pop(write_id, None) or self._taken_back.pop(write_id, None)
-            if entry is None:
-                return None
-            newest = entry.sequence > self._newest_applied.get(entry.path, 0)
-            if applied and newest:
-                self._newest_applied[entry.path] = entry.sequence
-            return Settled(entry, applied, newest)
-
-    def _take_back(self, entry: PendingWrite) -> None:
-        del self._pending[entry.id]
-        # Kept for a while: the plugin may have applied it already and its ack be on the way.
-        self._taken_back[entry.id] = entry
-        while len(self._taken_back) > TAKEN_BACK_MEMORY:
-            self._taken_back.popitem(last=False)
-
-
 # ------------------------------------------------------------------ what the endpoints need
 
 
@@ -254,12 +131,18 @@ class ApiBackend(Protocol):
     def summary(self, note: str) -> str | None: ...
 
     def feedback(self, note: str, target: str, action: str) -> None:
-        """action: "pin", "reject" or "clear"."""
+        """action: one of FEEDBACK_VERBS ("pin", "reject" or "clear")."""
         ...
 
     def set_paused(self, paused: bool) -> None: ...
 
-    def pending_writes(self) -> list[PendingWrite]: ...
+    def bridge_polled(self) -> None:
+        """The bridge plugin asked for its writes: it is connected."""
+        ...
+
+    def pending_writes(self) -> list[PendingWrite]:
+        """The writes to offer the plugin now; asking does not make it count as connected."""
+        ...
 
     def ack_write(self, write_id: str, applied: bool, error: str | None) -> None: ...
 
@@ -335,7 +218,7 @@ class AppBackend:
                 data = (self.root / entry.path).read_bytes()
             except OSError:
                 data = None
-            if data is not None and _holds_values(data, entry.write.values):
+            if data is not None and entry.held_by(data):
                 self.ack_write(entry.id, True, None)
             else:
                 left.append(entry)
@@ -384,7 +267,7 @@ class AppBackend:
         return cached
 
     def feedback(self, note: str, target: str, action: str) -> None:
-        stored_action = FEEDBACK_ACTIONS[action]
+        stored_action = STORED_ACTION_OF_VERB[action]
         if stored_action is None:
             self.app.store.clear_feedback(note, target)
         else:
@@ -396,6 +279,9 @@ class AppBackend:
         else:
             self.state.writes_paused.clear()
 
+    def bridge_polled(self) -> None:
+        self.writes.polled()
+
     def pending_writes(self) -> list[PendingWrite]:
         offered = self.writes.pending()
         if self.paused:
@@ -406,7 +292,7 @@ class AppBackend:
                 data = (self.root / entry.path).read_bytes()
             except OSError:
                 data = None
-            if data is not None and checksum(data) == entry.base_checksum:
+            if data is not None and entry.planned_from(data):
                 current.append(entry)
             else:
                 # Edited (or gone) since the write was planned: applying it blindly could undo the user's
@@ -448,17 +334,38 @@ class AppBackend:
             return self._corpus
 
 
-def _holds_values(data: bytes, values: dict[str, object]) -> bool:
-    current = frontmatter.read_managed(data, list(values))
-    if isinstance(current, frontmatter.Unwritable):
-        return False
-    return all(key not in current if value is None else current.get(key) == value for key, value in values.items())
-
-
 # ------------------------------------------------------------------ the HTTP edge
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def http_status(error: Exception, index_ready: bool) -> int:
+    """The one table of what an error means to an HTTP client.
+
+    The request checks raise HTTPException with their own status: 400 a malformed request or bad
+    parameter, 401/403 refused, 404 no such note (or route), 413 too large, 503 an unknown note while
+    the index is still being built. Domain errors: 409 when another ideaweave process holds the vault;
+    503 when the index fails while it is not ready (it will answer once built); 500 for the rest: a
+    configuration, model, vault or index the user must fix, which waiting will not cure.
+    """
+    if isinstance(error, HTTPException):
+        return error.status_code
+    if isinstance(error, LockError):
+        return 409
+    if isinstance(error, StoreError) and not index_ready:
+        return 503
+    return 500
+
+
+def error_response_for(error: Exception, index_ready: bool = True, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The response for any error: its status from `http_status`, and `{"error": "<what to do>"}`."""
+    status = http_status(error, index_ready)
+    if isinstance(error, HTTPException):
+        message, headers = str(error.detail), {**(headers or {}), **(error.headers or {})}
+    elif isinstance(error, IdeaweaveError):
+        message = str(error)  # written for the user to act on
+        if status == 500:
+            log.error("API: %s", message)
+    else:
+        message = f"internal error ({type(error).__name__}); see the daemon's log"
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -474,10 +381,8 @@ def vault_path(root: Path, raw: str, what: str = "note") -> str:
         raise _bad(f"{what}: the path is longer than {MAX_PATH_CHARS} characters")
     if any(ch < " " or ch in "\\\x7f" for ch in raw):
         raise _bad(f"{what}: the path holds a control character or a backslash")
-    try:
-        raw.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _bad(f"{what}: the path is not valid text") from None
+    if not _is_text(raw):
+        raise _bad(f"{what}: the path is not valid text")
     if raw.startswith("/") or re.match(r"[A-Za-z]:", raw):
         raise _bad(f"{what}: paths are relative to the vault, not absolute")
     if any(part in ("", ".", "..") for part in raw.split("/")):
@@ -493,6 +398,15 @@ def vault_path(root: Path, raw: str, what: str = "note") -> str:
     if not full.is_relative_to(vault):
         raise _bad(f"{what}: the path leads outside the vault")
     return raw
+
+
+def _is_text(value: str) -> bool:
+    """False for strings holding lone surrogates: JSON can carry them (\\ud800), SQLite and files cannot."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _host_name(host_header: str) -> str:
@@ -541,36 +455,35 @@ class RequestGate:
             return
         refusal = refusal or self._refuse_token(headers) or self._refuse_size(headers)
         if refusal is not None:
-            status, message, extra = refusal
-            await error_response(status, message, {**cors, **extra})(scope, receive, send)
+            await error_response_for(refusal, headers=cors)(scope, receive, send)
             return
         await self.app(scope, receive, _adding_headers(send, cors))
 
-    def _refuse_host_or_origin(self, headers: Headers, origin: str | None):
+    def _refuse_host_or_origin(self, headers: Headers, origin: str | None) -> HTTPException | None:
         host = headers.get("host")
         if host is not None and not is_loopback(_host_name(host)):
-            return 403, "the API answers requests addressed to a loopback host only", {}
+            return HTTPException(403, "the API answers requests addressed to a loopback host only")
         if origin is not None and origin != self.allowed_origin:
-            return 403, f"requests from the origin {origin[:100]!r} are not allowed", {}
+            return HTTPException(403, f"requests from the origin {origin[:100]!r} are not allowed")
         return None
 
-    def _refuse_token(self, headers: Headers):
+    def _refuse_token(self, headers: Headers) -> HTTPException | None:
         scheme, _, given = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
-            return 401, "missing bearer token (see `ideaweave token`)", {"WWW-Authenticate": "Bearer"}
+            return HTTPException(401, "missing bearer token (see `ideaweave token`)", {"WWW-Authenticate": "Bearer"})
         # Constant time: how long a comparison takes must not tell how much of a guess was right.
         if not hmac.compare_digest(given.strip().encode("utf-8", "replace"), self.token):
-            return 401, "wrong token (see `ideaweave token`)", {"WWW-Authenticate": "Bearer"}
+            return HTTPException(401, "wrong token (see `ideaweave token`)", {"WWW-Authenticate": "Bearer"})
         return None
 
-    def _refuse_size(self, headers: Headers):
+    def _refuse_size(self, headers: Headers) -> HTTPException | None:
         declared = headers.get("content-length")
         if declared is None:
             return None
         if not declared.isdigit():
-            return 400, "Content-Length is not a number", {}
+            return HTTPException(400, "Content-Length is not a number")
         if int(declared) > self.max_body_bytes:
-            return 413, f"the request body is larger than {self.max_body_bytes} bytes", {}
+            return HTTPException(413, f"the request body is larger than {self.max_body_bytes} bytes")
         return None
 
 
@@ -618,8 +531,8 @@ class Endpoints:
     async def feedback(self, request: Request) -> JSONResponse:
         body = await self._json_object(request)
         action = body.get("action")
-        if not isinstance(action, str) or action not in FEEDBACK_ACTIONS:
-            raise _bad(f"action: one of {', '.join(FEEDBACK_ACTIONS)}")
+        if not isinstance(action, str) or action not in STORED_ACTION_OF_VERB:
+            raise _bad(f"action: one of {', '.join(FEEDBACK_VERBS)}")
         note = await self._known_note(_text_field(body, "note"))
         target = vault_path(self.backend.root, _text_field(body, "target"), "target")
         if target == note:
@@ -638,6 +551,8 @@ class Endpoints:
         return JSONResponse({"paused": False})
 
     async def writes(self, request: Request) -> JSONResponse:
+        # Only the plugin polls this endpoint: its poll is what keeps it counted as connected.
+        await run_in_threadpool(self.backend.bridge_polled)
         pending = await run_in_threadpool(self.backend.pending_writes)
         return JSONResponse({"pending": [entry.as_json() for entry in pending]})
 
@@ -647,7 +562,7 @@ class Endpoints:
         if not isinstance(applied, bool):
             raise _bad("applied: true or false")
         error = body.get("error")
-        if error is not None and not isinstance(error, str):
+        if error is not None and (not isinstance(error, str) or not _is_text(error)):
             raise _bad("error: a line of text or null")
         error = " ".join(error.split())[:300] if error else None
         await run_in_threadpool(self.backend.ack_write, request.path_params["id"], applied, error)
@@ -683,15 +598,28 @@ class Endpoints:
         return body
 
 
-def _required(request: Request, name: str) -> str:
+def _parameter(request: Request, name: str) -> str | None:
+    """A query parameter (the last, if repeated); a value that is not UTF-8 is a bad request."""
     value = request.query_params.get(name)
+    # Starlette decodes bytes that are not UTF-8 into U+FFFD: whether there were any, only the raw query tells.
+    if value is not None and "\ufffd" in value:
+        try:
+            urllib.parse.parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True,
+                                   encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise _bad(f"{name}: not UTF-8 text") from None
+    return value
+
+
+def _required(request: Request, name: str) -> str:
+    value = _parameter(request, name)
     if value is None:
         raise _bad(f"{name}: missing")
     return value
 
 
 def _count(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
+    raw = _parameter(request, name)
     if raw is None:
         return default
     if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= MAX_K:
@@ -706,18 +634,17 @@ def _text_field(body: dict, name: str) -> str:
     return value
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return error_response(exc.status_code, str(exc.detail), exc.headers)
+def _error_handler(backend: ApiBackend):
+    """What Starlette calls with any error an endpoint raised."""
 
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, (HTTPException, IdeaweaveError)):
+            log.error("API error on %s %s", request.method, request.url.path, exc_info=exc)
+        # Whether the index is ready decides between "wait" (503) and "fix something" (500).
+        ready = isinstance(exc, HTTPException) or await run_in_threadpool(backend.unready_reason) is None
+        return error_response_for(exc, ready)
 
-async def _domain_error(request: Request, exc: IdeaweaveError) -> JSONResponse:
-    # The store or the model cannot answer (being rebuilt, missing): the index is not ready.
-    return error_response(503, str(exc))
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("API error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error ({type(exc).__name__}); see the daemon's log")
+    return answer
 
 
 def build_api(backend: ApiBackend, token: str, allowed_origin: str = ALLOWED_ORIGIN,
@@ -728,6 +655,7 @@ def build_api(backend: ApiBackend, token: str, allowed_origin: str = ALLOWED_ORI
     if allowed_origin == "*":
         raise ConfigError("the API allows one origin, never every origin")
     e = Endpoints(backend, max_body_bytes)
+    answer_error = _error_handler(backend)
     routes = [
         Route("/status", e.status, methods=["GET"]),
         Route("/related", e.related, methods=["GET"]),
@@ -743,7 +671,7 @@ def build_api(backend: ApiBackend, token: str, allowed_origin: str = ALLOWED_ORI
     return Starlette(
         routes=routes,
         middleware=[Middleware(RequestGate, token=token, allowed_origin=allowed_origin, max_body_bytes=max_body_bytes)],
-        exception_handlers={HTTPException: _http_error, IdeaweaveError: _domain_error, Exception: _unexpected_error},
+        exception_handlers={HTTPException: answer_error, IdeaweaveError: answer_error, Exception: answer_error},
     )
 
 
@@ -758,9 +686,12 @@ def _ok(schema_name: str) -> dict:
     return {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
 
 
+# The statuses `http_status` gives.
 _ERRORS = {"400": _error("a bad parameter or body"), "401": _error("no token or a wrong token"),
-           "403": _error("another origin, or a host that is not loopback"), "413": _error("the body is too large")}
-_INDEX_ERRORS = {**_ERRORS, "404": _error("no indexed note with that path"), "503": _error("the index is not ready")}
+           "403": _error("another origin, or a host that is not loopback"), "413": _error("the body is too large"),
+           "500": _error("the daemon cannot answer until its configuration, model, vault or index is fixed")}
+_INDEX_ERRORS = {**_ERRORS, "404": _error("no indexed note with that path"),
+                 "409": _error("another ideaweave process holds the vault"), "503": _error("the index is not ready")}
 
 
 def _operation(summary: str, ok: str, errors: dict, parameters: list | None = None, body: str | None = None) -> dict:
@@ -781,12 +712,16 @@ _NOTE_PATH = {"type": "string", "pattern": r"\.md$", "maxLength": MAX_PATH_CHARS
               "description": "a vault-relative note path, '/'-separated, with .md"}
 _NOTE_PARAM = _query("note", _NOTE_PATH, required=True)
 _K = {"type": "integer", "minimum": 1, "maximum": MAX_K}
-_NULLABLE_TEXT = {"type": "string", "nullable": True}
-_FLAG = {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}
-_PAUSED = {"type": "object", "required": ["paused"], "properties": {"paused": {"type": "boolean"}}}
+
+# Request bodies; the shapes of the answers come from `schemas`, shared with the CLI's --json output.
+_REQUESTS = {
+    "Feedback": schemas.record({"note": _NOTE_PATH, "target": _NOTE_PATH,
+                                "action": {"type": "string", "enum": list(FEEDBACK_VERBS)}}),
+    "Ack": schemas.record({"applied": schemas.FLAG}, {"error": schemas.NULLABLE_TEXT}),
+}
 
 OPENAPI_SCHEMA: dict = {
-    "openapi": "3.0.3",
+    "openapi": "3.1.0",
     "info": {"title": "ideaweave local API", "version": "1",
              "description": "Served on loopback by `ideaweave watch` for the Obsidian bridge plugin."},
     "security": [{"bearer": []}],
@@ -810,49 +745,7 @@ OPENAPI_SCHEMA: dict = {
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "Ok": _FLAG,
-            "Paused": _PAUSED,
-            "Status": {"type": "object", "required": ["vault", "notes", "chunks", "indexing", "queue", "paused",
-                                                      "private_mode", "last_error", "bridge_connected", "failed", "version"],
-                       "properties": {
-                           "vault": {"type": "string"}, "notes": {"type": "integer"}, "chunks": {"type": "integer"},
-                           "indexing": {"type": "object", "required": ["done", "total", "active"], "properties": {
-                               "done": {"type": "integer"}, "total": {"type": "integer"}, "active": {"type": "boolean"}}},
-                           "queue": {"type": "integer"}, "paused": {"type": "boolean"},
-                           "private_mode": {"type": "boolean"}, "last_error": _NULLABLE_TEXT,
-                           "bridge_connected": {"type": "boolean"},
-                           "failed": {"type": "array", "items": {
-                               "type": "object", "required": ["path", "stage", "reason"], "properties": {
-                                   "path": {"type": "string"}, "stage": {"type": "string"}, "reason": {"type": "string"}}}},
-                           "version": {"type": "string"}}},
-            "RelatedIdea": {"type": "object",
-                            "required": ["path", "title", "score", "heading", "link", "passage", "why", "pinned"],
-                            "properties": {
-                                "path": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
-                                "heading": _NULLABLE_TEXT, "link": {"type": "string"}, "passage": {"type": "string"},
-                                "why": {"type": "string"}, "pinned": {"type": "boolean"}}},
-            "Related": {"type": "object", "required": ["note", "related"], "properties": {
-                "note": {"type": "string"}, "related": {"type": "array", "items": {"$ref": "#/components/schemas/RelatedIdea"}}}},
-            "SearchHit": {"type": "object", "required": ["path", "title", "score", "heading", "passage"], "properties": {
-                "path": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
-                "heading": _NULLABLE_TEXT, "passage": {"type": "string"}}},
-            "SearchResults": {"type": "object", "required": ["query", "results"], "properties": {
-                "query": {"type": "string"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchHit"}}}},
-            "Summary": {"type": "object", "required": ["note", "summary"], "properties": {
-                "note": {"type": "string"}, "summary": _NULLABLE_TEXT}},
-            "Feedback": {"type": "object", "required": ["note", "target", "action"], "properties": {
-                "note": _NOTE_PATH, "target": _NOTE_PATH,
-                "action": {"type": "string", "enum": list(FEEDBACK_ACTIONS)}}},
-            "PendingWrite": {"type": "object", "required": ["id", "path", "set", "remove"], "properties": {
-                "id": {"type": "string"}, "path": {"type": "string"}, "set": {"type": "object"},
-                "remove": {"type": "array", "items": {"type": "string"}}}},
-            "Writes": {"type": "object", "required": ["pending"], "properties": {
-                "pending": {"type": "array", "items": {"$ref": "#/components/schemas/PendingWrite"}}}},
-            "Ack": {"type": "object", "required": ["applied"], "properties": {
-                "applied": {"type": "boolean"}, "error": _NULLABLE_TEXT}},
-        },
+        "schemas": {**schemas.API_RESPONSES, **_REQUESTS},
     },
 }
 

@@ -1,0 +1,149 @@
+"""The JSON ideaweave promises to other tools: what each command prints with `--json`, and what the
+local API answers.
+
+Written once, as JSON Schema (draft 2020-12, the dialect OpenAPI 3.1 uses as it is). The CLI's
+contract tests validate its output against these; the API's OpenAPI document takes its component
+schemas from here. An object both surfaces show (a related suggestion, a search hit, a failed note)
+has one schema, so the two cannot drift apart unnoticed.
+
+Objects list the keys they always carry as required and stay open to more: a tool that reads
+`related --json` must keep working when a field is added, and a field removed fails the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from .config import Settings
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+TEXT = {"type": "string"}
+NULLABLE_TEXT = {"type": ["string", "null"]}
+COUNT = {"type": "integer", "minimum": 0}
+NUMBER = {"type": "number"}
+FLAG = {"type": "boolean"}
+SECONDS = {"type": "number", "minimum": 0}
+NOTE_PATH = {"type": "string", "minLength": 1, "description": "a vault-relative note path, '/'-separated"}
+
+
+def record(properties: dict, optional: dict | None = None) -> dict:
+    """An object that always has `properties` and may have `optional`."""
+    return {"type": "object", "required": list(properties), "properties": {**properties, **(optional or {})}}
+
+
+def list_of(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+# ------------------------------------------------------------------ shared by the CLI and the API
+
+# A note some stage could not handle (failures.NoteFailure).
+NOTE_FAILURE = record({"path": NOTE_PATH, "stage": TEXT, "reason": TEXT})
+# A note left out, and why (a skipped read, a write not done).
+NOTE_REASON = record({"path": NOTE_PATH, "reason": TEXT})
+
+# One related note (relate.Suggestion): what `related --json` lists and the API's RelatedIdea extends.
+SUGGESTION_FIELDS = {"path": NOTE_PATH, "title": TEXT, "score": NUMBER, "heading": NULLABLE_TEXT,
+                     "passage": TEXT, "why": TEXT}
+SUGGESTION = record(SUGGESTION_FIELDS)
+
+# One search result (search.SearchHit), the same from `search --json` and GET /search.
+SEARCH_HIT = record({"path": NOTE_PATH, "title": TEXT, "score": NUMBER, "heading": NULLABLE_TEXT, "passage": TEXT, "why": TEXT})
+SEARCH_RESULTS = record({"query": TEXT, "results": list_of(SEARCH_HIT)})
+
+# ------------------------------------------------------------------ the CLI's --json output
+
+INDEX_TOTALS = {"notes": COUNT, "chunks": COUNT, "embedded_chunks": COUNT, "seconds": SECONDS}
+
+INDEX_REPORT = record({
+    **INDEX_TOTALS, "read": COUNT, "changed": list_of(NOTE_PATH), "deleted": list_of(NOTE_PATH),
+    "renamed": list_of({"type": "array", "prefixItems": [NOTE_PATH, NOTE_PATH], "minItems": 2, "maxItems": 2}),
+    "skipped": list_of(NOTE_REASON), "failed": list_of(NOTE_FAILURE), "index_bytes": COUNT})
+
+_APPLY_FIELDS = {
+    "written": COUNT, "unchanged": COUNT, "skipped": list_of(NOTE_REASON), "failed": list_of(NOTE_FAILURE),
+    "deferred": list_of(NOTE_PATH), "handed_off": list_of(NOTE_PATH), "written_notes": list_of(NOTE_PATH),
+    "seconds": SECONDS, "index": record(INDEX_TOTALS)}
+APPLY_REPORT = record(_APPLY_FIELDS)
+APPLY_DRY_RUN_REPORT = record({**_APPLY_FIELDS, "diffs": list_of(TEXT)})
+
+RELATED_RESULTS = list_of(record({"note": NOTE_PATH, "related": list_of(SUGGESTION)}))
+
+NOVELTY_REPORT = record({"note": NOTE_PATH, "sections": list_of(record({
+    "heading": NULLABLE_TEXT, "passage": TEXT, "novelty": NUMBER,
+    "nearest": record({"path": {"type": ["string", "null"]}, "heading": NULLABLE_TEXT, "passage": TEXT})}))})
+
+VECTOR_SEARCH = record({"exact": FLAG, "vectors": COUNT}, {"clusters": COUNT, "probed": COUNT})
+
+STATUS_REPORT = record({
+    "vault": TEXT, "state_dir": TEXT, "model": TEXT, "notes": COUNT, "chunks": COUNT, "vectors": COUNT,
+    "vector_search": VECTOR_SEARCH, "skipped": list_of(NOTE_REASON), "not_written": list_of(NOTE_REASON),
+    "failed": list_of(NOTE_FAILURE), "warnings": list_of(NOTE_FAILURE),
+    "last_indexed": {"type": ["number", "null"]}, "index_bytes": COUNT, "private_mode": FLAG})
+
+DOCTOR_REPORT = record({"ok": FLAG, "version": TEXT, "private_mode": FLAG,
+                        "checks": list_of(record({"name": TEXT, "ok": FLAG, "problem": NULLABLE_TEXT}))})
+
+TOKEN_REPORT = record({"token": {"type": "string", "minLength": 32}, "path": TEXT, "rotated": FLAG})
+
+FORGET_REPORT = record({"vault": TEXT, "state_dir": TEXT, "removed": FLAG})
+
+_PLAIN_TYPES = {bool: FLAG, int: {"type": "integer"}, float: NUMBER, str: TEXT}
+
+
+def settings_schema(cls: type = Settings) -> dict:
+    """`config --json`: every setting, from the one declaration of the settings.
+
+    Closed, unlike the other objects: a key printed here that the settings do not declare is a bug.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            fields[f.name] = settings_schema(kind)
+        elif typing.get_origin(kind) is list:
+            fields[f.name] = list_of(_PLAIN_TYPES[typing.get_args(kind)[0]])
+        else:
+            fields[f.name] = _PLAIN_TYPES[kind]
+    return {**record(fields), "additionalProperties": False}
+
+
+CONFIG_REPORT = settings_schema()
+
+# Each command's `--json` output.
+CLI_OUTPUT = {
+    "index": INDEX_REPORT, "apply": APPLY_REPORT, "apply --dry-run": APPLY_DRY_RUN_REPORT,
+    "related": RELATED_RESULTS, "search": SEARCH_RESULTS, "novelty": NOVELTY_REPORT, "status": STATUS_REPORT,
+    "doctor": DOCTOR_REPORT, "config": CONFIG_REPORT, "token": TOKEN_REPORT, "forget": FORGET_REPORT,
+}
+
+# ------------------------------------------------------------------ the API's answers
+
+ERROR = record({"error": TEXT})
+OK = record({"ok": FLAG})
+PAUSED = record({"paused": FLAG})
+
+API_STATUS = record({
+    "vault": TEXT, "notes": COUNT, "chunks": COUNT,
+    "indexing": record({"done": COUNT, "total": COUNT, "active": FLAG}),
+    "queue": COUNT, "paused": FLAG, "private_mode": FLAG, "last_error": NULLABLE_TEXT,
+    "bridge_connected": FLAG, "failed": list_of(NOTE_FAILURE), "version": TEXT})
+
+# A suggestion as the API shows it: with the link text Obsidian resolves and whether the user pinned it.
+RELATED_IDEA = record({**SUGGESTION_FIELDS, "link": TEXT, "pinned": FLAG})
+RELATED = record({"note": NOTE_PATH, "related": list_of(RELATED_IDEA)})
+
+SUMMARY = record({"note": NOTE_PATH, "summary": NULLABLE_TEXT})
+
+PENDING_WRITE = record({"id": TEXT, "path": NOTE_PATH, "set": {"type": "object"}, "remove": list_of(TEXT)})
+WRITES = record({"pending": list_of(PENDING_WRITE)})
+
+# The component schemas of the OpenAPI document, by name.
+API_RESPONSES = {
+    "Error": ERROR, "Ok": OK, "Paused": PAUSED, "Status": API_STATUS, "NoteFailure": NOTE_FAILURE,
+    "RelatedIdea": RELATED_IDEA, "Related": RELATED, "SearchHit": SEARCH_HIT, "SearchResults": SEARCH_RESULTS,
+    "Summary": SUMMARY, "PendingWrite": PENDING_WRITE, "Writes": WRITES,
+}

@@ -1,0 +1,238 @@
+"""The `--json` output of every command, run for real (the CLI in process, a real vault, the real model),
+validated against the contracts in `ideaweave.schemas`; and the CLI and the API showing one object in one shape.
+
+The contracts the design documents for other tools are also spelled out here, apart from `schemas`, so
+a change to `schemas` that would break those tools fails a test too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import jsonschema_rs
+import pytest
+from starlette.testclient import TestClient
+
+from ideaweave import cli, schemas
+from ideaweave.api import AppBackend, build_api
+from ideaweave.app import App
+from ideaweave.config import load_settings
+from test_api import AUTH, BASE, NOTES, TOKEN, make_vault
+
+BIG_NOTE = "Big.md"
+MAX_NOTE_BYTES = 4000
+VICTIM = "Interpretability.md"
+
+
+def valid(schema: dict, data) -> None:
+    """Raises with the path of the first mismatch; the schema itself must be valid JSON Schema too."""
+    jsonschema_rs.meta.validate(schema)
+    jsonschema_rs.validate(schema, data)
+
+
+def documented(shape: dict, data: dict) -> None:
+    """`data` has at least these keys, with values of these Python types."""
+    for key, kind in shape.items():
+        assert key in data, f"the documented key {key!r} is missing"
+        assert isinstance(data[key], kind) and not (kind is int and isinstance(data[key], bool)), (key, data[key])
+
+
+def run(capsys, *argv: str, code: int = 0):
+    status = cli.main([*argv, "--json"])
+    out = capsys.readouterr().out
+    assert status == code, out
+    return json.loads(out)
+
+
+def new_vault(root: Path) -> Path:
+    make_vault(root)
+    (root / BIG_NOTE).write_text("# Big\n\n" + "A line of text that is far too long. " * 200, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def vault(tmp_path_factory):
+    """A vault and its state, indexed once and shared by the commands that only read."""
+    base = tmp_path_factory.mktemp("contract")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("IDEAWEAVE_STATE_DIR", str(base / "state"))
+        env.setenv("IDEAWEAVE_MODELS_VERIFY", "false")
+        env.setenv("IDEAWEAVE_WRITER_DEFER_SECONDS", "0")
+        env.setenv("IDEAWEAVE_SUMMARY_MIN_WORDS", "5")
+        env.setenv("IDEAWEAVE_INDEX_MAX_NOTE_BYTES", str(MAX_NOTE_BYTES))
+        env.setenv("XDG_CONFIG_HOME", str(base / "config"))
+        root = new_vault(base / "vault")
+        assert cli.main(["index", "--vault", str(root)]) == 0
+        yield root
+
+
+@pytest.fixture
+def fresh_vault(vault, tmp_path, monkeypatch):
+    """A vault of its own, with its own state, for the commands that change things."""
+    monkeypatch.setenv("IDEAWEAVE_STATE_DIR", str(tmp_path / "state"))
+    return new_vault(tmp_path / "vault")
+
+
+# ------------------------------------------------------------------ each command
+
+
+def test_index(fresh_vault, capsys):
+    report = run(capsys, "index", "--vault", str(fresh_vault))
+    valid(schemas.INDEX_REPORT, report)
+    documented({"notes": int, "chunks": int, "embedded_chunks": int, "seconds": (int, float)}, report)
+    assert report["notes"] == len(NOTES) and report["embedded_chunks"] >= len(NOTES)
+    assert [s["path"] for s in report["skipped"]] == [BIG_NOTE]
+
+    os.rename(fresh_vault / "Gardening.md", fresh_vault / "Vegetable garden.md")
+    (fresh_vault / "folder/Compost.md").unlink()
+    again = run(capsys, "index", "--vault", str(fresh_vault))
+    valid(schemas.INDEX_REPORT, again)
+    assert again["renamed"] == [["Gardening.md", "Vegetable garden.md"]] and again["deleted"] == ["folder/Compost.md"]
+    assert again["embedded_chunks"] == 0  # a rename re-embeds nothing
+
+
+def test_apply_dry_run_then_apply_and_status(fresh_vault, capsys, monkeypatch):
+    monkeypatch.setenv("IDEAWEAVE_DEBUG_FAIL", f"relate:{VICTIM}")
+    before = {p: p.read_bytes() for p in fresh_vault.rglob("*.md")}
+    preview = run(capsys, "apply", "--vault", str(fresh_vault), "--dry-run")
+    valid(schemas.APPLY_DRY_RUN_REPORT, preview)
+    assert preview["written"] > 0 and preview["diffs"]
+    assert {p: p.read_bytes() for p in fresh_vault.rglob("*.md")} == before  # a dry run writes nothing
+
+    report = run(capsys, "apply", "--vault", str(fresh_vault))
+    valid(schemas.APPLY_REPORT, report)
+    documented({"written": int, "unchanged": int, "skipped": list, "failed": list}, report)
+    for skipped in report["skipped"]:
+        documented({"path": str, "reason": str}, skipped)
+    assert "Written summary.md" in [s["path"] for s in report["skipped"]]  # a summary its user wrote
+    assert [(f["path"], f["stage"]) for f in report["failed"]] == [(VICTIM, "relate")]
+    for failed in report["failed"]:
+        documented({"path": str, "stage": str, "reason": str}, failed)
+    assert "diffs" not in report and report["written"] == preview["written"]
+
+    status = run(capsys, "status", "--vault", str(fresh_vault))
+    valid(schemas.STATUS_REPORT, status)
+    assert [f["path"] for f in status["failed"]] == [VICTIM]
+    assert [s["path"] for s in status["skipped"]] == [BIG_NOTE]
+
+
+def test_related(vault, capsys):
+    results = run(capsys, "related", "--vault", str(vault), "-k", "3", "Corrigibility.md", str(vault / "folder/Compost.md"))
+    valid(schemas.RELATED_RESULTS, results)
+    assert [entry["note"] for entry in results] == ["Corrigibility.md", "folder/Compost.md"]  # relative to the vault
+    for entry in results:
+        assert 1 <= len(entry["related"]) <= 3
+        for suggestion in entry["related"]:
+            documented({"path": str, "score": float, "passage": str, "why": str}, suggestion)
+            assert (vault / suggestion["path"]).is_file()
+
+
+def test_search(vault, capsys):
+    results = run(capsys, "search", "--vault", str(vault), "-k", "3", "tomatoes need sun")
+    valid(schemas.SEARCH_RESULTS, results)
+    assert results["query"] == "tomatoes need sun" and results["results"][0]["path"] == "Gardening.md"
+
+
+def test_novelty(vault, capsys):
+    report = run(capsys, "novelty", "--vault", str(vault), "Corrigibility.md")
+    valid(schemas.NOVELTY_REPORT, report)
+    assert report["note"] == "Corrigibility.md" and report["sections"]
+
+
+def test_status(vault, capsys):
+    status = run(capsys, "status", "--vault", str(vault))
+    valid(schemas.STATUS_REPORT, status)
+    assert status["notes"] == len(NOTES) and status["vector_search"]["exact"] is True
+
+
+def test_doctor(vault, capsys):
+    report = cli.main(["doctor", "--vault", str(vault), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    valid(schemas.DOCTOR_REPORT, data)
+    assert report == (0 if data["ok"] else 1)
+    assert {"embedding model", "llama.cpp", "vault", "state directory"} <= {c["name"] for c in data["checks"]}
+
+
+def test_doctor_outside_any_vault(vault, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = run(capsys, "doctor", code=1)
+    valid(schemas.DOCTOR_REPORT, data)
+    assert data["ok"] is False and "not inside a vault" in data["checks"][-1]["problem"]
+
+
+def test_config(vault, capsys):
+    data = run(capsys, "config", "--vault", str(vault))
+    valid(schemas.CONFIG_REPORT, data)  # every key, and no key the settings do not declare
+    assert data["index"]["max_note_bytes"] == MAX_NOTE_BYTES
+    with pytest.raises(jsonschema_rs.ValidationError):
+        jsonschema_rs.validate(schemas.CONFIG_REPORT, {**data, "undeclared": 1})
+
+
+def test_token(fresh_vault, capsys):
+    first = run(capsys, "token", "--vault", str(fresh_vault))
+    valid(schemas.TOKEN_REPORT, first)
+    assert first["rotated"] is False and Path(first["path"]).read_text().strip() == first["token"]
+    rotated = run(capsys, "token", "--vault", str(fresh_vault), "--rotate")
+    valid(schemas.TOKEN_REPORT, rotated)
+    assert rotated["rotated"] is True and rotated["token"] != first["token"]
+
+
+def test_forget(fresh_vault, capsys):
+    run(capsys, "index", "--vault", str(fresh_vault))
+    removed = run(capsys, "forget", "--vault", str(fresh_vault))
+    valid(schemas.FORGET_REPORT, removed)
+    assert removed["removed"] is True and not Path(removed["state_dir"]).exists()
+    again = run(capsys, "forget", "--vault", str(fresh_vault))
+    valid(schemas.FORGET_REPORT, again)
+    assert again["removed"] is False
+
+
+def test_every_command_has_a_contract():
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = set(sub.choices) - {"watch"}  # the daemon prints no JSON
+    assert commands <= {name.split()[0] for name in schemas.CLI_OUTPUT}
+
+
+# ------------------------------------------------------------------ the CLI and the API agree
+
+
+@pytest.fixture
+def api(vault):
+    app = App(load_settings(None), vault.resolve())
+    with TestClient(build_api(AppBackend(app), TOKEN), base_url=BASE, headers=AUTH) as client:
+        yield client
+    app.close()
+
+
+def test_the_cli_and_the_api_show_a_search_hit_alike(vault, api, capsys):
+    from_cli = run(capsys, "search", "--vault", str(vault), "-k", "4", "--no-index", "switching an agent off")
+    from_api = api.get("/search", params={"q": "switching an agent off", "k": 4}).json()
+    valid(schemas.SEARCH_RESULTS, from_cli)
+    valid(schemas.SEARCH_RESULTS, from_api)
+    assert from_cli == from_api  # one question, one answer
+
+
+def test_the_cli_and_the_api_show_a_related_note_alike(vault, api, capsys):
+    from_cli = run(capsys, "related", "--vault", str(vault), "-k", "3", "--no-index", "Interpretability.md")[0]
+    from_api = api.get("/related", params={"note": "Interpretability.md", "k": 3}).json()
+    valid(schemas.RELATED, from_api)
+    valid(schemas.RELATED_RESULTS, [from_cli])
+    assert from_cli["note"] == from_api["note"]
+    for suggestion in from_cli["related"]:
+        valid(schemas.SUGGESTION, suggestion)
+    for idea in from_api["related"]:
+        valid(schemas.SUGGESTION, idea)  # an API idea is a suggestion with more to say
+        assert set(idea) - {"link", "pinned"} == set(from_cli["related"][0])
+
+
+def test_the_cli_and_the_api_report_the_same_index(vault, api, capsys):
+    from_cli = run(capsys, "status", "--vault", str(vault))
+    from_api = api.get("/status").json()
+    valid(schemas.STATUS_REPORT, from_cli)
+    valid(schemas.API_STATUS, from_api)
+    for key in ("vault", "notes", "chunks", "private_mode", "failed"):
+        assert from_cli[key] == from_api[key], key
+    assert schemas.STATUS_REPORT["properties"]["failed"] == schemas.API_STATUS["properties"]["failed"]
