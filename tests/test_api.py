@@ -279,7 +279,7 @@ def test_search(client):
     assert body["query"] == "tomatoes need sun"
     assert [hit["path"] for hit in body["results"]][0] == "Gardening.md"
     assert len(body["results"]) <= 2
-    assert set(body["results"][0]) == {"path", "title", "score", "heading", "passage"}
+    assert set(body["results"][0]) == {"path", "title", "score", "heading", "passage", "why"}
     assert client.get("/search", params={"q": "   "}).json()["results"] == []
 
 
@@ -458,8 +458,8 @@ def test_domain_errors_get_their_own_status_not_always_503(app, error, indexing,
 
 
 def test_a_missing_model_is_a_fault_to_fix_not_an_index_to_wait_for(app, tmp_path):
-    broken = App(replace(app.settings, **{"models.embedding": str(tmp_path / "gone.gguf")}), app.root)
-    broken.__dict__["store"] = app.store  # the index is there and ready; the model file is not
+    # The index is there and ready; the model file is not.
+    broken = App(replace(app.settings, **{"models.embedding": str(tmp_path / "gone.gguf")}), app.root, store=app.store)
     with TestClient(build_api(AppBackend(broken), TOKEN), base_url=BASE, headers=AUTH) as client:
         response = client.get("/search", params={"q": "tomatoes"})
     assert response.status_code == 500
@@ -467,9 +467,10 @@ def test_a_missing_model_is_a_fault_to_fix_not_an_index_to_wait_for(app, tmp_pat
 
 
 def test_an_index_being_rebuilt_for_a_new_model_is_not_ready(tmp_path, embedder):
-    app = indexed_app(tmp_path, embedder)
-    app.store.close()
-    app.__dict__["store"] = store.Store.open(app.state_dir, embedder.dim, "another-model")
+    indexed = indexed_app(tmp_path, embedder)
+    indexed.store.close()
+    app = App(indexed.settings, indexed.root, embedder=embedder,
+              store=store.Store.open(indexed.state_dir, embedder.dim, "another-model"))
     try:
         with TestClient(build_api(AppBackend(app), TOKEN), base_url=BASE, headers=AUTH) as client:
             response = client.get("/search", params={"q": "tomatoes"})

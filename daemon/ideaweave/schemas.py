@@ -48,6 +48,8 @@ NOTE_REASON = record({"path": NOTE_PATH, "reason": TEXT})
 SUGGESTION_FIELDS = {"path": NOTE_PATH, "title": TEXT, "score": NUMBER, "heading": NULLABLE_TEXT,
                      "passage": TEXT, "why": TEXT}
 SUGGESTION = record(SUGGESTION_FIELDS)
+# A related note as every surface shows it (related.RelatedNote): the CLI, the API and the bridge.
+RELATED_IDEA = record({**SUGGESTION_FIELDS, "link": TEXT, "pinned": FLAG})
 
 # One search result (search.SearchHit), the same from `search --json` and GET /search.
 SEARCH_HIT = record({"path": NOTE_PATH, "title": TEXT, "score": NUMBER, "heading": NULLABLE_TEXT, "passage": TEXT, "why": TEXT})
@@ -69,7 +71,7 @@ _APPLY_FIELDS = {
 APPLY_REPORT = record(_APPLY_FIELDS)
 APPLY_DRY_RUN_REPORT = record({**_APPLY_FIELDS, "diffs": list_of(TEXT)})
 
-RELATED_RESULTS = list_of(record({"note": NOTE_PATH, "related": list_of(SUGGESTION)}))
+RELATED_RESULTS = list_of(record({"note": NOTE_PATH, "related": list_of(RELATED_IDEA)}))
 
 NOVELTY_REPORT = record({"note": NOTE_PATH, "sections": list_of(record({
     "heading": NULLABLE_TEXT, "passage": TEXT, "novelty": NUMBER,
@@ -133,7 +135,6 @@ API_STATUS = record({
     "bridge_connected": FLAG, "failed": list_of(NOTE_FAILURE), "version": TEXT})
 
 # A suggestion as the API shows it: with the link text Obsidian resolves and whether the user pinned it.
-RELATED_IDEA = record({**SUGGESTION_FIELDS, "link": TEXT, "pinned": FLAG})
 RELATED = record({"note": NOTE_PATH, "related": list_of(RELATED_IDEA)})
 
 SUMMARY = record({"note": NOTE_PATH, "summary": NULLABLE_TEXT})
