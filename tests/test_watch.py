@@ -4,6 +4,7 @@ The event batcher it feeds is tested in test_events.py."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import multiprocessing
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import frontmatter as pyfrontmatter  # python-frontmatter: an independent check that notes still parse
 import numpy as np
+import psutil
 import pytest
 from ideaweave import config
 from ideaweave.app import App, scan_rules
@@ -31,7 +33,7 @@ from ideaweave.store import Store
 from ideaweave.vault import VaultScanner, link_names
 from ideaweave.watch import (
     BatteryGate, SyncLedger, VaultWatcher, WatchStats, daemon_lock, nearest_notes, notes_citing,
-    on_battery, remove_stale_temp_files, run_watch, start_observer, sync_fingerprint,
+    on_battery, remove_stale_temp_files, run_watch, runs_on_battery, start_observer, sync_fingerprint,
 )
 
 DAEMON_DIR = Path(__file__).resolve().parents[1] / "daemon"
@@ -72,24 +74,24 @@ def test_nearest_notes_by_note_vector():
 # ------------------------------------------------------------------ process guards
 
 
-def _supply(root: Path, name: str, kind: str, status: str | None = None) -> None:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "type").write_text(kind + "\n")
-    if status is not None:
-        (folder / "status").write_text(status + "\n")
+# What psutil.sensors_battery() returns on a machine with a battery (None without one).
+BatteryReading = collections.namedtuple("BatteryReading", "percent secsleft power_plugged")
 
 
-def test_on_battery_reads_the_power_supply_class(tmp_path):
-    assert on_battery(tmp_path / "missing") is False
-    _supply(tmp_path / "ac", "AC", "Mains")
-    _supply(tmp_path / "ac", "BAT0", "Battery", "Charging")
-    assert on_battery(tmp_path / "ac") is False
-    _supply(tmp_path / "bat", "AC", "Mains")
-    _supply(tmp_path / "bat", "BAT0", "Battery", "Discharging")
-    assert on_battery(tmp_path / "bat") is True
-    _supply(tmp_path / "odd", "BAT1", "Battery")  # no status file: cannot tell
-    assert on_battery(tmp_path / "odd") is False
+def test_only_an_unplugged_charger_means_running_on_battery():
+    assert runs_on_battery(BatteryReading(100, psutil.POWER_TIME_UNLIMITED, True)) is False  # plugged in, full
+    assert runs_on_battery(BatteryReading(40, psutil.POWER_TIME_UNLIMITED, True)) is False  # plugged in, charging
+    assert runs_on_battery(BatteryReading(40, 5400, False)) is True  # discharging
+    assert runs_on_battery(BatteryReading(3, psutil.POWER_TIME_UNKNOWN, False)) is True
+    assert runs_on_battery(BatteryReading(40, psutil.POWER_TIME_UNKNOWN, None)) is False  # psutil cannot tell
+    assert runs_on_battery(None) is False  # no battery: a desktop, a server
+
+
+def test_on_battery_asks_the_real_battery_sensor():
+    reading = psutil.sensors_battery()  # this machine's, through the same library the daemon uses
+    assert on_battery() is runs_on_battery(reading)
+    if reading is None:  # no battery (this test machine): work is never paused
+        assert on_battery() is False
 
 
 def test_battery_gate_checks_at_most_every_interval():

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from . import __version__
 from .app import App
@@ -242,21 +243,21 @@ def lower_priority(niceness: int = 10) -> None:
         log.warning("cannot lower the daemon's CPU priority: %s", exc)
 
 
-def on_battery(power_supply: Path = Path("/sys/class/power_supply")) -> bool:
-    """Is this machine running on a discharging battery? False when it cannot tell."""
+def runs_on_battery(reading) -> bool:
+    """Does this battery reading (`psutil.sensors_battery()`: None without a battery) say the
+    machine runs on its battery? Only an unplugged charger says so: when psutil cannot tell
+    (`power_plugged` None), work goes on, as it does on a machine without a battery."""
+    return reading is not None and reading.power_plugged is False
+
+
+def on_battery() -> bool:
+    """Is this machine running on its battery (Linux, macOS, Windows, BSD)? False when it cannot tell."""
     try:
-        supplies = list(power_supply.iterdir())
-    except OSError:
+        reading = psutil.sensors_battery()
+    except (AttributeError, OSError, RuntimeError) as exc:  # no sensor support on this platform, or unreadable
+        log.debug("cannot read the battery: %s", exc)
         return False
-    for supply in supplies:
-        try:
-            kind = (supply / "type").read_text().strip()
-            status = (supply / "status").read_text().strip() if kind == "Battery" else ""
-        except OSError:
-            continue
-        if status == "Discharging":
-            return True
-    return False
+    return runs_on_battery(reading)
 
 
 class BatteryGate:
