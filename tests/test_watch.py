@@ -32,7 +32,7 @@ from ideaweave.indexer import Indexer
 from ideaweave.store import Store
 from ideaweave.vault import VaultScanner, link_names
 from ideaweave.watch import (
-    BatteryGate, SyncLedger, VaultWatcher, WatchStats, daemon_lock, nearest_notes, notes_citing,
+    BatteryGate, SyncLedger, VaultWatcher, WatchHooks, WatchStats, daemon_lock, nearest_notes, notes_citing,
     on_battery, remove_stale_temp_files, run_watch, runs_on_battery, start_observer, sync_fingerprint,
 )
 
@@ -406,6 +406,42 @@ def test_own_writes_cause_no_second_round_and_an_edit_cascades_to_few_notes(tmp_
         assert stats.notes_indexed - before[1] == 1
         assert stats.own_writes_ignored - before[3] == stats.notes_written - before[2] == len(work.written)
         assert all(not b.paths and b.indexed == 0 and b.synced == 0 for b in batches if b is not work)
+
+
+def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
+    app = make_app(vault, tmp_path, embedder)
+    heard, stages, open_stages = [], [], []
+
+    @contextlib.contextmanager
+    def around_stage(stage: str):
+        stages.append((stage, threading.current_thread().name))
+        open_stages.append(stage)
+        try:
+            yield
+        finally:
+            open_stages.pop()
+
+    def on_batch(outcome) -> None:
+        heard.append((outcome, list(open_stages), threading.current_thread().name))
+
+    watcher = VaultWatcher(app, threading.Event(), hooks=WatchHooks(on_batch=on_batch, around_stage=around_stage))
+    with running_daemon(app, watcher=watcher) as stats:
+        assert stages == [("start-up", "watch-daemon")] and open_stages == []
+        with open(vault / "Garden/Compost.md", "a", encoding="utf-8") as handle:
+            handle.write("\nWorms in the compost heap speed everything up; a wormery works on a balcony too.\n")
+        eventually(lambda: any("Garden/Compost.md" in outcome.paths for outcome, _, _ in heard),
+                   what="the hook hears of the edit's batch")
+        settle(stats)
+        outcomes = [outcome for outcome, _, _ in heard]
+        # Every batch the stats count, in order, and nothing else.
+        assert stats.batches == len(outcomes) == len(stats.history) and outcomes == list(stats.history)
+    edit = next(outcome for outcome in outcomes if "Garden/Compost.md" in outcome.paths)
+    assert edit.indexed == 1 and "Garden/Compost.md" in edit.written
+    assert [stage for stage, _ in stages] == ["start-up"] + ["batch"] * len(outcomes)
+    # On the loop's own thread, once the batch's stage is over.
+    assert {thread for _, thread in stages} == {thread for _, _, thread in heard} == {"watch-daemon"}
+    assert all(still_open == [] for _, still_open, _ in heard)
 
 
 def test_a_rename_obsidian_carries_into_related_lists_is_neither_a_pin_nor_a_rejection(tmp_path, embedder):

@@ -145,6 +145,20 @@ class WatchStats:
         self.history.append(outcome)
 
 
+@dataclass(frozen=True)
+class WatchHooks:
+    """Where a benchmark or a test looks inside the running loop; the daemon itself sets none.
+
+    Both are called on the loop's own thread, so a profiler enabled in `around_stage` sees the loop's work.
+    """
+
+    # After every batch (own writes only, too), once `WatchStats` counts it: what the batch did.
+    on_batch: Callable[[BatchOutcome], None] | None = None
+    # Each start-up pass ("start-up"), rescan after an overflow ("rescan") and batch ("batch") runs
+    # inside `around_stage(stage)`.
+    around_stage: Callable[[str], contextlib.AbstractContextManager] | None = None
+
+
 # ------------------------------------------------------------------ what the last run left unsynced
 
 
@@ -155,6 +169,11 @@ def sync_fingerprint(settings) -> str:
                 "writer": [writer.enabled, writer.related_key, writer.summary_key, writer.related_count],
                 **{name: dataclasses.asdict(getattr(settings, name)) for name in ("index", "relate", "summary")}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def sync_ledger(app: App) -> SyncLedger:
+    """The ledger of the daemon that watches `app`'s vault, in its state folder."""
+    return SyncLedger(app.state_dir / "watch-ledger.json", sync_fingerprint(app.settings))
 
 
 class SyncLedger:
@@ -366,13 +385,14 @@ class VaultWatcher:
     """The loop: start-up reconcile, then batches of file events until asked to stop."""
 
     def __init__(self, app: App, stop: threading.Event, stats: WatchStats | None = None,
-                 battery: BatteryGate | None = None, api=None):
+                 battery: BatteryGate | None = None, api=None, hooks: WatchHooks | None = None):
         watch = app.settings.watch
         self.app = app
         self.stop = stop
         self.api = api  # the API's backend: told of each fresh index, hands back writes the bridge dropped
         self.stats = stats if stats is not None else WatchStats()
         self.battery = battery or BatteryGate(watch.pause_on_battery)
+        self.hooks = hooks or WatchHooks()
         self.events: queue.Queue[FsEvent] = queue.Queue(maxsize=QUEUE_LIMIT)
         self.overflowed = threading.Event()
         self.batcher = EventBatcher(app.scanner.accepts, self._notes_under,
@@ -381,7 +401,7 @@ class VaultWatcher:
         self._corpus = None  # the ranking snapshot, carried from batch to batch
         self._failures = 0
         self._cut_short = False  # a sync was abandoned to stop: the next start syncs every note
-        self.ledger = SyncLedger(app.state_dir / "watch-ledger.json", sync_fingerprint(app.settings))
+        self.ledger = sync_ledger(app)
 
     # ---- entry
 
@@ -391,7 +411,8 @@ class VaultWatcher:
         # Watching starts before the start-up pass, so that nothing saved during it is missed.
         observer, self.stats.observer = start_observer(self.app.root, handler, watch.observer, watch.poll_seconds)
         try:
-            self._reconcile(self.ledger.take())
+            with self._stage("start-up"):
+                self._reconcile(self.ledger.take())
             if self.stop.is_set():
                 return 0
             self.stats.ready = True
@@ -497,12 +518,17 @@ class VaultWatcher:
                 self.events.get_nowait()
         self.batcher.clear()
         self.stats.full_rescans += 1
-        self._reconcile(unsynced=[])  # the index shows what changed; its cascade covers the rest
+        with self._stage("rescan"):
+            self._reconcile(unsynced=[])  # the index shows what changed; its cascade covers the rest
+
+    def _stage(self, stage: str) -> contextlib.AbstractContextManager:
+        around = self.hooks.around_stage
+        return around(stage) if around is not None else contextlib.nullcontext()
 
     def _handle_safely(self, batch: Batch) -> None:
         try:
-            self._handle(batch)
-            self._failures = 0
+            with self._stage("batch"):
+                outcome = self._handle(batch)
         except _Stopped:
             raise
         except FileNotFoundError as exc:
@@ -520,10 +546,15 @@ class VaultWatcher:
             if self._failures >= MAX_FAILURES:
                 raise
             self.batcher.defer(batch.paths + batch.retried, time.monotonic() + RETRY_AFTER_ERROR)
+        else:
+            self._failures = 0
+            self.stats.record(outcome)
+            if self.hooks.on_batch is not None:  # outside the guard: a failing hook is not a failing batch
+                self.hooks.on_batch(outcome)
 
     # ---- one batch
 
-    def _handle(self, batch: Batch) -> None:
+    def _handle(self, batch: Batch) -> BatchOutcome:
         started = time.time()
         # Retried notes are indexed again too (a no-op when unchanged): a batch that failed half-way
         # comes back as retries.
@@ -531,8 +562,7 @@ class VaultWatcher:
         own = len(batch.paths) + len(batch.retried) - len(fresh)
         fresh += self._move_partners(fresh)
         if not fresh:
-            self.stats.record(BatchOutcome(started, time.time(), (), own, 0, 0, 0, (), ()))
-            return
+            return BatchOutcome(started, time.time(), (), own, 0, 0, 0, (), ())
         before = {p: self._fingerprint(p) for p in fresh}
         self.stats.indexing_active = True
         try:
@@ -547,8 +577,8 @@ class VaultWatcher:
         written, deferred = self._sync_or_hold(sorted(targets), corpus, bystanders=targets - set(fresh))
         outcome = BatchOutcome(started, time.time(), tuple(fresh), own, len(index.changed), index.embedded_chunks,
                                len(targets), tuple(written), tuple(deferred))
-        self.stats.record(outcome)
         self._log(outcome)
+        return outcome
 
     def _is_own_write(self, path: str) -> bool:
         """Does the file hold exactly what ideaweave last wrote into it, and does the index know it?"""
@@ -690,14 +720,14 @@ def _s(count: int) -> str:
 
 def run_watch(app: App, stop: threading.Event | None = None, on_ready: Callable[[], None] | None = None,
               api_backend_factory: Callable[[App, WatchStats], object] | None = None,
-              stats: WatchStats | None = None) -> int:
+              stats: WatchStats | None = None, hooks: WatchHooks | None = None) -> int:
     """Watch the vault until SIGINT/SIGTERM or `stop` is set; returns the exit code.
 
     `on_ready()` is called once the start-up pass is done. `api_backend_factory(app, stats)`, when
     given and the API is enabled, starts the local API and returns an object with `close()` (such as
     `api.start_api`); its `backend`, if any, gets `refresh(corpus)` after every index change and is
-    asked for `expired_writes()`. The caller owns `app` and closes it afterwards; the store is
-    flushed here.
+    asked for `expired_writes()`. `hooks` let a benchmark or a test look inside the loop. The caller
+    owns `app` and closes it afterwards; the store is flushed here.
     """
     stop = stop if stop is not None else threading.Event()
     stats = stats if stats is not None else WatchStats()
@@ -708,7 +738,7 @@ def run_watch(app: App, stop: threading.Event | None = None, on_ready: Callable[
         if api_backend_factory is not None and app.settings.api.enabled:
             server = api_backend_factory(app, stats)
         try:
-            return VaultWatcher(app, stop, stats, api=getattr(server, "backend", None)).run(on_ready)
+            return VaultWatcher(app, stop, stats, api=getattr(server, "backend", None), hooks=hooks).run(on_ready)
         finally:
             if server is not None and hasattr(server, "close"):
                 server.close()
