@@ -27,12 +27,9 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,7 +40,7 @@ sys.path.insert(0, str(REPO / "daemon"))
 from ideaweave import config  # noqa: E402
 from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
-from ideaweave.watch import WatchStats, run_watch  # noqa: E402
+from harness import PERCENTILE_NOTE, Daemon, borrowed_text, distribution  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,94 +82,20 @@ def build_app(args: argparse.Namespace, vault: Path, work: Path) -> App:
     return App(settings, vault.resolve())
 
 
-class Daemon:
-    """run_watch on a thread; stopped on exit."""
-
-    def __init__(self, app: App):
-        self.app, self.stats = app, WatchStats()
-        self.stop, self.ready, self.errors = threading.Event(), threading.Event(), []
-        self.thread = threading.Thread(target=self._run, name="ideaweave-watch", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            run_watch(self.app, stop=self.stop, on_ready=self.ready.set, stats=self.stats)
-        except BaseException as exc:  # reported, not swallowed
-            self.errors.append(exc)
-            self.ready.set()
-
-    def __enter__(self) -> Daemon:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        self.thread.join(60)
-
-    def settle(self, idle: float = 1.0, timeout: float = 600.0) -> None:
-        """Wait until nothing is pending and no batch ran for `idle` seconds (own writes come back late)."""
-        deadline, seen, since = time.monotonic() + timeout, self.stats.batches, time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if self.stats.batches != seen or self.stats.pending:
-                seen, since = self.stats.batches, time.monotonic()
-            elif time.monotonic() - since >= idle:
-                return
-
-
-def paragraph_from(root: Path, paths: list[str], rng: random.Random) -> str:
-    """Up to three plain sentences of another note: new meaning, so the summary or related list can move."""
-    for _ in range(50):
-        text = (root / rng.choice(paths)).read_text(encoding="utf-8", errors="replace")
-        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text)
-                     if 12 <= len(s.split()) <= 40 and not any(ch in s for ch in "[]#|`:\n")]
-        if sentences:
-            start = rng.randrange(len(sentences))
-            return " ".join(sentences[start:start + 3])
-    return "A long distinctive sentence appended to measure how fast the daemon follows an edit to this note."
-
-
-def wait_for(predicate, timeout: float, step: float = 0.01):
-    """predicate()'s first true value, or None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
-
-
 def one_edit(daemon: Daemon, path: str, paths: list[str], rng: random.Random) -> dict:
-    root = daemon.app.root
-    seen = daemon.stats.batches  # a count, not a position: the history keeps only the latest batches
-    paragraph = paragraph_from(root, paths, rng)
-    with open(root / path, "a", encoding="utf-8") as handle:
-        handle.write("\n\n" + paragraph + "\n")
-    saved_at = time.time()
-
-    def since():
-        count = daemon.stats.batches - seen
-        return list(daemon.stats.history)[-count:] if count else []
-
-    def batch():
-        return next((b for b in since() if path in b.paths), None)
-
-    if wait_for(batch, 120) is None:
+    paragraph = borrowed_text(daemon.app.root, paths, rng, sentences=3, min_words=12, tries=50)
+    edit = daemon.append(path, "\n\n" + paragraph + "\n")
+    if daemon.wait_processed(edit, 120) is None:
         return {"path": path, "error": "not processed within 120 s"}
     daemon.settle(idle=1.0)  # a deferred write of the note comes back as a retry; wait for it too
-    history = since()
-    first = batch()
+    history = daemon.since(edit)
+    first = daemon.batch_of(edit)
     # The write lands inside its batch: the batch's end bounds it from above (to within one note's write).
     write = next((h for h in history if path in h.written), None)
     others = set().union(*(set(h.written) for h in history)) - {path}
-    return {"path": path, "quiet": first.started - saved_at, "processing": first.finished - first.started,
-            "written": None if write is None else write.finished - saved_at, "others": len(others),
+    return {"path": path, "quiet": first.started - edit.saved_at, "processing": first.finished - first.started,
+            "written": None if write is None else write.finished - edit.saved_at, "others": len(others),
             "synced": first.synced, "embedded": first.embedded}
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
 
 def summary(results: list[dict]) -> dict:
@@ -181,8 +104,7 @@ def summary(results: list[dict]) -> dict:
     for key in ("quiet", "processing", "written", "others"):
         values = [r[key] for r in ok if r.get(key) is not None]
         if values:
-            out[key] = {"median": round(statistics.median(values), 3), "p95": round(percentile(values, 95), 3),
-                        "max": round(max(values), 3), "n": len(values)}
+            out[key] = distribution(values, digits=3)
     return out
 
 
@@ -200,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Daemon(app) as daemon:
             started = time.perf_counter()
-            daemon.ready.wait()
-            if daemon.errors:
-                raise daemon.errors[0]
+            if not daemon.wait_ready():
+                raise daemon.error
             start_up = time.perf_counter() - started
             daemon.settle(idle=2.0)
             paths = sorted(n.path for n in app.store.notes() if not n.is_template)
@@ -230,6 +151,7 @@ def render(report: dict) -> str:
         if key in report:
             row = report[key]
             lines.append(f"{label:28}{row['median']:>10}{row['p95']:>10}{row['max']:>10}{row['n']:>6}")
+    lines += ["", PERCENTILE_NOTE]
     return "\n".join(lines)
 
 

@@ -35,7 +35,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -56,7 +55,8 @@ from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
 from ideaweave.corpus import Corpus  # noqa: E402
 from ideaweave.search import search  # noqa: E402
-from ideaweave.watch import nearest_notes  # noqa: E402
+from ideaweave.watch import nearest_notes, sync_ledger  # noqa: E402
+from harness import PERCENTILE_NOTE, Daemon, borrowed_text, distribution, percentile, wait_for  # noqa: E402
 
 # Reference targets (100k-note vault unless said otherwise); printed beside the figures.
 TARGETS = {
@@ -223,10 +223,6 @@ def open_app(settings: Settings, root: Path, precomputed: bool, clock: PhaseCloc
 # ------------------------------------------------------------------ measurements
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
-
-
 def _proc_status_mib(field: str) -> float | None:
     """A memory figure of /proc/self/status in MiB (Linux), or None elsewhere."""
     with contextlib.suppress(OSError), open("/proc/self/status") as fh:
@@ -332,8 +328,7 @@ def embedder_baseline(settings: Settings, root: Path, cold: dict) -> dict:
     what "close to the model's own speed" is measured against."""
     app = App(settings, root)
     try:
-        rows = app.store._rows("SELECT text FROM chunks WHERE id IN (SELECT min(id) FROM chunks GROUP BY hash)")
-        texts = [row[0] for row in rows]
+        texts = app.store.distinct_chunk_texts()
         embedder = app.embedder
         tokens = sum(min(len(embedder.tokenize(t)), embedder.max_tokens) for t in texts)
         started = time.perf_counter()
@@ -407,9 +402,13 @@ def related_latency(app: App, queries: int, seed: int, profiler: Profiler) -> tu
     return corpus, {
         "corpus_load_s": round(corpus_s, 3), "calibration_s": round(calibration_s, 3),
         "relater_cached_s": round(cached_s, 3), "weights": relater.weights, "queries": len(times),
-        "median_ms": round(1000 * statistics.median(times), 2), "p95_ms": round(1000 * percentile(times, 95), 2),
-        "max_ms": round(1000 * max(times), 2), "rss_after_mib": round(rss_mib()),
+        **in_ms(times), "rss_after_mib": round(rss_mib()),
     }
+
+
+def in_ms(seconds: Sequence[float]) -> dict:
+    """median_ms, p95_ms and max_ms of query times given in seconds."""
+    return {f"{key}_ms": value for key, value in distribution(seconds, digits=2, scale=1000).items() if key != "n"}
 
 
 def search_queries(app: App, paths: Sequence[str], count: int, seed: int) -> list[str]:
@@ -437,9 +436,7 @@ def search_latency(app: App, corpus: Corpus, count: int, seed: int, profiler: Pr
             hits = search(app.store, app.embedder, query)
             times.append(time.perf_counter() - began)
             empty += not hits
-    return {"queries": len(times), "median_ms": round(1000 * statistics.median(times), 2),
-            "p95_ms": round(1000 * percentile(times, 95), 2), "max_ms": round(1000 * max(times), 2),
-            "no_hits": empty, "examples": queries[WARMUP_QUERIES:WARMUP_QUERIES + 3]}
+    return {"queries": len(times), **in_ms(times), "no_hits": empty, "examples": queries[WARMUP_QUERIES:WARMUP_QUERIES + 3]}
 
 
 # ------------------------------------------------------------------ the daemon: idle cost and one edit
@@ -455,91 +452,6 @@ def mtimes(root: Path) -> dict[str, int]:
                 with contextlib.suppress(FileNotFoundError):
                     found[os.path.relpath(full, root)] = os.stat(full).st_mtime_ns
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
-
-
-def appended_sentence(root: Path, paths: Sequence[str], rng: random.Random) -> str:
-    """A sentence from another note: new meaning, so the note moves among its neighbours."""
-    for _ in range(20):
-        text = (root / rng.choice(paths)).read_text(encoding="utf-8", errors="replace")
-        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 40
-                     and not any(ch in s for ch in "[]#|`:\n")]
-        if sentences:
-            return rng.choice(sentences)
-    return "A sentence appended to measure how far one edit travels through the vault."
-
-
-class Daemon:
-    """run_watch on a thread (stopped on exit), its start-up pass and batches profiled when asked."""
-
-    def __init__(self, app: App, profiler: Profiler, subset: set[str] | None = None):
-        from ideaweave import watch
-
-        self.app = app
-        self.profiler = profiler
-        self.subset = subset
-        self.stats = watch.WatchStats()
-        self.stop = threading.Event()
-        self.ready = threading.Event()
-        self.result: list = []
-        self.thread = threading.Thread(target=self._run, args=(watch,), name="ideaweave-watch", daemon=True)
-
-    def _run(self, watch) -> None:
-        try:
-            with self._instrumented(watch.VaultWatcher):
-                self.result.append(watch.run_watch(self.app, stop=self.stop, on_ready=self.ready.set, stats=self.stats))
-        except BaseException as exc:  # reported by the bench, not swallowed
-            self.result.append(exc)
-            self.ready.set()
-
-    @contextlib.contextmanager
-    def _instrumented(self, watcher_class) -> Iterator[None]:
-        """Profile the start-up pass and the batches (cProfile sees only the thread that enables it,
-        so it is enabled here, on the daemon's thread), and limit the start-up sync to `subset`."""
-        originals = {name: getattr(watcher_class, name) for name in ("_reconcile", "_handle")}
-        profiler, subset = self.profiler, self.subset
-
-        def reconcile(watcher, *args):
-            store = watcher.app.store
-            if subset is not None:
-                # The start-up pass syncs the notes note_paths() lists: the subset, for this call only.
-                # (The index pass over an unchanged vault does not list notes from the store.)
-                store.note_paths = lambda: sorted(subset)
-            try:
-                with profiler.phase("daemon_reconcile", accumulate=True):
-                    return originals["_reconcile"](watcher, *args)
-            finally:
-                store.__dict__.pop("note_paths", None)
-
-        def handle(watcher, *args):
-            with profiler.phase("daemon_batches", accumulate=True):
-                return originals["_handle"](watcher, *args)
-
-        watcher_class._reconcile, watcher_class._handle = reconcile, handle
-        try:
-            yield
-        finally:
-            for name, function in originals.items():
-                setattr(watcher_class, name, function)
-
-    def __enter__(self) -> Daemon:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        self.thread.join(timeout=120)
-
-    def failed(self) -> BaseException | None:
-        return next((r for r in self.result if isinstance(r, BaseException)), None)
 
 
 def edit_plan(corpus: Corpus, app: App, edits: int, limit: int, seed: int) -> tuple[list[str], set[str] | None]:
@@ -573,14 +485,20 @@ def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[l
     # The daemon writes into its index too (what it wrote, the edited notes): it gets a copy of the index,
     # so that a kept --state-dir still matches the untouched vault.
     shutil.copytree(Path(settings.state_dir), work / "daemon-state")
-    # The first start over this index: a record of an earlier clean stop (if any) must not shorten it.
-    (work / "daemon-state" / "watch-ledger.json").unlink(missing_ok=True)
     result: dict = {"copy_s": round(time.perf_counter() - started, 1),
                     "reconcile_synced_notes": len(subset) if subset is not None else "all"}
     settings = config.replace(settings, state_dir=str(work / "daemon-state"))
     app, _ = open_app(settings, copy, args.precomputed)
+    ledger = sync_ledger(app)
+    if subset is None:
+        # The first start over this index: a record of an earlier clean stop (if any) must not shorten it.
+        ledger.path.unlink(missing_ok=True)
+    else:
+        # As if the daemon had stopped cleanly with only these notes out of step: the start-up pass syncs
+        # them (the index is unchanged, so nothing else), as a limited pass over a huge vault should.
+        ledger.close(subset)
     try:
-        with Daemon(app, profiler, subset) as daemon:
+        with Daemon(app, profiled_stages(profiler)) as daemon:
             result.update(startup(daemon, args.reconcile_timeout))
             if "error" in result:
                 return result
@@ -598,39 +516,33 @@ def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[l
 
 def daemon_restart(app: App, profiler: Profiler, timeout: float) -> dict:
     """A second start after a clean stop: the daemon may then sync only what changed while it was away."""
-    with Daemon(app, profiler) as daemon:
+    with Daemon(app, profiled_stages(profiler)) as daemon:
         result = startup(daemon, timeout)
     return {"restart_s": result["reconcile_s"], "restart_cpu_s": result["reconcile_cpu_s"],
             **({"restart_error": result["error"]} if "error" in result else {})}
 
 
+def profiled_stages(profiler: Profiler) -> Callable[[str], contextlib.AbstractContextManager]:
+    """The daemon's start-up passes (and rescans) and its batches, each profiled on the daemon's own
+    thread (cProfile sees only the thread that enables it)."""
+    return lambda stage: profiler.phase("daemon_batches" if stage == "batch" else "daemon_reconcile", accumulate=True)
+
+
 def startup(daemon: Daemon, timeout: float) -> dict:
     started, cpu_before = time.perf_counter(), cpu_seconds()
-    finished = wait_until(daemon.ready.is_set, timeout, step=0.5)
+    finished = daemon.ready.wait(timeout)
     result = {"reconcile_s": round(time.perf_counter() - started, 1),
               "reconcile_cpu_s": round(cpu_seconds() - cpu_before, 1),
               "reconcile_notes_written": len(daemon.app.store.all_written()), "rss_after_startup_mib": round(rss_mib())}
-    if daemon.failed():
-        result["error"] = repr(daemon.failed())
+    if daemon.error is not None:
+        result["error"] = repr(daemon.error)
     elif not finished:
         result["error"] = f"start-up pass not done after {timeout:.0f} s"
     return result
 
 
-def settle(daemon: Daemon, quiet: float = 3.0, timeout: float = 300.0) -> bool:
-    """Wait until no batch has run for `quiet` seconds and nothing is pending: the file events of
-    the daemon's own writes come back after it wrote, and are recognised (and ignored) then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batches = daemon.stats.batches
-        time.sleep(quiet)
-        if daemon.stats.batches == batches and daemon.stats.pending == 0:
-            return True
-    return False
-
-
 def idle_cpu(daemon: Daemon, seconds: float) -> dict:
-    settle(daemon)
+    daemon.settle(idle=3.0, timeout=300)
     batches = daemon.stats.batches
     before, started = cpu_seconds(), time.perf_counter()
     time.sleep(seconds)  # this thread sleeps: the process's CPU time is the daemon's
@@ -645,7 +557,7 @@ def edit_rewrites(app: App, daemon: Daemon, edits: Sequence[str], seed: int) -> 
     paths = [n.path for n in app.store.notes() if not n.is_template]
     rewritten, reported, first_writes, latencies, failures = [], [], [], [], []
     for path in edits:
-        settle(daemon, quiet=1.5)
+        daemon.settle(idle=1.5, timeout=300)
         outcome = one_edit(app, daemon, path, paths, rng)
         if isinstance(outcome, str):
             failures.append(outcome)
@@ -658,7 +570,7 @@ def edit_rewrites(app: App, daemon: Daemon, edits: Sequence[str], seed: int) -> 
     if not rewritten:
         return {"edit_error": failures}
     return {"edits": len(rewritten), "rewritten_median": statistics.median(rewritten), "rewritten_max": max(rewritten),
-            "rewritten_p95": percentile(rewritten, 95), "rewritten_each": rewritten, "daemon_reported_each": reported,
+            "rewritten_p95": percentile(rewritten), "rewritten_each": rewritten, "daemon_reported_each": reported,
             "first_writes_each": first_writes,
             "edit_batch_s_median": round(statistics.median(latencies), 2), "edit_batch_s_max": round(max(latencies), 2),
             "edit_failures": failures}
@@ -672,26 +584,17 @@ def one_edit(app: App, daemon: Daemon, path: str, paths: Sequence[str], rng: ran
     root = app.root
     before = mtimes(root)
     written_before = set(app.store.all_written())
-    seen = daemon.stats.batches
-    with open(root / path, "a", encoding="utf-8") as fh:
-        fh.write("\n\n" + appended_sentence(root, paths, rng) + "\n")
-
-    def since_edit():
-        return list(daemon.stats.history)[-(daemon.stats.batches - seen):] if daemon.stats.batches > seen else []
-
-    def batch_of_edit():
-        return next((o for o in since_edit() if path in o.paths), None)
-
-    if not wait_until(lambda: batch_of_edit() is not None, 180):
+    edit = daemon.append(path, "\n\n" + borrowed_text(root, paths, rng) + "\n")
+    if daemon.wait_processed(edit, 180) is None:
         return f"{path}: not processed within 180 s"
     # The edited note's own write waits writer.defer_seconds (its user may still be typing): wait for it too.
     last = app.store.last_written
-    wait_until(lambda: last(path) is not None and checksum((root / path).read_bytes()) == last(path).checksum,
-               app.settings.writer.defer_seconds + 30)
-    settle(daemon, quiet=1.5)
+    wait_for(lambda: last(path) is not None and checksum((root / path).read_bytes()) == last(path).checksum,
+             app.settings.writer.defer_seconds + 30, step=0.05)
+    daemon.settle(idle=1.5, timeout=300)
     changed = {p for p, m in mtimes(root).items() if before.get(p) != m} - {path}
-    written = set().union(*(set(o.written) for o in since_edit())) - {path}
-    outcome = batch_of_edit()
+    written = set().union(*(set(o.written) for o in daemon.since(edit))) - {path}
+    outcome = daemon.batch_of(edit)
     # A note the start-up pass did not sync (when it was limited) gets its first write now: not a rewrite.
     return (len(changed & written_before), len(written & written_before), len(changed - written_before),
             outcome.finished - outcome.started)
@@ -746,6 +649,7 @@ def table(result: dict) -> str:
             f"(from {result['daemon_start_rss_mib']} MiB left by the phases before)")
     row("index size on disk", f"{c['index_bytes'] / 2**20:.0f} MiB")
     daemon_rows(row, d)
+    lines.extend(["", PERCENTILE_NOTE])
     return "\n".join(lines)
 
 

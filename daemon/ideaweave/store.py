@@ -770,6 +770,13 @@ class Store:
         names = (DATABASE_NAME, DATABASE_NAME + "-wal", DATABASE_NAME + "-shm", VECTORS_NAME)
         return sum((self.state_dir / n).stat().st_size for n in names if (self.state_dir / n).exists())
 
+    # ---- read by the benchmarks
+
+    def distinct_chunk_texts(self) -> list[str]:
+        """One text per distinct chunk (by content hash): what indexing the vault embeds, once each."""
+        rows = self._rows("SELECT text FROM chunks WHERE id IN (SELECT min(id) FROM chunks GROUP BY hash)")
+        return [text for (text,) in rows]
+
     # ---- skipped files
 
     def set_skipped(self, path: str, reason: str, size: int | None, mtime_ns: int | None) -> None:

@@ -1,14 +1,12 @@
 """The daemon: watch the vault and keep every note's `related` and `summary` current.
 
-Two halves. The pure half (`FsEvent`, `EventBatcher`, `notes_citing`, `nearest_notes`) decides
-*which* notes a burst of file events concerns and *when* they are ready: a note is ready once it
-has been quiet for `watch.quiet_ms`, and nothing waits longer than `watch.max_batch_ms`.
-The threaded shell (`run_watch`, `VaultWatcher`) carries it out: a watchdog observer pushes events
-into a bounded queue, one loop pops ready batches, indexes them, and re-syncs the changed notes
+`events.EventBatcher` decides *which* notes a burst of file events concerns and *when* they are
+ready; the pure functions here (`notes_citing`, `nearest_notes`) decide which other notes a change
+can move. The threaded shell (`run_watch`, `VaultWatcher`) carries it out: a watchdog observer pushes
+events into a bounded queue, one loop pops ready batches, indexes them, and re-syncs the changed notes
 plus the few notes whose related lists they can change. The daemon recognises its own writes by
 checksum, so writing a note never starts a second round of work.
 """
-
 from __future__ import annotations
 
 import collections
@@ -29,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from . import __version__
 from .app import App
 from .atomic import replace_file
 from .errors import LockError, VaultError
+from .events import Batch, EventBatcher, FsEvent, is_relevant, to_fs_event
 from .relate import top_indices
 from .vault import link_names, split_wikilink
 from .writer import checksum
@@ -56,145 +56,8 @@ RETRY_AFTER_ERROR = 10.0
 MAX_FAILURES = 5
 HISTORY = 200
 
-CHANGED, DELETED = "changed", "deleted"
 
-
-# ------------------------------------------------------------------ pure: events and batches
-
-
-@dataclass(frozen=True)
-class FsEvent:
-    """One file-system event, with vault-relative "/"-separated paths and a monotonic time."""
-
-    kind: str  # "created" | "modified" | "deleted" | "moved"
-    src: str
-    dest: str | None = None
-    is_directory: bool = False
-    at: float = 0.0
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Notes ready to be processed together."""
-
-    changed: tuple[str, ...] = ()  # created or modified: index, then sync
-    deleted: tuple[str, ...] = ()  # gone (deleted, or the old side of a move)
-    retried: tuple[str, ...] = ()  # a write was deferred, or the batch failed: again (indexing is a no-op if unchanged)
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        return self.changed + self.deleted
-
-    def __bool__(self) -> bool:
-        return bool(self.changed or self.deleted or self.retried)
-
-
-@dataclass
-class _Pending:
-    state: str  # CHANGED or DELETED: the last event wins, the indexer checks the file anyway
-    first: float
-    last: float
-
-
-def is_relevant(event: FsEvent, accepts: Callable[[str], bool]) -> bool:
-    """Can this event concern a note? Folder changes can; a folder's mtime moving cannot."""
-    if event.is_directory:
-        return event.kind != "modified"
-    return accepts(event.src) or (event.dest is not None and accepts(event.dest))
-
-
-class EventBatcher:
-    """Coalesces file events into batches of notes: pure, driven by the caller's clock.
-
-    `accepts(path)` says whether a path is a note (editor temp files, dot-files, `.obsidian/` and
-    non-markdown files are not); `notes_under(folder)` lists the notes inside a folder, so that
-    moving or deleting a folder concerns each of its notes.
-    """
-
-    def __init__(self, accepts: Callable[[str], bool], notes_under: Callable[[str], Iterable[str]],
-                 quiet: float, max_batch: float):
-        self.accepts = accepts
-        self.notes_under = notes_under
-        self.quiet = quiet
-        self.max_batch = max_batch
-        self._pending: dict[str, _Pending] = {}
-        self._retry: dict[str, float] = {}  # path -> when a deferred write is due again
-
-    def __len__(self) -> int:
-        return len(self._pending) + len(self._retry)
-
-    def add(self, event: FsEvent) -> None:
-        if event.is_directory:
-            self._add_folder(event)
-        elif event.kind == "moved":
-            self._mark(event.src, DELETED, event.at)
-            if event.dest is not None:
-                self._mark(event.dest, CHANGED, event.at)
-        else:
-            self._mark(event.src, DELETED if event.kind == "deleted" else CHANGED, event.at)
-
-    def _add_folder(self, event: FsEvent) -> None:
-        if event.kind == "modified":
-            return
-        if event.kind in ("deleted", "moved"):
-            for old in self.notes_under(event.src):
-                self._mark(old, DELETED, event.at)
-                if event.kind == "moved" and event.dest is not None:
-                    self._mark(event.dest + old[len(event.src):], CHANGED, event.at)
-        folder = event.dest if event.kind == "moved" else event.src
-        if event.kind in ("created", "moved") and folder is not None:
-            for new in self.notes_under(folder):
-                self._mark(new, CHANGED, event.at)
-
-    def _mark(self, path: str, state: str, at: float) -> None:
-        if not self.accepts(path):
-            return
-        self._retry.pop(path, None)  # the new event brings the note back anyway
-        pending = self._pending.get(path)
-        if pending is None:
-            self._pending[path] = _Pending(state, at, at)
-        else:
-            pending.state, pending.last = state, max(pending.last, at)
-
-    def defer(self, paths: Iterable[str], until: float) -> None:
-        """Bring these notes back at `until`: a write deferred while the user types, a failed batch, resumed writes."""
-        for path in paths:
-            if path not in self._pending:
-                self._retry[path] = until
-
-    def next_due(self) -> float | None:
-        """When `take` will next return something (None: only a new event can make it)."""
-        times = [p.last + self.quiet for p in self._pending.values()]
-        if self._pending:
-            times.append(min(p.first for p in self._pending.values()) + self.max_batch)
-        times.extend(self._retry.values())
-        return min(times, default=None)
-
-    def take(self, now: float) -> Batch | None:
-        """Remove and return the notes that are ready at `now`, or None."""
-        overdue = bool(self._pending) and now - min(p.first for p in self._pending.values()) >= self.max_batch
-        ready = [path for path, p in self._pending.items() if overdue or now - p.last >= self.quiet]
-        due = [path for path, until in self._retry.items() if until <= now]
-        if not ready and not due:
-            return None
-        taken = {path: self._pending.pop(path) for path in ready}
-        for path in due:
-            del self._retry[path]
-        return Batch(
-            changed=tuple(sorted(p for p, s in taken.items() if s.state == CHANGED)),
-            deleted=tuple(sorted(p for p, s in taken.items() if s.state == DELETED)),
-            retried=tuple(sorted(due)),
-        )
-
-    def paths(self) -> set[str]:
-        """Every note waiting, for an event or a retry."""
-        return set(self._pending) | set(self._retry)
-
-    def clear(self) -> None:
-        self._pending.clear()
-        self._retry.clear()
-
-
+# ------------------------------------------------------------------ pure: which notes a change concerns
 
 
 def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[str]:
@@ -228,38 +91,6 @@ def nearest_notes(paths: Sequence[str], vectors: np.ndarray, index: Mapping[str,
     if excluded is not None:
         sims[excluded] = -np.inf
     return [paths[j] for j in top_indices(sims, k)]
-
-
-# ------------------------------------------------------------------ watchdog events -> FsEvent
-
-
-def to_fs_event(event_type: str, src: str, dest: str, is_directory: bool, root: str, at: float) -> FsEvent | None:
-    """A watchdog event as a vault-relative FsEvent; None for events that change nothing (reads)."""
-    kind = {"created": "created", "modified": "modified", "closed": "modified",
-            "deleted": "deleted", "moved": "moved"}.get(event_type)
-    if kind is None:
-        return None
-    src_rel, dest_rel = _relative(src, root), _relative(dest, root) if dest else None
-    if kind == "moved":
-        if src_rel is None and dest_rel is None:
-            return None
-        if dest_rel is None:  # moved out of the vault
-            return FsEvent("deleted", src_rel, None, is_directory, at)
-        if src_rel is None:  # moved in from outside
-            return FsEvent("created", dest_rel, None, is_directory, at)
-        return FsEvent("moved", src_rel, dest_rel, is_directory, at)
-    if src_rel is None:
-        return None
-    return FsEvent(kind, src_rel, None, is_directory, at)
-
-
-def _relative(path: str, root: str) -> str | None:
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    relative = os.path.relpath(path, root)
-    if relative == "." or relative.startswith(".." + os.sep) or relative == "..":
-        return None
-    return relative.replace(os.sep, "/")
 
 
 # ------------------------------------------------------------------ status shared with the API
@@ -315,6 +146,20 @@ class WatchStats:
         self.history.append(outcome)
 
 
+@dataclass(frozen=True)
+class WatchHooks:
+    """Where a benchmark or a test looks inside the running loop; the daemon itself sets none.
+
+    Both are called on the loop's own thread, so a profiler enabled in `around_stage` sees the loop's work.
+    """
+
+    # After every batch (own writes only, too), once `WatchStats` counts it: what the batch did.
+    on_batch: Callable[[BatchOutcome], None] | None = None
+    # Each start-up pass ("start-up"), rescan after an overflow ("rescan") and batch ("batch") runs
+    # inside `around_stage(stage)`.
+    around_stage: Callable[[str], contextlib.AbstractContextManager] | None = None
+
+
 # ------------------------------------------------------------------ what the last run left unsynced
 
 
@@ -325,6 +170,11 @@ def sync_fingerprint(settings) -> str:
                 "writer": [writer.enabled, writer.related_key, writer.summary_key, writer.related_count],
                 **{name: dataclasses.asdict(getattr(settings, name)) for name in ("index", "relate", "summary")}}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def sync_ledger(app: App) -> SyncLedger:
+    """The ledger of the daemon that watches `app`'s vault, in its state folder."""
+    return SyncLedger(app.state_dir / "watch-ledger.json", sync_fingerprint(app.settings))
 
 
 class SyncLedger:
@@ -411,21 +261,21 @@ def lower_priority(niceness: int = 10) -> None:
         log.warning("cannot lower the daemon's CPU priority: %s", exc)
 
 
-def on_battery(power_supply: Path = Path("/sys/class/power_supply")) -> bool:
-    """Is this machine running on a discharging battery? False when it cannot tell."""
+def runs_on_battery(reading) -> bool:
+    """Does this battery reading (`psutil.sensors_battery()`: None without a battery) say the
+    machine runs on its battery? Only an unplugged charger says so: when psutil cannot tell
+    (`power_plugged` None), work goes on, as it does on a machine without a battery."""
+    return reading is not None and reading.power_plugged is False
+
+
+def on_battery() -> bool:
+    """Is this machine running on its battery (Linux, macOS, Windows, BSD)? False when it cannot tell."""
     try:
-        supplies = list(power_supply.iterdir())
-    except OSError:
+        reading = psutil.sensors_battery()
+    except (AttributeError, OSError, RuntimeError) as exc:  # no sensor support on this platform, or unreadable
+        log.debug("cannot read the battery: %s", exc)
         return False
-    for supply in supplies:
-        try:
-            kind = (supply / "type").read_text().strip()
-            status = (supply / "status").read_text().strip() if kind == "Battery" else ""
-        except OSError:
-            continue
-        if status == "Discharging":
-            return True
-    return False
+    return runs_on_battery(reading)
 
 
 class BatteryGate:
@@ -534,13 +384,14 @@ class VaultWatcher:
     """The loop: start-up reconcile, then batches of file events until asked to stop."""
 
     def __init__(self, app: App, stop: threading.Event, stats: WatchStats | None = None,
-                 battery: BatteryGate | None = None, api=None):
+                 battery: BatteryGate | None = None, api=None, hooks: WatchHooks | None = None):
         watch = app.settings.watch
         self.app = app
         self.stop = stop
         self.api = api  # the API's backend: told of each fresh index, hands back writes the bridge dropped
         self.stats = stats if stats is not None else WatchStats()
         self.battery = battery or BatteryGate(watch.pause_on_battery)
+        self.hooks = hooks or WatchHooks()
         self.events: queue.Queue[FsEvent] = queue.Queue(maxsize=QUEUE_LIMIT)
         self.overflowed = threading.Event()
         self.batcher = EventBatcher(app.scanner.accepts, self._notes_under,
@@ -549,7 +400,7 @@ class VaultWatcher:
         self._corpus = None  # the ranking snapshot, carried from batch to batch
         self._failures = 0
         self._cut_short = False  # a sync was abandoned to stop: the next start syncs every note
-        self.ledger = SyncLedger(app.state_dir / "watch-ledger.json", sync_fingerprint(app.settings))
+        self.ledger = sync_ledger(app)
 
     # ---- entry
 
@@ -559,7 +410,8 @@ class VaultWatcher:
         # Watching starts before the start-up pass, so that nothing saved during it is missed.
         observer, self.stats.observer = start_observer(self.app.root, handler, watch.observer, watch.poll_seconds)
         try:
-            self._reconcile(self.ledger.take())
+            with self._stage("start-up"):
+                self._reconcile(self.ledger.take())
             if self.stop.is_set():
                 return 0
             self.stats.ready = True
@@ -665,12 +517,17 @@ class VaultWatcher:
                 self.events.get_nowait()
         self.batcher.clear()
         self.stats.full_rescans += 1
-        self._reconcile(unsynced=[])  # the index shows what changed; its cascade covers the rest
+        with self._stage("rescan"):
+            self._reconcile(unsynced=[])  # the index shows what changed; its cascade covers the rest
+
+    def _stage(self, stage: str) -> contextlib.AbstractContextManager:
+        around = self.hooks.around_stage
+        return around(stage) if around is not None else contextlib.nullcontext()
 
     def _handle_safely(self, batch: Batch) -> None:
         try:
-            self._handle(batch)
-            self._failures = 0
+            with self._stage("batch"):
+                outcome = self._handle(batch)
         except _Stopped:
             raise
         except FileNotFoundError as exc:
@@ -688,10 +545,15 @@ class VaultWatcher:
             if self._failures >= MAX_FAILURES:
                 raise
             self.batcher.defer(batch.paths + batch.retried, time.monotonic() + RETRY_AFTER_ERROR)
+        else:
+            self._failures = 0
+            self.stats.record(outcome)
+            if self.hooks.on_batch is not None:  # outside the guard: a failing hook is not a failing batch
+                self.hooks.on_batch(outcome)
 
     # ---- one batch
 
-    def _handle(self, batch: Batch) -> None:
+    def _handle(self, batch: Batch) -> BatchOutcome:
         started = time.time()
         # Retried notes are indexed again too (a no-op when unchanged): a batch that failed half-way
         # comes back as retries.
@@ -699,8 +561,7 @@ class VaultWatcher:
         own = len(batch.paths) + len(batch.retried) - len(fresh)
         fresh += self._move_partners(fresh)
         if not fresh:
-            self.stats.record(BatchOutcome(started, time.time(), (), own, 0, 0, 0, (), ()))
-            return
+            return BatchOutcome(started, time.time(), (), own, 0, 0, 0, (), ())
         before = {p: self._fingerprint(p) for p in fresh}
         self.stats.indexing_active = True
         try:
@@ -715,8 +576,8 @@ class VaultWatcher:
         written, deferred = self._sync_or_hold(sorted(targets), corpus, bystanders=targets - set(fresh))
         outcome = BatchOutcome(started, time.time(), tuple(fresh), own, len(index.changed), index.embedded_chunks,
                                len(targets), tuple(written), tuple(deferred))
-        self.stats.record(outcome)
         self._log(outcome)
+        return outcome
 
     def _is_own_write(self, path: str) -> bool:
         """Does the file hold exactly what ideaweave last wrote into it, and does the index know it?"""
@@ -858,14 +719,14 @@ def _s(count: int) -> str:
 
 def run_watch(app: App, stop: threading.Event | None = None, on_ready: Callable[[], None] | None = None,
               api_backend_factory: Callable[[App, WatchStats], object] | None = None,
-              stats: WatchStats | None = None) -> int:
+              stats: WatchStats | None = None, hooks: WatchHooks | None = None) -> int:
     """Watch the vault until SIGINT/SIGTERM or `stop` is set; returns the exit code.
 
     `on_ready()` is called once the start-up pass is done. `api_backend_factory(app, stats)`, when
     given and the API is enabled, starts the local API and returns an object with `close()` (such as
     `api.start_api`); its `backend`, if any, gets `refresh(corpus)` after every index change and is
-    asked for `expired_writes()`. The caller owns `app` and closes it afterwards; the store is
-    flushed here.
+    asked for `expired_writes()`. `hooks` let a benchmark or a test look inside the loop. The caller
+    owns `app` and closes it afterwards; the store is flushed here.
     """
     stop = stop if stop is not None else threading.Event()
     stats = stats if stats is not None else WatchStats()
@@ -876,7 +737,7 @@ def run_watch(app: App, stop: threading.Event | None = None, on_ready: Callable[
         if api_backend_factory is not None and app.settings.api.enabled:
             server = api_backend_factory(app, stats)
         try:
-            return VaultWatcher(app, stop, stats, api=getattr(server, "backend", None)).run(on_ready)
+            return VaultWatcher(app, stop, stats, api=getattr(server, "backend", None), hooks=hooks).run(on_ready)
         finally:
             if server is not None and hasattr(server, "close"):
                 server.close()
