@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ideaweave.embedding import EmbedderOptions, LlamaEmbedder, plan_batches
+from ideaweave.embedding import LlamaEmbedder, plan_batches
 from ideaweave.errors import ModelError
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "minilm_reference.json").read_text(encoding="utf-8"))

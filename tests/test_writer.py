@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 
 from ideaweave import frontmatter
 from ideaweave.writer import (

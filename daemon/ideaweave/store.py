@@ -127,17 +127,12 @@ class StoredNote:
     frontmatter: dict[str, object]
 
 
-@dataclass(frozen=True)
-class StoredChunk:
+@dataclass(frozen=True, kw_only=True)
+class StoredChunk(ChunkRecord):
+    """A chunk as the index holds it: the record, where it lives, and its vector (None until embedded)."""
+
     id: int
     note_path: str
-    ordinal: int
-    heading: str
-    heading_path: tuple[str, ...]
-    start: int
-    end: int
-    hash: str
-    text: str
     vector_id: int | None
 
 
@@ -970,8 +965,9 @@ def _stored_note(row: tuple) -> StoredNote:
 
 def _stored_chunk(row: tuple) -> StoredChunk:
     chunk_id, path, ordinal, heading, heading_path_json, start, end, chunk_hash, text, vector_id = row
-    return StoredChunk(chunk_id, path, ordinal, heading, tuple(json.loads(heading_path_json)),
-                       start, end, chunk_hash, text, vector_id)
+    return StoredChunk(id=chunk_id, note_path=path, ordinal=ordinal, heading=heading,
+                       heading_path=tuple(json.loads(heading_path_json)), start=start, end=end, hash=chunk_hash,
+                       text=text, vector_id=vector_id)
 
 
 def _written(row: tuple) -> WrittenRecord:
