@@ -25,7 +25,7 @@ from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.errors import ConfigError
 from ideaweave.relate import Corpus
-from ideaweave.sync import Summaries
+from ideaweave.summaries import summaries_for
 from ideaweave.token import load_or_create_token, rotate_token, token_path
 from ideaweave.writer import Write
 
@@ -285,7 +285,7 @@ def test_summary_from_frontmatter_then_from_the_cache(client, app):
     body = client.get("/summary", params={"note": "Written summary.md"}).json()
     assert body == {"note": "Written summary.md", "summary": "A note whose summary was written by hand."}
     assert client.get("/summary", params={"note": "folder/Compost.md"}).json()["summary"] is None
-    computed = Summaries(app).for_note("folder/Compost.md")  # what a sync computes and caches
+    computed = summaries_for(app).for_note("folder/Compost.md")  # what a sync computes and caches
     assert computed
     assert client.get("/summary", params={"note": "folder/Compost.md"}).json()["summary"] == computed
 
