@@ -27,7 +27,7 @@ from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.corpus import Corpus
 from ideaweave.errors import ConfigError, IdeaweaveError, LockError, ModelError, StoreError, VaultError
-from ideaweave.sync import Summaries
+from ideaweave.summaries import summaries_for
 from ideaweave.token import load_or_create_token, rotate_token, token_path
 from ideaweave.handoff import OFFER_SECONDS, WriteQueue
 from test_handoff import Clock, a_write
@@ -287,7 +287,7 @@ def test_summary_from_frontmatter_then_from_the_cache(client, app):
     body = client.get("/summary", params={"note": "Written summary.md"}).json()
     assert body == {"note": "Written summary.md", "summary": "A note whose summary was written by hand."}
     assert client.get("/summary", params={"note": "folder/Compost.md"}).json()["summary"] is None
-    computed = Summaries(app).for_note("folder/Compost.md")  # what a sync computes and caches
+    computed = summaries_for(app).for_note("folder/Compost.md")  # what a sync computes and caches
     assert computed
     assert client.get("/summary", params={"note": "folder/Compost.md"}).json()["summary"] == computed
 

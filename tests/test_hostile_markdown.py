@@ -16,7 +16,8 @@ from hostile_markdown import PROSE, commonmark_examples, markdown_notes
 from ideaweave import frontmatter
 from ideaweave.chunking import chunk_note
 from ideaweave.frontmatter import Unwritable
-from ideaweave.summarize import ELLIPSIS, sentences_of, summarize_extractive
+from ideaweave.prose import sentences_of
+from ideaweave.summarize import ELLIPSIS, summarize_extractive
 from ideaweave.vault import Note, ScanRules, Skipped, parse_note
 
 RULES = ScanRules(managed_keys=("related", "summary"))

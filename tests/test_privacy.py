@@ -102,7 +102,7 @@ def test_private_note_appears_in_no_other_note_and_no_log(tmp_path, embedder, ca
         note = app.scanner.read(path)
         assert note.private
         secrets.append(note.title)
-        secrets += [s.text for s in __import__("ideaweave.summarize", fromlist=["x"]).sentences_of(note)]
+        secrets += [s.text for s in __import__("ideaweave.prose", fromlist=["x"]).sentences_of(note)]
     from ideaweave import frontmatter
     for path in root.rglob("*.md"):
         rel = path.relative_to(root).as_posix()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,177 +7,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EMBEDDING_F16, TEXT_MODEL
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ideaweave.errors import ModelError
+from ideaweave.llama import file_model_id
 from ideaweave.modelfiles import require_model
+from ideaweave.prose import sentences_of
 from ideaweave.summarize import (
     ELLIPSIS,
     INSTRUCTIONS,
+    ExtractiveSummarizer,
+    LlamaTextModel,
     LlmSummarizer,
+    SummaryOptions,
     acceptable_llm_summary,
     clean_llm_output,
     cut_at_word,
     fit_length,
     prompt_text,
     rank_sentences,
-    render_inline,
-    sentences_of,
     summarize_extractive,
     supported_share,
 )
-from ideaweave.vault import Note, ScanRules, parse_note
+from test_prose import STRUCTURED, note_of
 
 CORRIGIBILITY = Path(__file__).resolve().parents[1] / "examples" / "vault" / "Concepts" / "Corrigibility.md"
-
-STRUCTURED = """\
----
-tags: [demo]
-summary: old
----
-# Gardens
-
-A garden needs [[Water|watering]] and **patience**. Weeds grow back, e.g. after rain.
-
-## Tools
-
-```python
-print("Code is not prose.")
-```
-
-| Tool | Use |
-| --- | --- |
-| Hoe | Weeds are cut here. |
-
-- [[Spade]]
-- [[Rake]] and [[Hoe]]
-- [Shears](https://example.com/shears)
-
-[[Compost]] [[Soil]]
-#gardening #tools
-![[diagram.png]]
-See also: [[Pruning]]
-
-> Quoted wisdom lives here.
-> It spans two lines.
-
-> [!tip] Callout title
-> The callout body is prose.
-
-- Seeds sprout in spring when the ground warms.
-- Fruit comes later in [summer](Summer.md).
-
-%% A private comment that Obsidian hides. %%
-The `rake` command gathers leaves.
-"""
-
-
-def note_of(text: str, path: str = "Note.md", template_folder: str = "") -> Note:
-    note = parse_note(path, text.encode("utf-8"), 0, ScanRules(), template_folder)
-    assert isinstance(note, Note)
-    return note
-
-
-def texts(text: str) -> list[str]:
-    return [s.text for s in sentences_of(note_of(text))]
 
 
 def words(count: int, label: str = "word") -> str:
     return " ".join(f"{label}{i}" for i in range(count))
-
-
-# ------------------------------------------------------------------ sentences
-
-
-def test_sentences_skip_everything_but_prose():
-    assert texts(STRUCTURED) == [
-        "A garden needs watering and patience.",
-        "Weeds grow back, e.g. after rain.",
-        "Quoted wisdom lives here.",
-        "It spans two lines.",
-        "The callout body is prose.",
-        "Seeds sprout in spring when the ground warms.",
-        "Fruit comes later in summer.",
-        "The rake command gathers leaves.",
-    ]
-
-
-def test_sentence_offsets_point_at_their_markdown():
-    note = note_of(STRUCTURED)
-    for sentence in sentences_of(note):
-        source = note.text[sentence.start:sentence.end]
-        unquoted = re.sub(r"(?m)^\s*>\s?", "", source)
-        assert render_inline(unquoted) == sentence.text
-    found = sentences_of(note)
-    assert note.text[found[0].start:found[0].end] == "A garden needs [[Water|watering]] and **patience**."
-    assert note.text[found[2].start:found[3].end] == "Quoted wisdom lives here.\n> It spans two lines."
-
-
-def test_inline_markdown_is_rendered_as_a_reader_sees_it():
-    assert render_inline("See [[Folder/Note|the alias]] and [[Folder/Other]].") == "See the alias and Other."
-    assert render_inline("Read [[Note#Shutdown problem]] first.") == "Read Note > Shutdown problem first."
-    assert render_inline("A [link](https://x.org), ![img](a.png) and ![[embed.png]] here.") == "A link, and here."
-    assert render_inline("**Bold**, *italic*, __strong__, ~~gone~~, ==marked==.") == "Bold, italic, strong, gone, marked."
-    assert render_inline("Run `a **b** [[c]]` now.") == "Run a **b** [[c]] now."
-    assert render_inline("Keep U_N, U_S and snake_case_names.") == "Keep U_N, U_S and snake_case_names."
-    assert render_inline("Cited[^1] at https://example.com/page today.") == "Cited at today."
-    assert render_inline("An escaped \\*star\\* stays.") == "An escaped *star* stays."
-    assert texts("**Bold over two sentences. Still bold.** Plain.\n") == [
-        "Bold over two sentences.", "Still bold.", "Plain.",
-    ]
-
-
-@pytest.mark.parametrize(
-    "paragraph, expected",
-    [
-        ("Tools help, e.g. rakes. They last.", ["Tools help, e.g. rakes.", "They last."]),
-        ("Use a hoe, i.e. A blade on a stick. It cuts.", ["Use a hoe, i.e. A blade on a stick.", "It cuts."]),
-        ("Smith et al. Showed it. Then more.", ["Smith et al. Showed it.", "Then more."]),
-        ("Pi is 3.14 here. Then more.", ["Pi is 3.14 here.", "Then more."]),
-        ("J. R. R. Tolkien wrote it. Dr. Who did not.", ["J. R. R. Tolkien wrote it.", "Dr. Who did not."]),
-        ("The U.S. Army marched. See Fig. 3 for it.", ["The U.S. Army marched.", "See Fig. 3 for it."]),
-        ("Really? Yes! Done... Next one.", ["Really?", "Yes!", "Done...", "Next one."]),
-        ('He said "stop." Then left.', ['He said "stop."', "Then left."]),
-        ("Link [[Dr. Who. Again]] stays whole. Next.", ["Link Dr. Who. Again stays whole.", "Next."]),
-        ("Ends with etc. Then a new one.", ["Ends with etc.", "Then a new one."]),
-        ("Lowercase after a dot. is not a new sentence.", ["Lowercase after a dot. is not a new sentence."]),
-    ],
-)
-def test_sentence_splitting(paragraph, expected):
-    assert texts(paragraph + "\n") == expected
-
-
-def test_comments_are_hidden_wherever_they_are():
-    text = "%% hidden %% Shown here. Also %%inline%% shown.\n\n%%\n# Not a heading\n\nnor this\n%%\nLast one.\n"
-    assert texts(text) == ["Shown here.", "Also shown.", "Last one."]
-
-
-def test_line_breaks_end_sentences_unless_the_paragraph_is_hard_wrapped():
-    assert texts("First thought without a stop\nSecond thought here\nand its tail\n") == [
-        "First thought without a stop",
-        "Second thought here and its tail",
-    ]
-    wrapped = (
-        "This paragraph was wrapped by an editor at a fixed width so that\n"
-        "Every line is long and the breaks are only spaces to the reader.\n"
-    )
-    assert texts(wrapped) == [" ".join(wrapped.split())]
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from([
-    "Plain words here.", "A [[Link|alias]] in it.", "Question?", "e.g. this.", "- item one", "> quoted line.",
-    "# Heading", "```", "| a | b |", "#tag", "**bold** text!", "", "\n", "`code` end.", "Dr. No. 5 went.",
-]), max_size=25))
-def test_sentences_are_ordered_non_empty_spans_of_the_body(parts):
-    note = note_of("---\ntitle: x\n---\n" + "\n".join(parts))
-    found = sentences_of(note)
-    previous_end = note.body_start
-    for sentence in found:
-        assert previous_end <= sentence.start < sentence.end <= len(note.text)
-        assert sentence.text and sentence.text == sentence.text.strip()
-        previous_end = sentence.end
 
 
 # ------------------------------------------------------------------ extractive summary
@@ -231,6 +87,15 @@ def test_short_notes_and_templates_get_no_summary(embedder):
     assert summarize_extractive(note_of(prose, "Templates/Daily.md", template_folder="Templates"), embedder) is None
     assert summarize_extractive(note_of(prose), embedder, min_words=100) is None
     assert summarize_extractive(note_of(prose), embedder) is not None
+
+
+def test_the_extractive_summarizer_uses_its_options(embedder):
+    note = note_of(CORRIGIBILITY.read_text(encoding="utf-8"), "Concepts/Corrigibility.md")
+    options = SummaryOptions(sentences=1, min_words=10, max_chars=120)
+    summary = ExtractiveSummarizer(embedder, options).summarize(note)
+    assert summary == summarize_extractive(note, embedder, sentences=1, min_words=10, max_chars=120)
+    assert summary and len(summary) <= 120
+    assert ExtractiveSummarizer(embedder, SummaryOptions(min_words=10_000)).summarize(note) is None
 
 
 def test_ranking_balances_sections_and_favours_the_title():
@@ -327,16 +192,21 @@ def test_prompt_text_keeps_paragraphs_and_drops_markup():
 
 
 @pytest.fixture(scope="module")
-def llm() -> LlmSummarizer:
-    model = LlmSummarizer(require_model(TEXT_MODEL, hash_it=False), threads=1)
-    yield model
-    model.close()
+def llm(embedder) -> LlmSummarizer:
+    summarizer = LlmSummarizer(TEXT_MODEL, embedder, threads=1, verify=False)
+    yield summarizer
+    summarizer.close()
+
+
+@pytest.fixture(scope="module")
+def text_model(llm) -> LlamaTextModel:
+    return llm.model()
 
 
 def test_llm_summary_of_a_normal_note_is_never_empty(llm, embedder):
     text = "\n\n".join(CORRIGIBILITY.read_text(encoding="utf-8").split("\n\n")[:4])  # frontmatter and intro
     note = note_of(text, "Concepts/Corrigibility.md")
-    summary, source = llm.summarize(note, lambda: summarize_extractive(note, embedder))
+    summary, source = llm.summarize_with_source(note)
     assert source in ("llm", "extractive")
     assert summary and len(summary) <= 300
     if source == "llm":
@@ -345,35 +215,55 @@ def test_llm_summary_of_a_normal_note_is_never_empty(llm, embedder):
         assert summary == summarize_extractive(note, embedder)
 
 
-def test_llm_is_not_asked_about_short_notes_or_templates(llm):
-    calls = []
+def test_llm_is_not_asked_about_short_notes_or_templates(embedder):
+    llm = LlmSummarizer(TEXT_MODEL, embedder, verify=False)
     short = note_of("# Tiny\n\nToo short to summarise.\n")
-    assert llm.summarize(short, lambda: calls.append(1)) == (None, "extractive")
+    assert llm.summarize_with_source(short) == (None, "extractive")
     template = note_of("This template sentence repeats to reach enough words for a summary. " * 5,
                        "Templates/T.md", template_folder="Templates")
-    assert llm.summarize(template, lambda: "fallback") == ("fallback", "extractive")
-    assert calls == [1]
+    assert llm.summarize_with_source(template) == (None, "extractive")
+    # Enough words by default, too few for these options: the extractive fallback has the same options.
+    prose = note_of("Gardens need water and patience, and the weeds always come back after rain. " * 4)
+    strict = LlmSummarizer(TEXT_MODEL, embedder, SummaryOptions(min_words=100), verify=False)
+    assert strict.summarize_with_source(prose) == (None, "extractive")
+    assert not llm.loaded and not strict.loaded  # the model was never loaded, let alone asked
 
 
-def test_long_notes_are_cut_to_fit_the_context(llm):
+def test_the_llm_summarizer_depends_on_both_models_and_its_options(embedder):
+    llm = LlmSummarizer(TEXT_MODEL, embedder, SummaryOptions(max_chars=120), verify=False)
+    recipe = llm.depends_on()
+    assert recipe["models"] == [file_model_id(TEXT_MODEL), embedder.model_id]
+    assert recipe["options"] == {"sentences": 2, "min_words": 30, "max_chars": 120}
+    assert ExtractiveSummarizer(embedder).depends_on() == {
+        "models": [embedder.model_id], "options": {"sentences": 2, "min_words": 30, "max_chars": 300}}
+    assert not llm.loaded  # naming the model does not load it
+
+
+def test_a_missing_text_model_is_a_model_error_not_a_notes_failure(tmp_path, embedder):
+    llm = LlmSummarizer(tmp_path / "missing.gguf", embedder)
+    with pytest.raises(ModelError, match="not found"):
+        llm.depends_on()
+
+
+def test_long_notes_are_cut_to_fit_the_context(text_model):
     text = "Gardens need water and patience to grow. " * 600  # about 4,800 tokens
-    prompt = llm.chat_prompt("Gardens", text)
-    assert llm.count_tokens(prompt) + llm.max_new_tokens <= llm.n_ctx
+    prompt = text_model.chat_prompt("Gardens", text)
+    assert text_model.count_tokens(prompt) + text_model.max_new_tokens <= text_model.n_ctx
     assert "Gardens need water" in prompt and prompt.count("Gardens need water") < 600
     with pytest.raises(ModelError):
-        llm.generate(prompt + text)
+        text_model.generate(prompt + text)
 
 
 def test_a_file_that_is_not_a_model_is_a_model_error(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelError, match="cannot load"):
-        LlmSummarizer(bad)
+        LlamaTextModel(bad)
 
 
 def test_a_model_without_a_chat_template_is_a_model_error():
     with pytest.raises(ModelError, match="chat template"):
-        LlmSummarizer(require_model(EMBEDDING_F16, hash_it=False))
+        LlamaTextModel(require_model(EMBEDDING_F16, hash_it=False))
 
 
 def test_the_text_model_survives_in_a_fresh_process():
@@ -381,8 +271,8 @@ def test_the_text_model_survives_in_a_fresh_process():
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from ideaweave.summarize import LlmSummarizer\n"
-        "llm = LlmSummarizer(Path(sys.argv[1]), threads=1, max_new_tokens=8)\n"
+        "from ideaweave.summarize import LlamaTextModel\n"
+        "llm = LlamaTextModel(Path(sys.argv[1]), threads=1, max_new_tokens=8)\n"
         "print(repr(llm.generate(llm.chat_prompt('Q4_1', 'A quantized model runs on every CPU kernel.'))))\n"
     )
     model = require_model(TEXT_MODEL, hash_it=False)

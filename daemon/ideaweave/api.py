@@ -13,7 +13,6 @@ of it for a watched vault.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -46,7 +45,7 @@ from .handoff import PendingWrite, WriteQueue
 from .relate import Suggestion
 from .search import SearchHit, search
 from .store import FEEDBACK_ACTIONS as STORED_FEEDBACK_ACTIONS
-from .vault import Skipped
+from .summaries import summaries_for
 from .writer import Write, checksum
 
 log = logging.getLogger(__name__)
@@ -258,13 +257,8 @@ class AppBackend:
         written = stored.frontmatter.get(self.app.settings.writer.summary_key) if stored else None
         if isinstance(written, str) and written.strip():
             return written
-        parsed = self.app.scanner.read(note)
-        if isinstance(parsed, Skipped):
-            return None
-        # The key the sync's summary cache uses: the body alone, so writing the summary does not invalidate it.
-        key = hashlib.sha256(parsed.text[parsed.body_start:].encode("utf-8")).hexdigest()
-        _found, cached = self.app.store.cached_summary(key, self.app.settings.summary.mode)
-        return cached
+        # The sync's summary cache, under the key the sync uses.
+        return summaries_for(self.app).cached(note)
 
     def feedback(self, note: str, target: str, action: str) -> None:
         stored_action = STORED_ACTION_OF_VERB[action]

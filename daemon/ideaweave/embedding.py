@@ -1,14 +1,12 @@
 """Embedding text with a GGUF model run by llama.cpp.
 
 `LlamaEmbedder` talks to llama.cpp through llama-cpp-python's low-level API rather than its
-``Llama.embed``: it needs model parameters that ``Llama`` does not expose (``use_extra_bufts``) and
-reads pooled vectors straight into numpy instead of Python lists.
+``Llama.embed``: it needs model parameters that ``Llama`` does not expose (``use_extra_bufts``, see
+`llama`) and reads pooled vectors straight into numpy instead of Python lists.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from .errors import ModelError
+from .llama import file_model_id, load_model, new_context
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +63,6 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_seqs: int) -> li
     return batches
 
 
-_log_callback = None
-
-
-def route_llama_logs() -> None:
-    """Send llama.cpp's own log lines to Python logging (debug), not to the terminal."""
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def forward(level, text, _user_data):
-        message = text.decode("utf-8", "replace").rstrip() if text else ""
-        if message:
-            log.log(logging.ERROR if level == 4 else logging.DEBUG, "llama.cpp: %s", message)
-
-    _log_callback = forward
-    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
-
-
-def file_model_id(path: Path) -> str:
-    """Identifies the vectors a model makes: name, size and a hash of the first MiB."""
-    with open(path, "rb") as fh:
-        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
-    return f"{path.name}:{path.stat().st_size}:{head}"
-
-
 class LlamaEmbedder:
     """A GGUF embedding model (mean pooling) loaded once, embedding many texts per llama.cpp call."""
 
@@ -98,17 +70,9 @@ class LlamaEmbedder:
         import llama_cpp
         from llama_cpp import _internals
 
-        route_llama_logs()
         self._lock = threading.Lock()  # one llama context is not safe to use from two threads
         self.path = Path(path)
-        model_params = llama_cpp.llama_model_default_params()
-        # Repacked/AMX CPU kernels ("extra buffer types") die with SIGILL on some virtual machines
-        # that advertise AMX; the plain kernels are as fast for a model of this size.
-        model_params.use_extra_bufts = False
-        try:
-            self._model = _internals.LlamaModel(path_model=str(self.path), params=model_params, verbose=False)
-        except (ValueError, OSError) as exc:
-            raise ModelError(f"{self.path}: llama.cpp cannot load this model: {exc}") from None
+        self._model = load_model(self.path)
         model = self._model.model
         self.dim = llama_cpp.llama_model_n_embd(model)
         n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
@@ -127,23 +91,10 @@ class LlamaEmbedder:
         self.truncated = 0  # inputs cut at max_tokens since load
 
     def _new_context(self, options: EmbedderOptions):
-        import llama_cpp
-        from llama_cpp import _internals
-
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.batch_tokens
-        params.n_batch = params.n_ubatch = self.batch_tokens
-        params.n_seq_max = self.max_seqs
-        params.n_threads = params.n_threads_batch = options.threads
-        params.embeddings = True
-        params.kv_unified = True
-        params.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if options.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
-        try:
-            return _internals.LlamaContext(model=self._model, params=params, verbose=False)
-        except (ValueError, OSError) as exc:
-            raise ModelError(f"{self.path}: llama.cpp cannot create a context: {exc}") from None
+        # One sequence per packed text, all in one batch: the batch is the whole context.
+        return new_context(self._model, self.path, n_ctx=self.batch_tokens, n_batch=self.batch_tokens,
+                           n_ubatch=self.batch_tokens, threads=options.threads, n_seq_max=self.max_seqs,
+                           embeddings=True, kv_unified=True, flash_attn=options.flash_attn)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids with the model's [CLS]/[SEP] (or BOS/EOS) added."""

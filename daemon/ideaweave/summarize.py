@@ -2,10 +2,10 @@
 
 The extractive summary is the default because it is faithful by construction: it picks the sentences
 closest to the note's centre of meaning and shows them in the note's order, links rendered as the
-words a reader sees. The abstractive summary asks a GGUF instruct model for one or two sentences and
-keeps its answer only when :func:`acceptable_llm_summary` finds nothing wrong with it; otherwise the
-caller's fallback (the extractive summary) is used. Caching by content hash is the store's business:
-apart from the model calls everything here is pure.
+words a reader sees (the sentences come from `prose`). The abstractive summary asks a GGUF instruct
+model for one or two sentences and keeps its answer only when :func:`acceptable_llm_summary` finds
+nothing wrong with it; otherwise the extractive summary is used. Both are `Summarizer`s, built with the
+settings they need. Caching is `summaries`' business: apart from the model calls everything here is pure.
 """
 
 from __future__ import annotations
@@ -15,17 +15,19 @@ import ctypes
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-from markdown_it import MarkdownIt
 
-from .chunking import wikilink_words
-from .embedding import Embedder, file_model_id, route_llama_logs
+from .embedding import Embedder
 from .errors import ModelError
-from .vault import MARKDOWN_LINK, WIKILINK, Note
+from .llama import file_model_id, load_model, new_context
+from .modelfiles import require_model
+from .prose import Sentence, balance_quotes, render_inline, sentence_spans, sentences_of, word_count, words_of
+from .vault import Note
 
 log = logging.getLogger(__name__)
 
@@ -43,295 +45,32 @@ MAX_SENTENCES = 400
 # A candidate this similar to one already chosen repeats it: the next one is taken instead.
 REDUNDANT_SIMILARITY = 0.85
 
-# Block structure only (paragraphs, lists, tables, fences); inline syntax is rendered by hand below.
-_MARKDOWN = MarkdownIt("commonmark").enable("table").disable("inline")
-# Text that Obsidian does not show: %% comments %%, <!-- comments -->, $$ display math $$. Display math
-# ends at a blank line: an unclosed $$ must not swallow the headings and paragraphs after it.
-_HIDDEN = re.compile(r"%%.*?%%|<!--.*?-->|\$\$(?:(?!\n[ \t]*\r?\n).)*?\$\$", re.DOTALL)
-# A line's block markers (quote, list item, heading), then the rest of the line.
-_HIDDEN_LINE = re.compile(r"(^|(?<=[\r\n]))([ \t>]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+|#{1,6}(?:[ \t]+|(?=[\r\n]|$)))?)([^\r\n]*)")
-_HIDDEN_MARK = "\ue000"  # a private-use character: neither a word nor space nor markup to the parsers
-_CALLOUT_TITLE = re.compile(r"^\[!\w[\w-]*\][+-]?")
-_INLINE_FIELD = re.compile(r"^[\w -]{1,40}::")  # dataview's "key:: value" lines are data, not prose
-_TAG_NAME = r"[\w/-]*[^\W\d_][\w/-]*"  # "#123" is not a tag in Obsidian
-_TAG = re.compile(rf"(?<!\S)#({_TAG_NAME})")
-_TRAILING_TAGS = re.compile(rf"(?:(?:^|\s)#{_TAG_NAME})+\s*$")
-_URL = re.compile(r"<?\b(?:https?|ftp)://[^\s>)]+>?")
-_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
-_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-_FOOTNOTE = re.compile(r"\[\^[^\]\s]+\]|\^\[[^\]]*\]")
-_EMPHASIS = (
-    re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"),
-    re.compile(r"(~~|==)(?=\S)(.+?)(?<=\S)\1"),
-    re.compile(r"(?<![\w*\\])(\*)(?=[^\s*])(.+?)(?<=[^\s*\\])\*(?![\w*])"),
-    re.compile(r"(?<![\w\\])(_)(?=[^\s_])(.+?)(?<=[^\s_\\])_(?!\w)"),  # snake_case and U_N stay as they are
-)
-_STRAY_MARKERS = re.compile(r"(?<!\\)(?:\*\*|~~)")
-_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.;:!?)\]])")
+# What may follow a sentence's last punctuation mark: closing quotes and brackets, emphasis markers.
 _CLOSERS = "\"'”’)]*_ "
-_WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")
 
 
 @dataclass(frozen=True)
-class Sentence:
-    text: str  # plain text as a reader sees it: links as their words, no markdown markers
-    start: int  # offsets in Note.text of the markdown the sentence comes from
-    end: int
+class SummaryOptions:
+    """The summary settings: how many sentences, from how many words of prose on, how long at most."""
+
+    sentences: int = 2
+    min_words: int = 30
+    max_chars: int = 300
 
 
-# ------------------------------------------------------------------ sentences (pure)
+class Summarizer(Protocol):
+    """What the sync and the API need from a way of summarising notes."""
 
+    mode: str  # "extractive" or "llm": the store caches summaries per mode
 
-def sentences_of(note: Note) -> list[Sentence]:
-    """The note's prose, sentence by sentence, in order.
+    def depends_on(self) -> dict:
+        """What its summaries depend on besides the note's body (models, settings), as JSON-able data:
+        the summary cache is keyed by it, so a change to any of it makes fresh summaries."""
+        ...
 
-    Left out: frontmatter, headings, code, tables, display math, comments, lists made mostly of links,
-    and lines holding nothing but links, embeds or tags. Block quotes and list items count as prose.
-    """
-    text = _hide(note.text, [m.span() for m in _HIDDEN.finditer(note.text, note.body_start)])
-    found = []
-    for lines in _prose_paragraphs(text, note.body_start):
-        joined, offsets = _join_lines(lines)
-        for start, end in _sentence_spans(joined):
-            plain = balance_quotes(render_inline(joined[start:end]))
-            if any(c.isalnum() for c in plain):
-                found.append(Sentence(plain, offsets[start], offsets[end - 1] + 1))
-    return found
-
-
-def render_inline(markdown: str) -> str:
-    """Inline markdown as plain text: [[Note|alias]] -> alias, [[Note]] -> Note, [text](url) -> text,
-    **bold** -> bold, `code` -> code; embeds, images, footnote marks, HTML tags and URLs dropped."""
-    pieces, pos = [], 0
-    for m in _CODE.finditer(markdown):  # code is kept verbatim: no markup inside it is rendered
-        pieces += [_render_markup(markdown[pos:m.start()]), m.group(2).strip()]
-        pos = m.end()
-    pieces.append(_render_markup(markdown[pos:]))
-    plain = " ".join("".join(pieces).replace(_HIDDEN_MARK, " ").split())
-    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", plain).strip()
-
-
-def balance_quotes(text: str) -> str:
-    """Drop a quotation mark left alone at either end, as when a quote spans two sentences, and quotes
-    wrapped around the whole text."""
-    wrapped = len(text) > 1 and text[0] + text[-1] in ('""', "“”")
-    if wrapped and text.count(text[0]) == text.count(text[-1]) == 1 + (text[0] == '"'):
-        return text[1:-1].strip()
-    if text.count('"') % 2:
-        text = text[:-1] if text.endswith('"') else text[1:] if text.startswith('"') else text
-    if text.endswith("”") and text.count("”") > text.count("“"):
-        text = text[:-1]
-    if text.startswith("“") and text.count("“") > text.count("”"):
-        text = text[1:]
-    return text.strip()
-
-
-def _render_markup(text: str) -> str:
-    if "[" in text:
-        text = WIKILINK.sub(wikilink_words, text)
-        text = MARKDOWN_LINK.sub(lambda m: "" if m.group(1) else m.group(2), text)
-        text = _FOOTNOTE.sub("", text)
-    text = _URL.sub("", _HTML_TAG.sub("", text))
-    text = _TAG.sub(r"\1", _TRAILING_TAGS.sub("", text))
-    for pattern in _EMPHASIS:
-        text = pattern.sub(r"\2", text)
-    # Bold or strikethrough over several sentences leaves one marker in each: drop the strays.
-    return _ESCAPE.sub(r"\1", _STRAY_MARKERS.sub("", text))
-
-
-def _hide(text: str, spans: list[tuple[int, int]]) -> str:
-    """text with the (sorted, disjoint) spans filled with _HIDDEN_MARK, line breaks kept, so offsets stay
-    valid. Not spaces: text after a comment would become indented code. The block markers that start a
-    line inside a span (quotes, list items, headings) stay, so that hiding never changes what kind of block
-    the rest of the line is in."""
-    pieces, pos = [], 0
-    for start, end in spans:
-        pieces += [text[pos:start], _HIDDEN_LINE.sub(_hide_line, text[start:end])]
-        pos = end
-    pieces.append(text[pos:])
-    return "".join(pieces)
-
-
-def _hide_line(m: re.Match) -> str:
-    # The first line of a span starts mid-line: its prefix is outside the span, everything is hidden.
-    prefix = m.group(2) if m.start() > 0 else _HIDDEN_MARK * len(m.group(2))
-    return prefix + _HIDDEN_MARK * len(m.group(3))
-
-
-# A paragraph as (offset in Note.text, line content) pairs: container markers (">", "- ") stripped.
-_Lines = list[tuple[int, str]]
-
-
-def _prose_paragraphs(text: str, body_start: int) -> Iterator[_Lines]:
-    body = text[body_start:]
-    line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", body)]
-    tokens = _MARKDOWN.parse(body)
-    link_lists = _link_lists(tokens)
-    lists: list[int] = []  # token indices of the open lists, innermost last
-    for i, token in enumerate(tokens):
-        if token.type in ("bullet_list_open", "ordered_list_open"):
-            lists.append(i)
-        elif token.type in ("bullet_list_close", "ordered_list_close"):
-            lists.pop()
-        elif token.type == "paragraph_open" and token.map and not (lists and lists[-1] in link_lists):
-            lines = _paragraph_lines(body, line_starts, token.map, tokens[i + 1].content)
-            kept = [(body_start + offset, line) for offset, line in lines if not _is_metadata_line(line)]
-            if kept:
-                yield kept
-
-
-def _paragraph_lines(body: str, line_starts: list[int], span: list[int], content: str) -> _Lines:
-    """Each line of a paragraph with the offset where its content starts (after '>' or list markers)."""
-    contents = content.split("\n")
-    lines = []
-    for n, line_no in enumerate(range(span[0], span[1])):
-        start = line_starts[line_no]
-        end = line_starts[line_no + 1] if line_no + 1 < len(line_starts) else len(body)
-        raw = body[start:end].rstrip("\r\n")
-        line = contents[n].strip() if n < len(contents) else raw.strip()
-        # The parser's line is a suffix of the raw line (markers and indentation stripped), except
-        # where it expanded a tab: then the content is found by search.
-        at = len(raw.rstrip()) - len(line)
-        if at < 0 or raw[at:at + len(line)] != line:
-            at = max(raw.find(line), 0)
-        lines.append((start + at, line))
-    return lines
-
-
-def _link_lists(tokens) -> set[int]:
-    """Token indices of the lists most of whose items are links ("See also", tables of contents).
-
-    An item is judged by the paragraph it opens with; an item that is empty or opens with anything else
-    (a fence, a heading, a nested list) is not a link item.
-    """
-    items: dict[int, list[bool]] = {}
-    lists: list[int] = []
-    for i, token in enumerate(tokens):
-        if token.type in ("bullet_list_open", "ordered_list_open"):
-            lists.append(i)
-            items[i] = []
-        elif token.type in ("bullet_list_close", "ordered_list_close") and lists:
-            lists.pop()
-        elif token.type == "list_item_open" and lists:
-            opens_with = tokens[i + 1] if i + 2 < len(tokens) else None
-            first = opens_with is not None and opens_with.type == "paragraph_open"
-            items[lists[-1]].append(first and _is_link_item(tokens[i + 2].content))
-    return {i for i, links in items.items() if links and sum(links) * 2 > len(links)}
-
-
-def _is_link_item(content: str) -> bool:
-    """A list item that is a link, perhaps with a few words beside it."""
-    links = list(WIKILINK.finditer(content)) + list(MARKDOWN_LINK.finditer(content)) + list(_URL.finditer(content))
-    if not links:
-        return False
-    link_words = sum(len(_WORD.findall(render_inline(m.group()))) for m in links)
-    other_words = len(_WORD.findall(_without_links(content)))
-    return other_words <= max(3, link_words)
-
-
-def _without_links(text: str) -> str:
-    return _TAG.sub("", _URL.sub("", MARKDOWN_LINK.sub("", WIKILINK.sub("", text))))
-
-
-def _is_metadata_line(line: str) -> bool:
-    """Lines that are not prose: only links/embeds/tags, "See also: [[...]]", callout titles, inline fields."""
-    if _CALLOUT_TITLE.match(line) or _INLINE_FIELD.match(line):
-        return True
-    rest = _without_links(line)
-    words = _WORD.findall(rest)
-    if not words:
-        return True
-    had_links = len(rest) < len(line)
-    return had_links and len(words) <= 3 and rest.strip(" \t*_").endswith(":")
-
-
-def _join_lines(lines: _Lines) -> tuple[str, list[int]]:
-    """The paragraph's lines joined by newlines, and the Note.text offset of every character."""
-    parts, offsets = [], []
-    for offset, line in lines:
-        if parts:
-            parts.append("\n")
-            offsets.append(offsets[-1] + 1)
-        parts.append(line)
-        offsets.extend(range(offset, offset + len(line)))
-    return "".join(parts), offsets
-
-
-# ------------------------------------------------------------------ sentence splitting (pure)
-
-# After these a full stop does not end a sentence (titles, Latin, "et al.").
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st mt vs cf viz al approx ca incl esp resp ed eds gen gov rep sen lt col sgt "
-    "capt rev hon jan feb mar apr jun jul aug sep sept oct nov dec".split()
-)
-# These end no sentence when a number follows ("Fig. 3", "No. 5", "pp. 10-12").
-_NUMBER_ABBREVIATIONS = frozenset("no nos fig figs eq eqs sec ch chap vol vols pp p art".split())
-_DOTTED = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")  # e.g, i.e, U.S, Ph.D
-_SENTENCE_END = re.compile(r"([.!?…。！？]+)([\"'”’)\]*_]*)(\s+)")
-_MASKED = re.compile(r"!?\[\[[^\[\]\n]+?\]\]|!?\[[^\[\]\n]*\]\([^)\n]*\)|(`+).+?\1|<?\b(?:https?|ftp)://[^\s>)]+>?")
-_CONTINUES = ",;:-–—("  # a line ending in one of these goes on in the next line
-
-
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Where the sentences of a paragraph are: spans of text, surrounding whitespace excluded.
-
-    A sentence ends at . ! ? (or …) followed by whitespace and something that can start a sentence,
-    except after abbreviations, initials ("J. R. R."), dotted forms ("e.g.", "U.S."); decimals have no
-    space after the dot. Links, code and URLs are never cut. A line break also ends a sentence unless the
-    paragraph is hard-wrapped prose, since Obsidian shows each line of a paragraph on a line of its own.
-    """
-    masked = _MASKED.sub(lambda m: m.group()[0] + "\0" * (len(m.group()) - 1), text)
-    cuts = [m.end(2) for m in _SENTENCE_END.finditer(masked) if _ends_sentence(masked, m)]
-    if "\n" in text and not _hard_wrapped(text):
-        cuts += [m.start() for m in re.finditer(r"\n", masked) if _line_ends_sentence(masked, m.start())]
-    spans, start = [], 0
-    for cut in sorted(set(cuts)) + [len(text)]:
-        span = _strip_span(text, start, cut)
-        if span[0] < span[1]:
-            spans.append(span)
-        start = cut
-    return spans
-
-
-def _ends_sentence(masked: str, m: re.Match) -> bool:
-    following = masked[m.end():m.end() + 1]
-    if not following or following.islower() or following in ",;:)]}":
-        return False
-    if m.group(1) != ".":
-        return True
-    # Abbreviations are short: a bounded look back keeps a paragraph of many stops linear.
-    word = re.split(r"[\s(\[\"'“‘]", masked[max(0, m.start() - 20):m.start()])[-1]
-    lower = word.lower()
-    if len(word) == 1 and word.isalpha():  # an initial, as in "J. Smith"
-        return False
-    if lower in _ABBREVIATIONS or _DOTTED.fullmatch(word):
-        return False
-    return not (lower in _NUMBER_ABBREVIATIONS and following.isdigit())
-
-
-def _line_ends_sentence(masked: str, newline: int) -> bool:
-    before = masked[max(0, newline - 200):newline].rstrip()  # lines are stripped: no long runs of spaces
-    after = masked[newline + 1:newline + 200].lstrip()
-    return bool(before and after) and before[-1] not in _CONTINUES and not after[0].islower()
-
-
-def _hard_wrapped(text: str) -> bool:
-    """Prose wrapped at a fixed width: every line but the last is long. Such line breaks are spaces."""
-    lines = text.split("\n")
-    return all(len(line) >= 50 for line in lines[:-1])
-
-
-def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and (text[start].isspace() or text[start] == _HIDDEN_MARK):
-        start += 1
-    while end > start and (text[end - 1].isspace() or text[end - 1] == _HIDDEN_MARK):
-        end -= 1
-    return start, end
-
-
-def word_count(text: str) -> int:
-    return len(_WORD.findall(text))
+    def summarize(self, note: Note) -> str | None:
+        """The note's summary; None when there is nothing to summarise (a template, too few words)."""
+        ...
 
 
 # ------------------------------------------------------------------ extractive summary
@@ -458,6 +197,24 @@ def cut_at_word(text: str, max_chars: int) -> str:
     return cut.rstrip(" ,;:-–—") + ELLIPSIS
 
 
+class ExtractiveSummarizer:
+    """The note's most central sentences (`summarize_extractive`), ranked with the embedding model."""
+
+    mode = "extractive"
+
+    def __init__(self, embedder: Embedder, options: SummaryOptions = SummaryOptions()):
+        self.embedder = embedder
+        self.options = options
+
+    def depends_on(self) -> dict:
+        return {"models": [self.embedder.model_id], "options": asdict(self.options)}
+
+    def summarize(self, note: Note) -> str | None:
+        o = self.options
+        return summarize_extractive(note, self.embedder, sentences=o.sentences, min_words=o.min_words,
+                                    max_chars=o.max_chars)
+
+
 # ------------------------------------------------------------------ abstractive summary
 
 SYSTEM_PROMPT = (
@@ -509,7 +266,7 @@ def clean_llm_output(output: str, max_chars: int = 300) -> str:
     text = balance_quotes(text)
     if text[:1].islower():
         text = text[0].upper() + text[1:]
-    spans = _sentence_spans(text)[:2]
+    spans = sentence_spans(text)[:2]
     if len(spans) == 2 and spans[1][1] > max_chars:
         spans.pop()
     return text[:spans[-1][1]] if spans else text
@@ -545,7 +302,7 @@ def _repeats_itself(output: str) -> bool:
     runs = [tuple(words[i:i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1)]
     if len(set(runs)) < len(runs):
         return True
-    sentences = [_plain_words(output[a:b]) for a, b in _sentence_spans(output)]
+    sentences = [_plain_words(output[a:b]) for a, b in sentence_spans(output)]
     return any(
         _longest_common_run(first, second) >= 0.5 * min(len(first), len(second))
         for n, first in enumerate(sentences) for second in sentences[n + 1:]
@@ -555,7 +312,7 @@ def _repeats_itself(output: str) -> bool:
 
 def _unsupported_names(output: str, note_text: str) -> list[str]:
     """Numbers and names (capitalised words not opening a sentence) of the output that the note lacks."""
-    known = {_base_word(w) for w in _WORD.findall(render_inline(note_text))}
+    known = {_base_word(w) for w in words_of(render_inline(note_text))}
     return [word for word, named in _words_and_names(output) if named and _base_word(word) not in known]
 
 
@@ -564,7 +321,7 @@ def supported_share(output: str, note_text: str) -> float:
     letters, a crude stem: "corrigible" matches "corrigibility"). Left out: names and numbers, checked
     on their own and easy to copy around a made-up claim, function words, and the words any summary
     uses ("idea", "discusses")."""
-    known = {w.lower()[:5] for w in _WORD.findall(render_inline(note_text))}
+    known = {w.lower()[:5] for w in words_of(render_inline(note_text))}
     content = [w.lower() for w, named in _words_and_names(output) if not named and w.lower() not in _COMMON_WORDS]
     if not content:
         return 0.0
@@ -573,8 +330,8 @@ def supported_share(output: str, note_text: str) -> float:
 
 def _words_and_names(text: str) -> Iterator[tuple[str, bool]]:
     """Each word, and whether it is a number or a name (capitalised, not opening a sentence)."""
-    for a, b in _sentence_spans(text):
-        for n, word in enumerate(_WORD.findall(text[a:b])):
+    for a, b in sentence_spans(text):
+        for n, word in enumerate(words_of(text[a:b])):
             yield word, any(c.isdigit() for c in word) or (n > 0 and word[0].isupper() and word != "I")
 
 
@@ -588,13 +345,13 @@ def _units(note_text: str) -> Iterator[str]:
     for line in note_text.splitlines():
         if line.strip():
             yield line
-            spans = _sentence_spans(line)
+            spans = sentence_spans(line)
             if len(spans) > 1:
                 yield from (line[a:b] for a, b in spans)
 
 
 def _plain_words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(render_inline(text))]
+    return [w.lower() for w in words_of(render_inline(text))]
 
 
 def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
@@ -624,67 +381,104 @@ def prompt_text(note: Note) -> str:
 
 
 class LlmSummarizer:
-    """Summaries written by a GGUF instruct model (SmolLM2-135M-Instruct by default), checked, with the
-    extractive summary as the fallback.
+    """Summaries written by a GGUF instruct model, checked, with the extractive summary (built with the
+    same options) as the fallback.
 
-    llama.cpp is driven through llama-cpp-python's low-level API, as in the embedder: ``Llama`` builds
-    its model parameters inside its constructor and loads the model at once, so there is no way to turn
-    off the repacked/AMX CPU kernels ("extra buffer types") that die with SIGILL on some virtual
-    machines, and no ``kv_overrides`` key does it either. The generation loop it would run for us is
-    a dozen lines: decode the prompt, then take the most likely token until an end token or the limit.
+    The model loads on the first note that needs it: a run whose notes are all cached, short or
+    templates never loads it.
     """
 
-    def __init__(self, model_path: Path, threads: int = 1, max_chars: int = 300, min_words: int = 30,
-                 max_new_tokens: int = 80, n_ctx: int = 2048):
+    mode = "llm"
+
+    def __init__(self, model_path: Path, embedder: Embedder, options: SummaryOptions = SummaryOptions(),
+                 threads: int = 1, verify: bool = True, max_new_tokens: int = 80, n_ctx: int = 2048):
+        self.path = Path(model_path)
+        self.options = options
+        self.fallback = ExtractiveSummarizer(embedder, options)
+        self.threads, self.verify = threads, verify
+        self.max_new_tokens, self.n_ctx = max_new_tokens, n_ctx
+        self._model_id: str | None = None
+        self._model: LlamaTextModel | None = None
+        self._lock = threading.Lock()  # two threads must not load the model twice
+
+    @property
+    def model_id(self) -> str:
+        if self._model_id is None:
+            # require_model first: a missing file is a ModelError that stops the run, not a failure
+            # of every note in turn. Without hashing: this only names the file.
+            self._model_id = file_model_id(require_model(self.path, hash_it=False))
+        return self._model_id
+
+    def depends_on(self) -> dict:
+        fallback = self.fallback.depends_on()  # a fallback summary depends on the embedding model
+        return {"models": [self.model_id, *fallback["models"]], "options": fallback["options"],
+                "generation": {"max_new_tokens": self.max_new_tokens, "n_ctx": self.n_ctx}}
+
+    def summarize(self, note: Note) -> str | None:
+        return self.summarize_with_source(note)[0]
+
+    def summarize_with_source(self, note: Note) -> tuple[str | None, str]:
+        """(summary, source): the model's summary and "llm", or the extractive summary and "extractive"
+        when the note is a template or too short to summarise, or the model's answer is not acceptable."""
+        text = prompt_text(note)
+        if note.is_template or word_count(text) < self.options.min_words:
+            return self.fallback.summarize(note), "extractive"
+        model = self.model()
+        title = note_title(note)
+        max_chars = self.options.max_chars
+        answer = clean_llm_output(model.generate(model.chat_prompt(title, text)), max_chars)
+        if acceptable_llm_summary(answer, f"{title}\n{text}", INSTRUCTIONS, max_chars):
+            return answer, "llm"
+        log.debug("%s: the model's summary was not used (%d characters)", note.path, len(answer or ""))
+        return self.fallback.summarize(note), "extractive"
+
+    def model(self) -> LlamaTextModel:
+        """The text model, loaded on first use."""
+        with self._lock:
+            if self._model is None:
+                path = require_model(self.path, hash_it=self.verify)
+                self._model = LlamaTextModel(path, self.threads, self.max_new_tokens, self.n_ctx)
+            return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                self._model.close()
+                self._model = None
+
+
+class LlamaTextModel:
+    """A GGUF instruct model (SmolLM2-135M-Instruct by default) answering chat prompts, greedily.
+
+    Driven through llama-cpp-python's low-level API, as the embedder is (see `llama` for why). The
+    generation loop that ``Llama`` would run for us is a dozen lines: decode the prompt, then take the
+    most likely token until an end token or the limit.
+    """
+
+    def __init__(self, path: Path, threads: int = 1, max_new_tokens: int = 80, n_ctx: int = 2048):
         import llama_cpp
         from llama_cpp import _internals
 
-        route_llama_logs()
-        self.path = Path(model_path)
-        self.max_chars, self.min_words, self.max_new_tokens = max_chars, min_words, max_new_tokens
+        self.path = Path(path)
+        self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()  # one llama context is not safe to use from two threads
-        params = llama_cpp.llama_model_default_params()
-        params.use_extra_bufts = False  # see the class docstring
-        try:
-            self._model = _internals.LlamaModel(path_model=str(self.path), params=params, verbose=False)
-        except (ValueError, OSError) as exc:
-            raise ModelError(f"{self.path}: llama.cpp cannot load this model: {exc}") from None
+        self._model = load_model(self.path)
         self._template = llama_cpp.llama_model_chat_template(self._model.model, None)
         if not self._template:
             self._model.close()
             raise ModelError(f"{self.path}: the model has no chat template; summaries need an instruct model")
         self.n_ctx = min(n_ctx, self._model.n_ctx_train())
-        self._ctx = self._new_context(threads)
+        # n_batch = n_ctx: the whole prompt goes in one decode call.
+        self._ctx = new_context(self._model, self.path, n_ctx=self.n_ctx, n_batch=self.n_ctx,
+                                n_ubatch=min(512, self.n_ctx), threads=threads)
         self._batch = _internals.LlamaBatch(n_tokens=self.n_ctx, embd=0, n_seq_max=1, verbose=False)
         self._sampler = _internals.LlamaSampler()
         self._sampler.add_greedy()  # temperature 0: the same note always gets the same summary
         self.model_id = file_model_id(self.path)
-
-    def _new_context(self, threads: int):
-        import llama_cpp
-        from llama_cpp import _internals
-
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = params.n_batch = self.n_ctx  # the whole prompt goes in one decode call
-        params.n_ubatch = min(512, self.n_ctx)
-        params.n_threads = params.n_threads_batch = threads
-        try:
-            return _internals.LlamaContext(model=self._model, params=params, verbose=False)
-        except (ValueError, OSError) as exc:
-            raise ModelError(f"{self.path}: llama.cpp cannot create a context: {exc}") from None
-
-    def summarize(self, note: Note, fallback: Callable[[], str | None]) -> tuple[str | None, str]:
-        """(summary, source): the model's summary and "llm", or fallback() and "extractive" when the note
-        is a template or too short to summarise, or the model's answer is not acceptable."""
-        text = prompt_text(note)
-        if note.is_template or word_count(text) < self.min_words:
-            return fallback(), "extractive"
-        title = note_title(note)
-        answer = clean_llm_output(self.generate(self.chat_prompt(title, text)), self.max_chars)
-        if acceptable_llm_summary(answer, f"{title}\n{text}", INSTRUCTIONS, self.max_chars):
-            return answer, "llm"
-        log.debug("%s: the model's summary was not used (%d characters)", note.path, len(answer or ""))
-        return fallback(), "extractive"
 
     def chat_prompt(self, title: str, text: str) -> str:
         """The request for a summary in the model's chat format, the note's text cut at a token so that

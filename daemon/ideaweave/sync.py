@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -16,7 +15,7 @@ from . import frontmatter
 from .app import App
 from .frontmatter import Unwritable
 from .corpus import Corpus
-from .vault import Skipped
+from .summaries import summaries_for
 from .failures import INDEX_STAGES, WARNING_STAGES, STAGES, NoteFailure, NoteGuard
 from .related import RelatedNotes, link_target
 from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, NoteState, Plan, Write, apply_write, checksum, plan_note
@@ -67,48 +66,6 @@ class _PlanInputs:
     rejected: dict[str, set[str]] = field(default_factory=dict)
 
 
-def summary_cache_key(note) -> str:
-    """Keyed by the body alone: writing the summary into the frontmatter must not invalidate it."""
-    return hashlib.sha256(note.text[note.body_start:].encode("utf-8")).hexdigest()
-
-
-class Summaries:
-    """Summaries by content hash: computed once, cached in the store."""
-
-    def __init__(self, app: App):
-        self.app = app
-        self.mode = app.settings.summary.mode
-        self._llm = None
-
-    def for_note(self, path: str) -> str | None:
-        note = self.app.scanner.read(path)
-        if isinstance(note, Skipped):
-            return None
-        key = summary_cache_key(note)
-        found, cached = self.app.store.cached_summary(key, self.mode)
-        if found:
-            return cached
-        summary = self._compute(note)
-        self.app.store.cache_summary(key, self.mode, summary)
-        return summary
-
-    def _compute(self, note) -> str | None:
-        from .summarize import summarize_extractive
-
-        s = self.app.settings.summary
-        extractive = lambda: summarize_extractive(  # noqa: E731 - a deferred fallback
-            note, self.app.embedder, sentences=s.sentences, min_words=s.min_words, max_chars=s.max_chars)
-        if self.mode != "llm":
-            return extractive()
-        if self._llm is None:
-            from .modelfiles import require_model
-            from .summarize import LlmSummarizer
-
-            self._llm = LlmSummarizer(require_model(self.app.text_model_path), threads=self.app.settings.embedding.threads)
-        summary, _source = self._llm.summarize(note, extractive)
-        return summary
-
-
 class VaultSync:
     """`handoff`, when given, is offered each write first (the Obsidian bridge applies it inside
     Obsidian); it returns False when it cannot take the write, and the file is written here."""
@@ -117,7 +74,7 @@ class VaultSync:
         self.app = app
         self.handoff = handoff
         self.keys = app.keys
-        self.summaries = Summaries(app)
+        self.summaries = summaries_for(app)
 
     def run(self, paths: Iterable[str] | None = None, dry_run: bool = False, corpus: Corpus | None = None,
             bystanders: Iterable[str] = ()) -> SyncReport:
