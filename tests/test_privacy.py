@@ -95,7 +95,7 @@ def test_private_note_appears_in_no_other_note_and_no_log(tmp_path, embedder, ca
     private = {PRIVATE_NOTE, "Journal/Therapy notes.md"}
     with caplog.at_level(logging.INFO):
         app.indexer.run()
-        report = VaultSync(app).run()
+        report = VaultSync.for_app(app).run()
     assert report.written
     secrets = []
     for path in private:

@@ -45,7 +45,6 @@ from .handoff import PendingWrite, WriteQueue
 from .relate import Suggestion
 from .search import SearchHit, search
 from .store import FEEDBACK_ACTIONS as STORED_FEEDBACK_ACTIONS
-from .summaries import summaries_for
 from .writer import Write, checksum
 
 log = logging.getLogger(__name__)
@@ -258,7 +257,7 @@ class AppBackend:
         if isinstance(written, str) and written.strip():
             return written
         # The sync's summary cache, under the key the sync uses.
-        return summaries_for(self.app).cached(note)
+        return self.app.summaries.cached(note)
 
     def feedback(self, note: str, target: str, action: str) -> None:
         stored_action = STORED_ACTION_OF_VERB[action]

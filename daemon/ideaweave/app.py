@@ -11,6 +11,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .calibrate import weights_for
 from .config import Settings
@@ -24,6 +25,9 @@ from .related import RelatedNotes
 from .store import Store
 from .vault import ScanRules, VaultScanner, find_vault_root
 from .writer import Keys
+
+if TYPE_CHECKING:  # summaries builds its parts from an App
+    from .summaries import Summaries
 
 
 def resolve_vault(cli_vault: str | None, settings: Settings, cwd: Path) -> Path:
@@ -137,6 +141,13 @@ class App:
     def related_notes(self, corpus: Corpus | None = None) -> RelatedNotes:
         """The one answer to "what are this note's related notes", for the CLI, the API and the daemon."""
         return RelatedNotes(self.relater(corpus), self.store, self.indexer.resolver, self.keys, self.read_bytes)
+
+    @cached_property
+    def summaries(self) -> Summaries:
+        """The summaries the settings ask for, one for the app's life: in llm mode the text model loads once."""
+        from .summaries import summaries_for
+
+        return summaries_for(self)
 
     def read_bytes(self, path: str) -> bytes | None:
         try:

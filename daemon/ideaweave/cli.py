@@ -185,7 +185,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         index = app.indexer.run(progress=bar)
     finally:
         bar.close()
-    sync = VaultSync(app)
+    sync = VaultSync.for_app(app)
     report = sync.run(dry_run=args.dry_run)
     if report.deferred and not args.dry_run:
         report.retried(_after_deferral(app, sync, report.deferred, args.json))

@@ -10,15 +10,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import frontmatter
 from .app import App
-from .frontmatter import Unwritable
 from .corpus import Corpus
-from .summaries import summaries_for
-from .failures import INDEX_STAGES, WARNING_STAGES, STAGES, NoteFailure, NoteGuard
+from .failures import INDEX_STAGES, NO_FAULTS, STAGES, WARNING_STAGES, FaultPlan, NoteFailure, NoteGuard
+from .frontmatter import Unwritable
 from .related import RelatedNotes, link_target
-from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, NoteState, Plan, Write, apply_write, checksum, plan_note
+from .store import Store
+from .summaries import Summaries
+from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, Keys, NoteState, Plan, Write, apply_write, checksum, plan_note
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +69,29 @@ class _PlanInputs:
 
 
 class VaultSync:
-    """`handoff`, when given, is offered each write first (the Obsidian bridge applies it inside
-    Obsidian); it returns False when it cannot take the write, and the file is written here."""
+    """Relates, summarises and writes notes, from the parts it is given (`for_app` takes them from an App).
 
-    def __init__(self, app: App, handoff: Callable[[Write, bytes], bool] | None = None):
-        self.app = app
+    `related_notes(corpus)` gives the one ranking policy over a snapshot; `handoff`, when given, is offered
+    each write first (the Obsidian bridge applies it inside Obsidian); it returns False when it cannot take
+    the write, and the file is written here.
+    """
+
+    def __init__(self, root: Path, store: Store, related_notes: Callable[[Corpus | None], RelatedNotes],
+                 summaries: Summaries, keys: Keys, defer_seconds: float, faults: FaultPlan = NO_FAULTS,
+                 handoff: Callable[[Write, bytes], bool] | None = None):
+        self.root = root
+        self.store = store
+        self.related_notes = related_notes
+        self.summaries = summaries
+        self.keys = keys
+        self.defer_seconds = defer_seconds
+        self.faults = faults
         self.handoff = handoff
-        self.keys = app.keys
-        self.summaries = summaries_for(app)
+
+    @classmethod
+    def for_app(cls, app: App, handoff: Callable[[Write, bytes], bool] | None = None) -> VaultSync:
+        return cls(app.root, app.store, app.related_notes, app.summaries, app.keys, app.settings.writer.defer_seconds,
+                   app.faults, handoff)
 
     def run(self, paths: Iterable[str] | None = None, dry_run: bool = False, corpus: Corpus | None = None,
             bystanders: Iterable[str] = ()) -> SyncReport:
@@ -83,9 +100,9 @@ class VaultSync:
         wrong with one note is that note's failure (recorded, shown by `status`, retried once it changes)."""
         started = time.perf_counter()
         report = SyncReport()
-        store = self.app.store
-        guard = NoteGuard(lambda failure: self._failed(failure, report, dry_run), self.app.faults)
-        related = self.app.related_notes(corpus)
+        store = self.store
+        guard = NoteGuard(lambda failure: self._failed(failure, report, dry_run), self.faults)
+        related = self.related_notes(corpus)
         targets = sorted(paths) if paths is not None else store.note_paths()
         templates = store.template_paths()
         failed_before = dict((p, (stage, reason)) for p, stage, reason in store.problems(SYNC_STAGES))
@@ -117,7 +134,7 @@ class VaultSync:
     def _plan_note(self, path: str, related: RelatedNotes, bystanders, report: SyncReport, inputs: _PlanInputs,
                    plan: Plan, at) -> None:
         """Rank, summarise and plan one note into `plan` (`at` names the stage reached, for its failure)."""
-        store = self.app.store
+        store = self.store
         if path not in related.corpus.index:
             report.skipped.append((path, "no text to relate or summarise"))
             return
@@ -145,11 +162,11 @@ class VaultSync:
     def _failed(self, failure: NoteFailure, report: SyncReport, dry_run: bool) -> None:
         report.failed.append(failure)
         if not dry_run:
-            self.app.store.record_problem(failure.path, failure.stage, failure.reason)
+            self.store.record_problem(failure.path, failure.stage, failure.reason)
 
     def _read(self, path: str, report: SyncReport) -> bytes | None:
         try:
-            return (self.app.root / path).read_bytes()
+            return (self.root / path).read_bytes()
         except OSError as exc:
             report.skipped.append((path, f"cannot be read: {exc.strerror or exc}"))
             return None
@@ -161,11 +178,11 @@ class VaultSync:
             for note, link in pairs:
                 target = link_target(resolver, link, note)
                 if target is not None:
-                    self.app.store.set_feedback(note, target, action)
+                    self.store.set_feedback(note, target, action)
                     log.debug("%s: %s %s", note, action, link)  # titles only at debug level
 
     def _write(self, write, base: bytes, report: SyncReport, dry_run: bool, inputs: _PlanInputs) -> None:
-        store = self.app.store
+        store = self.store
         if dry_run:
             edited = frontmatter.set_managed(base, write.values)
             if isinstance(edited, Unwritable):
@@ -178,7 +195,7 @@ class VaultSync:
             report.handed_off.append(write.path)
             return
         for _attempt in range(CONFLICT_RETRIES):
-            result = apply_write(self.app.root, write, base, self.app.settings.writer.defer_seconds)
+            result = apply_write(self.root, write, base, self.defer_seconds)
             if result.status != "conflict":
                 break
             # The user saved the note between our read and our write: their bytes win; plan again from them.
@@ -210,7 +227,7 @@ class VaultSync:
         current = frontmatter.read_managed(base, (self.keys.related, self.keys.summary))
         if isinstance(current, Unwritable):
             return None
-        last = self.app.store.last_written(path)
+        last = self.store.last_written(path)
         state = NoteState(path, current, last.values if last else None)
         write, _problem, _rejects, _pins = plan_note(
             state, inputs.candidates[path], inputs.summaries[path], self.keys, inputs.rejected[path])

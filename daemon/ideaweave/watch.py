@@ -644,7 +644,7 @@ class VaultWatcher:
             self._held.update(paths)
             return [], []
         # While the Obsidian bridge is connected, it applies the writes inside Obsidian.
-        sync = VaultSync(self.app, handoff=getattr(self.api, "hand_off", None))
+        sync = VaultSync.for_app(self.app, handoff=getattr(self.api, "hand_off", None))
         dry_run = not self.app.settings.writer.enabled  # "compute only": summaries cached, nothing written
         written, deferred = [], []
         for start in range(0, len(paths), SYNC_SLICE):
