@@ -68,6 +68,7 @@ class _PlanInputs:
     rejected: dict[str, set[str]] = field(default_factory=dict)
 
 
+@dataclass
 class VaultSync:
     """Relates, summarises and writes notes, from the parts it is given (`for_app` takes them from an App).
 
@@ -76,17 +77,14 @@ class VaultSync:
     the write, and the file is written here.
     """
 
-    def __init__(self, root: Path, store: Store, related_notes: Callable[[Corpus | None], RelatedNotes],
-                 summaries: Summaries, keys: Keys, defer_seconds: float, faults: FaultPlan = NO_FAULTS,
-                 handoff: Callable[[Write, bytes], bool] | None = None):
-        self.root = root
-        self.store = store
-        self.related_notes = related_notes
-        self.summaries = summaries
-        self.keys = keys
-        self.defer_seconds = defer_seconds
-        self.faults = faults
-        self.handoff = handoff
+    root: Path
+    store: Store
+    related_notes: Callable[[Corpus | None], RelatedNotes]
+    summaries: Summaries
+    keys: Keys
+    defer_seconds: float
+    faults: FaultPlan = NO_FAULTS
+    handoff: Callable[[Write, bytes], bool] | None = None
 
     @classmethod
     def for_app(cls, app: App, handoff: Callable[[Write, bytes], bool] | None = None) -> VaultSync:
