@@ -17,7 +17,7 @@ from ideaweave import frontmatter
 from ideaweave.chunking import chunk_note
 from ideaweave.frontmatter import Unwritable
 from ideaweave.prose import sentences_of
-from ideaweave.summarize import ELLIPSIS, summarize_extractive
+from ideaweave.summarize import ELLIPSIS, ExtractiveSummarizer, SummaryOptions, summarize_extractive
 from ideaweave.vault import Note, ScanRules, Skipped, parse_note
 
 RULES = ScanRules(managed_keys=("related", "summary"))
@@ -51,11 +51,12 @@ def check_chunks(note: Note | None, count_tokens) -> None:
 def check_summary(note: Note | None, embedder) -> None:
     if note is None:
         return
-    summary = summarize_extractive(note, embedder, sentences=2, min_words=5, max_chars=300)
-    if summary is None:
-        return
-    assert len(summary) <= 300
-    assert is_made_of_sentences(summary, [s.text for s in sentences_of(note)]), summary
+    sentences = [s.text for s in sentences_of(note)]
+    for summary in (summarize_extractive(note, embedder, sentences=2, min_words=5, max_chars=300),
+                    ExtractiveSummarizer(SummaryOptions(min_words=5, max_chars=300)).summarize(note)):
+        if summary is not None:
+            assert len(summary) <= 300
+            assert is_made_of_sentences(summary, sentences), summary
 
 
 def is_made_of_sentences(summary: str, sentences: list[str]) -> bool:

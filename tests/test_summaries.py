@@ -12,7 +12,7 @@ from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.errors import ModelError
 from ideaweave.summaries import Summaries, summaries_for, summary_cache_key
-from ideaweave.summarize import ExtractiveSummarizer, LlmSummarizer, SummaryOptions
+from ideaweave.summarize import CentroidSummarizer, LlmSummarizer, SummaryOptions
 from ideaweave.vault import Note
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "vault"
@@ -55,7 +55,7 @@ def app(tmp_path, embedder):
 
 
 def summaries(app: App, embedder, **options) -> tuple[Summaries, CountingSummarizer]:
-    counting = CountingSummarizer(ExtractiveSummarizer(embedder, SummaryOptions(**options)))
+    counting = CountingSummarizer(CentroidSummarizer(embedder, SummaryOptions(**options)))
     return Summaries(app.store, app.scanner.read, counting), counting
 
 
@@ -76,18 +76,18 @@ def test_changing_a_setting_or_the_model_gives_a_fresh_summary(app, embedder, em
     assert shorter.cached(NOTE) is None
     short = shorter.for_note(NOTE)
     assert counting.calls == 1 and short != summary and len(short) <= 80
-    for options in ({"sentences": 1}, {"min_words": 10}):
+    for options in ({"sentences": 1}, {"min_words": 25}):
         changed, counting = summaries(app, embedder, **options)
         changed.for_note(NOTE)
         assert counting.calls == 1, options
-    other_model = CountingSummarizer(ExtractiveSummarizer(embedder_q8))
+    other_model = CountingSummarizer(CentroidSummarizer(embedder_q8))
     Summaries(app.store, app.scanner.read, other_model).for_note(NOTE)
     assert other_model.calls == 1
     assert default.for_note(NOTE) == summary  # the first setup's summary is still cached
 
 
 def test_the_key_covers_the_body_but_not_the_frontmatter(app, embedder):
-    summarizer = ExtractiveSummarizer(embedder)
+    summarizer = CentroidSummarizer(embedder)
     before = summary_cache_key(app.scanner.read(NOTE), summarizer)
     path = app.root / NOTE
     text = path.read_text(encoding="utf-8")
@@ -99,18 +99,18 @@ def test_the_key_covers_the_body_but_not_the_frontmatter(app, embedder):
 
 def test_the_text_model_is_part_of_the_key(app, embedder, tmp_path):
     note = app.scanner.read(NOTE)
-    llm = LlmSummarizer(TEXT_MODEL, embedder, verify=False)
-    extractive = ExtractiveSummarizer(embedder)
+    llm = LlmSummarizer(TEXT_MODEL, CentroidSummarizer(embedder), verify=False)
+    extractive = CentroidSummarizer(embedder)
     other_file = tmp_path / "other.gguf"
     other_file.write_bytes(b"GGUF" + b"\1" * 64)
-    other = LlmSummarizer(other_file, embedder, verify=False)
+    other = LlmSummarizer(other_file, CentroidSummarizer(embedder), verify=False)
     keys = {summary_cache_key(note, s) for s in (llm, extractive, other)}
     assert len(keys) == 3
     assert not llm.loaded and not other.loaded  # naming a model does not load it
 
 
 def test_the_sync_builds_its_summarizer_with_the_configured_settings(tmp_path, embedder):
-    default = LlmSummarizer(TEXT_MODEL, embedder, threads=1, verify=False)
+    default = LlmSummarizer(TEXT_MODEL, CentroidSummarizer(embedder), threads=1, verify=False)
     app = app_for(tmp_path / "default", embedder)
     answer, source = default.summarize_with_source(app.scanner.read(LLM_NOTE))
     app.store.close()

@@ -15,6 +15,7 @@ from ideaweave.prose import sentences_of
 from ideaweave.summarize import (
     ELLIPSIS,
     INSTRUCTIONS,
+    CentroidSummarizer,
     ExtractiveSummarizer,
     LlamaTextModel,
     LlmSummarizer,
@@ -92,10 +93,10 @@ def test_short_notes_and_templates_get_no_summary(embedder):
 def test_the_extractive_summarizer_uses_its_options(embedder):
     note = note_of(CORRIGIBILITY.read_text(encoding="utf-8"), "Concepts/Corrigibility.md")
     options = SummaryOptions(sentences=1, min_words=10, max_chars=120)
-    summary = ExtractiveSummarizer(embedder, options).summarize(note)
+    summary = CentroidSummarizer(embedder, options).summarize(note)
     assert summary == summarize_extractive(note, embedder, sentences=1, min_words=10, max_chars=120)
     assert summary and len(summary) <= 120
-    assert ExtractiveSummarizer(embedder, SummaryOptions(min_words=10_000)).summarize(note) is None
+    assert CentroidSummarizer(embedder, SummaryOptions(min_words=10_000)).summarize(note) is None
 
 
 def test_ranking_balances_sections_and_favours_the_title():
@@ -193,7 +194,7 @@ def test_prompt_text_keeps_paragraphs_and_drops_markup():
 
 @pytest.fixture(scope="module")
 def llm(embedder) -> LlmSummarizer:
-    summarizer = LlmSummarizer(TEXT_MODEL, embedder, threads=1, verify=False)
+    summarizer = LlmSummarizer(TEXT_MODEL, CentroidSummarizer(embedder), threads=1, verify=False)
     yield summarizer
     summarizer.close()
 
@@ -216,7 +217,7 @@ def test_llm_summary_of_a_normal_note_is_never_empty(llm, embedder):
 
 
 def test_llm_is_not_asked_about_short_notes_or_templates(embedder):
-    llm = LlmSummarizer(TEXT_MODEL, embedder, verify=False)
+    llm = LlmSummarizer(TEXT_MODEL, CentroidSummarizer(embedder), verify=False)
     short = note_of("# Tiny\n\nToo short to summarise.\n")
     assert llm.summarize_with_source(short) == (None, "extractive")
     template = note_of("This template sentence repeats to reach enough words for a summary. " * 5,
@@ -224,23 +225,23 @@ def test_llm_is_not_asked_about_short_notes_or_templates(embedder):
     assert llm.summarize_with_source(template) == (None, "extractive")
     # Enough words by default, too few for these options: the extractive fallback has the same options.
     prose = note_of("Gardens need water and patience, and the weeds always come back after rain. " * 4)
-    strict = LlmSummarizer(TEXT_MODEL, embedder, SummaryOptions(min_words=100), verify=False)
+    strict = LlmSummarizer(TEXT_MODEL, CentroidSummarizer(embedder, SummaryOptions(min_words=100)), SummaryOptions(min_words=100), verify=False)
     assert strict.summarize_with_source(prose) == (None, "extractive")
     assert not llm.loaded and not strict.loaded  # the model was never loaded, let alone asked
 
 
 def test_the_llm_summarizer_depends_on_both_models_and_its_options(embedder):
-    llm = LlmSummarizer(TEXT_MODEL, embedder, SummaryOptions(max_chars=120), verify=False)
+    llm = LlmSummarizer(TEXT_MODEL, CentroidSummarizer(embedder, SummaryOptions(max_chars=120)), SummaryOptions(max_chars=120), verify=False)
     recipe = llm.depends_on()
     assert recipe["models"] == [file_model_id(TEXT_MODEL), embedder.model_id]
-    assert recipe["options"] == {"sentences": 2, "min_words": 30, "max_chars": 120}
-    assert ExtractiveSummarizer(embedder).depends_on() == {
-        "models": [embedder.model_id], "options": {"sentences": 2, "min_words": 30, "max_chars": 300}}
+    assert recipe["options"] == {"sentences": 2, "min_words": 10, "max_chars": 120}
+    assert CentroidSummarizer(embedder).depends_on() == {
+        "models": [embedder.model_id], "options": {"sentences": 2, "min_words": 10, "max_chars": 300}}
     assert not llm.loaded  # naming the model does not load it
 
 
 def test_a_missing_text_model_is_a_model_error_not_a_notes_failure(tmp_path, embedder):
-    llm = LlmSummarizer(tmp_path / "missing.gguf", embedder)
+    llm = LlmSummarizer(tmp_path / "missing.gguf", CentroidSummarizer(embedder))
     with pytest.raises(ModelError, match="not found"):
         llm.depends_on()
 
@@ -279,3 +280,49 @@ def test_the_text_model_survives_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() not in ("", "''")
+
+
+# ------------------------------------------------------------------ the default: the note's structure
+
+OPENING_NOTE = (
+    "Reward hacking is when an agent finds a way to collect reward its designer never meant to pay for. "
+    "It follows from optimising a proxy. The designers wrote the reward by hand.\n\n"
+    "## Examples\n\nA boat racing agent circled forever to collect points. A cleaning robot hid the mess.\n"
+)
+
+
+def test_the_default_summary_reads_the_note_from_its_start_and_fills_the_budget():
+    note = note_of(OPENING_NOTE, "Reward hacking.md")
+    summary = ExtractiveSummarizer(SummaryOptions(max_chars=215)).summarize(note)
+    assert summary.startswith("Reward hacking is when an agent finds a way to collect reward")
+    assert len(summary) <= 215 and summary.endswith(ELLIPSIS)  # the last sentence cut to use the budget
+    sentences = [s.text for s in sentences_of(note)]
+    assert all(part in " ".join(sentences) for part in summary.rstrip(ELLIPSIS).split(". ")[:-1])
+
+
+def test_an_opening_quotation_is_not_the_summary():
+    text = ('"The Axiom of Choice is necessary to select a set from an infinite number of pairs of socks." '
+            "— Bertrand Russell\n\n> A quoted line that someone else wrote about something.\n\n"
+            "The axiom of choice says that any collection of non-empty sets has a function choosing one element "
+            "from each set. Most of mathematics assumes it without saying so.\n")
+    summary = ExtractiveSummarizer().summarize(note_of(text, "Axiom of choice.md"))
+    assert summary.startswith("The axiom of choice says") and "socks" not in summary and "quoted" not in summary
+
+
+@pytest.mark.parametrize("marked", [
+    "## TL;DR\n\nThe short version: reward is a proxy and proxies break under pressure.\n",
+    "> [!summary] In one line\n> The short version: reward is a proxy and proxies break under pressure.\n",
+    "# Abstract\n\nThe short version: reward is a proxy and proxies break under pressure.\n",
+])
+def test_an_abstract_the_user_wrote_comes_first(marked):
+    text = OPENING_NOTE + "\n" + marked + "\n## More\n\nAnother paragraph with several more words in it here.\n"
+    summary = ExtractiveSummarizer().summarize(note_of(text, "Reward hacking.md"))
+    assert summary.startswith("The short version: reward is a proxy and proxies break under pressure.")
+
+
+def test_a_sentence_added_at_the_end_leaves_the_summary_alone():
+    long_note = OPENING_NOTE + "\n" + " ".join(f"Observation number {i} about the agent and its reward." for i in range(20))
+    before = ExtractiveSummarizer().summarize(note_of(long_note, "Reward hacking.md"))
+    after = ExtractiveSummarizer().summarize(note_of(long_note + "\n\nOne more sentence at the very end.\n",
+                                                     "Reward hacking.md"))
+    assert before == after

@@ -71,9 +71,9 @@ class RelateSettings:
 
 @dataclass(frozen=True)
 class SummarySettings:
-    mode: str = setting("extractive", "\"extractive\" (the note's own sentences) or \"llm\" (the text model, falling back to extractive).")
+    mode: str = setting("extractive", "\"extractive\" (the note's own sentences as its structure ranks them; no model), \"centroid\" (the sentences nearest the note's centre of meaning; embeds every sentence) or \"llm\" (the text model, falling back to extractive).")
     sentences: int = setting(2, "Sentences in an extractive summary.")
-    min_words: int = setting(30, "Notes with fewer words than this get no summary.")
+    min_words: int = setting(10, "Notes with fewer words than this get no summary.")
     max_chars: int = setting(300, "Longest summary written.")
 
 
@@ -221,8 +221,8 @@ def load_settings(path: str | os.PathLike | None = None, env: dict[str, str] | N
 
 def validate(settings: Settings) -> None:
     """Checks across fields, each with a message that says what to change."""
-    if settings.summary.mode not in ("extractive", "llm"):
-        raise ConfigError(f"summary.mode must be \"extractive\" or \"llm\", not {settings.summary.mode!r}")
+    if settings.summary.mode not in ("extractive", "centroid", "llm"):
+        raise ConfigError(f"summary.mode must be \"extractive\", \"centroid\" or \"llm\", not {settings.summary.mode!r}")
     if settings.watch.observer not in ("auto", "native", "polling"):
         raise ConfigError(f"watch.observer must be \"auto\", \"native\" or \"polling\", not {settings.watch.observer!r}")
     if settings.relate.weights not in ("auto", "fixed"):

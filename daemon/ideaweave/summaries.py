@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .store import Store
-from .summarize import ExtractiveSummarizer, LlmSummarizer, Summarizer, SummaryOptions
+from .summarize import CentroidSummarizer, ExtractiveSummarizer, LlmSummarizer, Summarizer, SummaryOptions
 from .vault import Note, Skipped
 
 if TYPE_CHECKING:
@@ -67,8 +67,10 @@ def summaries_for(app: App) -> Summaries:
     options = SummaryOptions(sentences=s.sentences, min_words=s.min_words, max_chars=s.max_chars)
     summarizer: Summarizer
     if s.mode == "llm":
-        summarizer = LlmSummarizer(app.text_model_path, app.embedder, options,
+        summarizer = LlmSummarizer(app.text_model_path, ExtractiveSummarizer(options), options,
                                    threads=app.settings.embedding.threads, verify=app.settings.models.verify)
+    elif s.mode == "centroid":
+        summarizer = CentroidSummarizer(app.embedder, options)
     else:
-        summarizer = ExtractiveSummarizer(app.embedder, options)
+        summarizer = ExtractiveSummarizer(options)
     return Summaries(app.store, app.scanner.read, summarizer)

@@ -54,7 +54,7 @@ class SummaryOptions:
     """The summary settings: how many sentences, from how many words of prose on, how long at most."""
 
     sentences: int = 2
-    min_words: int = 30
+    min_words: int = 10
     max_chars: int = 300
 
 
@@ -99,6 +99,71 @@ def summarize_extractive(
         return None
     rank = {i: r for r, i in enumerate(ranked)}
     return fit_length([found[i].text for i in chosen], [rank[i] for i in chosen], max_chars)
+
+
+_ABSTRACT_HEADING = re.compile(r"^(?:abstract|summary|tl;? ?dr|overview|in short|in brief|the gist|key idea)s?\b", re.I)
+_ABSTRACT_CALLOUT = re.compile(r"^[ \t]*>[ \t]*\[!(?:abstract|summary|tldr)\]", re.I)
+_QUOTE_LINE = re.compile(r"^[ \t]*>")
+_OPEN_QUOTES = "\"“‘«"
+_ATTRIBUTION = re.compile(r"[\"”»]\s*[—–-]{1,2}\s*\S|^\s*[—–]\s*\S")  # "... ." — Bertrand Russell
+# The share of the budget left for a last sentence that does not fit whole: shorter, it says nothing.
+MIN_CUT_CHARS = 40
+
+
+def summarize_structured(note: Note, options: SummaryOptions = SummaryOptions(),
+                         without: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """The note read from its start, as a person skimming it would: its prose sentences in order until
+    max_chars is filled, the last one cut at a word boundary when only part of it fits. Passed over: a
+    quotation or epigraph (a quoted line, a quote with its attribution); read first: a section or
+    callout the user called Abstract, Summary or TL;DR. No model call: the note's structure is the
+    evidence. Measured (bench/summary_ablation.py): other signals that pass over sentences (questions,
+    list fragments, formulas, definitions of the title, lines about the page) each cost more than they
+    saved, so they are not used. `without` switches signals off for ablations: quote, abstract, length."""
+    if note.is_template:
+        return None
+    found = sentences_of(note)[:MAX_SENTENCES]
+    if not found or sum(word_count(s.text) for s in found) < options.min_words:
+        return None
+    usable = [i for i, s in enumerate(found) if not _passed_over(note, s, i, without)] or list(range(len(found)))
+    marked = [i for i in usable if "abstract" not in without and _in_abstract(note, found[i].start)]
+    first = marked[0] if marked else usable[0]
+    text = ""
+    for i in [i for i in usable if i >= first] + [i for i in usable if i < first]:
+        sentence = found[i].text
+        if not text and len(sentence) > options.max_chars:
+            return cut_at_word(sentence, options.max_chars)
+        if len(text) + 1 + len(sentence) <= options.max_chars:
+            text = f"{text} {sentence}".strip()
+            continue
+        room = options.max_chars - len(text) - 1
+        if "length" not in without and room >= MIN_CUT_CHARS:
+            text = f"{text} {cut_at_word(sentence, room)}"  # the budget is there to be used
+        break
+    return text
+
+
+def _passed_over(note: Note, sentence: Sentence, n: int, without) -> bool:
+    """A quotation that opens the note (an epigraph), a quoted line, a quote with its attribution; and
+    sentences of fewer than four words, which are labels rather than statements."""
+    line = note.text[note.text.rfind("\n", 0, sentence.start) + 1:sentence.start + 1]
+    raw = note.text[sentence.start:sentence.end]
+    if "quote" not in without and ((_QUOTE_LINE.match(line) and not _in_abstract(note, sentence.start))
+                                   or raw[:1] in _OPEN_QUOTES and n < 3 or _ATTRIBUTION.search(raw)):
+        return True
+    return word_count(sentence.text) < 4
+
+
+def _in_abstract(note: Note, offset: int) -> bool:
+    """Under a heading called Abstract, Summary, TL;DR..., or inside an abstract/summary callout."""
+    before = [h for h in note.headings if h.start <= offset]
+    if before and _ABSTRACT_HEADING.match(before[-1].text.strip()):
+        return True
+    start = note.text.rfind("\n", 0, offset) + 1
+    while start > note.body_start and _QUOTE_LINE.match(note.text[start:offset]):  # walk up the quote
+        if _ABSTRACT_CALLOUT.match(note.text[start:]):
+            return True
+        start = note.text.rfind("\n", 0, start - 1) + 1
+    return bool(_ABSTRACT_CALLOUT.match(note.text[start:]))
 
 
 def note_title(note: Note) -> str:
@@ -198,9 +263,26 @@ def cut_at_word(text: str, max_chars: int) -> str:
 
 
 class ExtractiveSummarizer:
-    """The note's most central sentences (`summarize_extractive`), ranked with the embedding model."""
+    """The default: the note's own sentences as its structure ranks them (`summarize_structured`); no model."""
 
     mode = "extractive"
+    method = "structured-1"  # part of the cache key: a new method refreshes every cached summary
+
+    def __init__(self, options: SummaryOptions = SummaryOptions()):
+        self.options = options
+
+    def depends_on(self) -> dict:
+        return {"models": [], "method": self.method, "options": asdict(self.options)}
+
+    def summarize(self, note: Note) -> str | None:
+        return summarize_structured(note, self.options)
+
+
+class CentroidSummarizer:
+    """The note's most central sentences (`summarize_extractive`), ranked with the embedding model: an
+    option (summary.mode = "centroid"); it embeds every sentence and scored below the default."""
+
+    mode = "centroid"
 
     def __init__(self, embedder: Embedder, options: SummaryOptions = SummaryOptions()):
         self.embedder = embedder
@@ -390,11 +472,12 @@ class LlmSummarizer:
 
     mode = "llm"
 
-    def __init__(self, model_path: Path, embedder: Embedder, options: SummaryOptions = SummaryOptions(),
+    def __init__(self, model_path: Path, fallback: Summarizer, options: SummaryOptions = SummaryOptions(),
                  threads: int = 1, verify: bool = True, max_new_tokens: int = 80, n_ctx: int = 2048):
+        """`fallback` summarises what the model's answer cannot (built with the same options)."""
         self.path = Path(model_path)
         self.options = options
-        self.fallback = ExtractiveSummarizer(embedder, options)
+        self.fallback = fallback
         self.threads, self.verify = threads, verify
         self.max_new_tokens, self.n_ctx = max_new_tokens, n_ctx
         self._model_id: str | None = None
@@ -410,7 +493,7 @@ class LlmSummarizer:
         return self._model_id
 
     def depends_on(self) -> dict:
-        fallback = self.fallback.depends_on()  # a fallback summary depends on the embedding model
+        fallback = self.fallback.depends_on()  # a fallback summary depends on what the fallback uses
         return {"models": [self.model_id, *fallback["models"]], "options": fallback["options"],
                 "generation": {"max_new_tokens": self.max_new_tokens, "n_ctx": self.n_ctx}}
 
