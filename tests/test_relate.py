@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.novelty import novelty
-from ideaweave.calibrate import calibrate
+from ideaweave.calibrate import FOLDS, MIN_GAIN, calibrate, calibration_record, describe_weights
 from ideaweave.corpus import Corpus
 from ideaweave.relate import COMPONENTS, DEFAULT_WEIGHTS, Relater, diversify, keywords, top_indices, zscore
 
@@ -102,9 +103,30 @@ def test_calibration_on_a_linked_vault(tmp_path, embedder):
     app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
     app.indexer.run()
     result = calibrate(Relater(Corpus(app.store)), app.read_body)
-    assert result is not None and result.queries >= 20
-    assert set(result.weights) == set(COMPONENTS)
-    assert result.calibrated_score >= result.default_score - 1e-9
+    assert result is not None and result.queries >= 20 and len(result.gains) == FOLDS
+    # Kept only when the weights win on notes they were not fitted on, by more than the folds disagree.
+    assert result.kept == (result.gain > max(MIN_GAIN, result.spread))
+    assert result.weights is None or set(result.weights) == set(COMPONENTS)
+
+
+def test_calibration_keeps_the_defaults_when_links_say_nothing(tmp_path, embedder):
+    """Links drawn at random carry no signal a weight could learn: the held-out check keeps the defaults."""
+    root = tmp_path / "vault"
+    root.mkdir()
+    rng = random.Random(0)
+    names = [f"note {i}" for i in range(60)]
+    words = "river volcano bee chess violin glacier satellite bread tide owl lantern copper meadow".split()
+    for name in names:
+        links = " ".join(f"[[{o}]]" for o in rng.sample([n for n in names if n != name], 4))
+        text = " ".join(rng.choice(words) for _ in range(30))
+        (root / f"{name}.md").write_text(f"{text.capitalize()}. {links}\n", encoding="utf-8")
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
+    app.indexer.run()
+    result = calibrate(Relater(Corpus(app.store)), app.read_body)
+    assert result is not None and not result.kept
+    assert app.relater().weights == Settings().relate.weights_dict()
+    assert "did not win on held-out notes" in describe_weights("auto", calibration_record(app.store))
+    app.close()
 
 
 def test_novelty_ranks_a_copied_section_least_novel(example_app, tmp_path):

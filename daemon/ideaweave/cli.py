@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from .app import App, resolve_vault
 from .config import Settings, example_toml, load_settings, replace
+from .calibrate import calibration_record, describe_weights
 from .errors import IdeaweaveError, VaultError
 from .failures import FAILURE_STAGES, WARNING_STAGES, NoteFailure
 from .privacy import enter_private_mode
@@ -144,13 +145,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         "warnings": [NoteFailure(*row).as_json() for row in app.store.problems(WARNING_STAGES)],
         "last_indexed": last, "index_bytes": app.store.size_on_disk(),
         "private_mode": app.settings.private_mode,
+        "ranking": describe_weights(app.settings.relate.weights, calibration_record(app.store)),
     }
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
              f"index      {data['index_bytes'] / 1e6:.1f} MB on disk",
              "search     " + ("exact (every vector scanned)" if search["exact"] else
                              f"approximate: {search['clusters']} clusters, the {search['probed']} nearest scanned"),
-             f"indexed    {_when(last)}", f"private    {'on: nothing can reach the network' if data['private_mode'] else 'off'}",
+             f"indexed    {_when(last)}", f"ranking    {data['ranking']}", f"private    {'on: nothing can reach the network' if data['private_mode'] else 'off'}",
              f"skipped    {len(data['skipped'])}"]
     human += [f"  {s['path']}: {s['reason']}" for s in data["skipped"]]
     human.append(f"not written {len(data['not_written'])}")

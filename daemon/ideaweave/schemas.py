@@ -83,7 +83,8 @@ STATUS_REPORT = record({
     "vault": TEXT, "state_dir": TEXT, "model": TEXT, "notes": COUNT, "chunks": COUNT, "vectors": COUNT,
     "vector_search": VECTOR_SEARCH, "skipped": list_of(NOTE_REASON), "not_written": list_of(NOTE_REASON),
     "failed": list_of(NOTE_FAILURE), "warnings": list_of(NOTE_FAILURE),
-    "last_indexed": {"type": ["number", "null"]}, "index_bytes": COUNT, "private_mode": FLAG})
+    "last_indexed": {"type": ["number", "null"]}, "index_bytes": COUNT, "private_mode": FLAG,
+    "ranking": TEXT})
 
 DOCTOR_REPORT = record({"ok": FLAG, "version": TEXT, "private_mode": FLAG,
                         "checks": list_of(record({"name": TEXT, "ok": FLAG, "problem": NULLABLE_TEXT}))})
