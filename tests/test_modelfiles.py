@@ -7,9 +7,10 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import jsonschema_rs
 import pytest
 
-from ideaweave import cli
+from ideaweave import cli, schemas
 from ideaweave.errors import ModelError
 from ideaweave.modelbuild.build import add_model, build_models, build_one, pip_command
 from ideaweave.modelfiles import (
@@ -96,6 +97,7 @@ def test_the_models_command_lists_as_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IDEAWEAVE_CONFIG", str(empty_config(tmp_path)))
     assert cli.main(["models", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
+    jsonschema_rs.validate(schemas.MODELS_REPORT, data)
     assert data["dir"] == str(MODELS)
     by_file = {m["file"]: m for m in data["models"]}
     assert by_file[EMBEDDING_F16.name]["verified"] is True
@@ -149,6 +151,10 @@ def test_the_models_add_command_prints_the_setting_to_use(tmp_path, monkeypatch,
     assert cli.main(["models", "add", str(own), "--license", "Apache-2.0"]) == 0
     assert 'models.embedding = "tiny.gguf"' in capsys.readouterr().out
     assert (tmp_path / "models" / "tiny.gguf").is_file()
+    assert cli.main(["models", "add", str(own), "--license", "Apache-2.0", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    jsonschema_rs.validate(schemas.MODELS_ADD_REPORT, data)
+    assert data["file"] == "tiny.gguf" and data["license"] == "Apache-2.0"
 
 
 # ------------------------------------------------------------------ building
@@ -171,6 +177,19 @@ def test_build_leaves_right_files_alone_and_fetches_nothing(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != MANIFEST} == before
     assert (folder / MANIFEST).read_bytes() == PACKAGED_MANIFEST.read_bytes()
     assert list(downloads.iterdir()) == []
+
+
+def test_the_models_build_command_reports_each_file(tmp_path, monkeypatch, capsys):
+    _copy_built_models(tmp_path / "models")
+    monkeypatch.setenv("IDEAWEAVE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("IDEAWEAVE_CONFIG", str(empty_config(tmp_path)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cli.main(["models", "build", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    jsonschema_rs.validate(schemas.MODELS_BUILD_REPORT, data)
+    assert [m["status"] for m in data["models"]] == ["up to date"] * len(default_models())
+    assert captured.err.count("up to date") == len(default_models())  # the progress lines, apart from the JSON
 
 
 def test_build_is_refused_in_private_mode_with_the_reason(tmp_path, monkeypatch, capsys):

@@ -345,6 +345,37 @@ def _models_add(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from . import service
+    from .config import default_config_path
+
+    env = dict(os.environ)
+    if args.action == "install":
+        root = resolve_vault(args.vault, args.settings, Path.cwd())
+        config = args.config or env.get("IDEAWEAVE_CONFIG") or default_config_path(env)
+        config = Path(config).expanduser().resolve() if Path(config).expanduser().is_file() else None
+        command = service.watch_command(service.ideaweave_executable(), root, config, args.settings.private_mode)
+    else:
+        command = []  # uninstall and status only need where the file is
+    plan = service.plan_service(sys.platform, env, command, os.getuid())
+    if args.action == "install":
+        service.install(plan, files_only=args.files_only)
+        how = "written only" if args.files_only else "enabled and started"
+        emit(args, {"path": str(plan.path), "manager": plan.manager, "command": command, "started": not args.files_only},
+             f"{plan.path}: {how}; it runs `{' '.join(command)}` at login")
+    elif args.action == "uninstall":
+        removed = service.uninstall(plan, files_only=args.files_only)
+        emit(args, {"path": str(plan.path), "manager": plan.manager, "removed": removed},
+             f"removed {plan.path}" if removed else f"nothing to remove: {plan.path} does not exist")
+    else:
+        data = service.status(plan)
+        state = {True: "running", False: "not running", None: "unknown"}[data["running"]]
+        human = [f"{plan.path}: {'installed' if data['installed'] else 'not installed'}",
+                 f"service: {state}" + (f" since {data['since']}" if data["since"] else "") + (f" (pid {data['pid']})" if data["pid"] else "")]
+        emit(args, data, "\n".join(human + ([data["problem"]] if data["problem"] else [])))
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -407,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="for `build`: rebuild even the files that are right")
     p.add_argument("--license", default="", help="for `add`: the model's licence, shown by `ideaweave models`")
     p.add_argument("--role", choices=("embedding", "text"), default="embedding", help="for `add`: what the model is for")
+
+    p = command("service", cmd_service, "run `ideaweave watch` for this vault at login (systemd user unit, launchd agent)")
+    p.add_argument("action", choices=("install", "uninstall", "status"))
+    p.add_argument("--files-only", action="store_true",
+                   help="write or remove the unit file without telling systemd or launchd (to inspect or package it)")
     return parser
 
 
