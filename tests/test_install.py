@@ -1,8 +1,8 @@
-"""The user's path: build the wheel, install it into a fresh virtualenv outside the checkout, and run
-the installed `ideaweave` with its models in a data folder of its own, as someone who never cloned the
-repository would. pip's caches make the install take seconds after the first run (llama-cpp-python is
-compiled once and then taken from pip's wheel cache); the models are copied from the checkout's build,
-which `make models` verified, so no step here converts weights again.
+"""The user's path: build the wheel, install it into a fresh virtualenv outside the checkout, build the
+models with the installed `ideaweave models build` into a data folder of its own, and run `doctor` and
+`apply` from there, as someone who never cloned the repository would. pip's caches make this take about
+40 seconds after the first run (llama-cpp-python is compiled once and then taken from pip's wheel cache;
+the model packages come from pip's HTTP cache).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import frontmatter
 import pytest
 
 from ideaweave.modelfiles import default_models
-
-from conftest import MODELS
 
 pytestmark = pytest.mark.install
 
@@ -70,13 +68,12 @@ def installed(tmp_path_factory) -> dict:
     result = run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], pip_env, work, 1800)
     assert result.returncode == 0, result.stderr
 
-    models = work / "data" / "ideaweave" / "models"
-    models.mkdir(parents=True)
-    for entry in default_models():
-        shutil.copyfile(MODELS / entry.file, models / entry.file)
     vault = work / "vault"
     shutil.copytree(EXAMPLE_VAULT, vault)
-    return {"work": work, "bin": venv / "bin", "env": env, "models": models, "vault": vault}
+    installed = {"work": work, "bin": venv / "bin", "env": env, "models": work / "data" / "ideaweave" / "models",
+                 "vault": vault}
+    installed["first_build"] = ideaweave(installed, "models", "build", "--json")
+    return installed
 
 
 def ideaweave(installed: dict, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -92,6 +89,18 @@ def test_the_installed_package_runs_from_the_virtualenv_not_the_checkout(install
     assert ideaweave(installed, "--version").stdout.startswith("ideaweave ")
 
 
+def test_models_build_makes_every_default_model_in_the_user_data_folder(installed):
+    result = installed["first_build"]
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["dir"] == str(installed["models"])
+    assert {m["file"]: m["status"] for m in data["models"]} == {m.file: "built" for m in default_models()}
+    progress = result.stderr.splitlines()
+    for entry in default_models():  # one line per step: what it builds, from which wheel, and the check
+        assert f"  {entry.file}: building ({entry.build})" in progress
+        assert f"  {entry.file}: ok, sha256 {entry.sha256[:12]}…" in progress
+
+
 def test_models_are_listed_from_the_user_data_folder_and_verified(installed):
     result = ideaweave(installed, "models", "--json")
     assert result.returncode == 0, result.stderr
@@ -101,11 +110,15 @@ def test_models_are_listed_from_the_user_data_folder_and_verified(installed):
 
 
 def test_models_build_is_idempotent_when_the_files_are_there(installed):
+    downloads = installed["work"] / "cache" / "ideaweave" / "download"
+    kept = sorted(downloads.iterdir())  # the source wheels, kept so that a broken-off build resumes
+    assert {w.name.split("-")[0] for w in kept} == {m.source_package.replace("-", "_") for m in default_models()}
+    before = {p.name: p.stat().st_mtime_ns for p in installed["models"].iterdir()}
     result = ideaweave(installed, "models", "build", "--json")
     assert result.returncode == 0, result.stderr
     assert {m["status"] for m in json.loads(result.stdout)["models"]} == {"up to date"}
-    downloads = installed["work"] / "cache" / "ideaweave" / "download"
-    assert not downloads.exists() or not any(downloads.iterdir())
+    assert {p.name: p.stat().st_mtime_ns for p in installed["models"].iterdir()} == before
+    assert sorted(downloads.iterdir()) == kept
 
 
 def test_without_models_apply_stops_with_one_line_naming_the_build_command(installed):

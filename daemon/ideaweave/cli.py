@@ -295,21 +295,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     configured = {"models.embedding": resolve_model(settings.models.embedding, directory),
                   "models.text": resolve_model(settings.models.text, directory)}
     listings = [m.as_json() for m in list_models(directory, configured)]
+    emit(args, {"dir": str(directory), "models": listings}, _models_text(directory, listings))
+    return 0
+
+
+def _models_text(directory: Path, listings: list[dict]) -> str:
     marks = {True: "verified", False: "NOT VERIFIED", None: "no manifest entry"}
-    human = [f"models folder {directory}"]
+    lines = [f"models folder {directory}"]
     for m in listings:
         size = f"{m['size'] / 1e6:.1f} MB" if m["size"] is not None else "missing"
-        source = f"{m['source_package']}=={m['source_version']}" if m["source_package"] else "added by the user" if m["license"] else "unknown"
         uses = f"  [{', '.join(m['uses'])}]" if m["uses"] else ""
-        human.append(f"  {m['file']}  {size}  {marks[m['verified']]}{uses}\n"
-                     f"      {m['path']}\n      licence {m['license'] or 'unknown'}; source {source}"
-                     + (f"\n      sha256 {m['sha256']}" if m["sha256"] else ""))
-        if m["problem"] and m["exists"]:
-            human.append(f"      {m['problem']}")
+        if m["source_package"]:
+            source = f"{m['source_package']}=={m['source_version']}"
+        else:
+            source = "added by the user" if m["role"] else "unknown"
+        lines += [f"  {m['file']}  {size}  {marks[m['verified']]}{uses}", f"      {m['path']}",
+                  f"      licence {m['license'] or 'unknown'}; source {source}"]
+        lines += [f"      sha256 {m['sha256']}"] if m["sha256"] else []
+        lines += [f"      {m['problem']}"] if m["problem"] and m["exists"] else []
     if any(not m["exists"] for m in listings):
-        human.append("missing files: `ideaweave models build` builds the default models")
-    emit(args, {"dir": str(directory), "models": listings}, "\n".join(human))
-    return 0
+        lines.append("missing files: `ideaweave models build` builds the default models")
+    return "\n".join(lines)
 
 
 def _models_build(args: argparse.Namespace, directory: Path, downloads: Path) -> int:
@@ -347,32 +353,39 @@ def _models_add(args: argparse.Namespace, directory: Path) -> int:
 
 def cmd_service(args: argparse.Namespace) -> int:
     from . import service
-    from .config import default_config_path
 
     env = dict(os.environ)
     if args.action == "install":
-        root = resolve_vault(args.vault, args.settings, Path.cwd())
-        config = args.config or env.get("IDEAWEAVE_CONFIG") or default_config_path(env)
-        config = Path(config).expanduser().resolve() if Path(config).expanduser().is_file() else None
-        command = service.watch_command(service.ideaweave_executable(), root, config, args.settings.private_mode)
-    else:
-        command = []  # uninstall and status only need where the file is
-    plan = service.plan_service(sys.platform, env, command, os.getuid())
-    if args.action == "install":
-        service.install(plan, files_only=args.files_only)
-        how = "written only" if args.files_only else "enabled and started"
-        emit(args, {"path": str(plan.path), "manager": plan.manager, "command": command, "started": not args.files_only},
-             f"{plan.path}: {how}; it runs `{' '.join(command)}` at login")
-    elif args.action == "uninstall":
+        return _service_install(args, env)
+    plan = service.plan_service(sys.platform, env, [], os.getuid())  # only where the file is matters here
+    if args.action == "uninstall":
         removed = service.uninstall(plan, files_only=args.files_only)
         emit(args, {"path": str(plan.path), "manager": plan.manager, "removed": removed},
              f"removed {plan.path}" if removed else f"nothing to remove: {plan.path} does not exist")
-    else:
-        data = service.status(plan)
-        state = {True: "running", False: "not running", None: "unknown"}[data["running"]]
-        human = [f"{plan.path}: {'installed' if data['installed'] else 'not installed'}",
-                 f"service: {state}" + (f" since {data['since']}" if data["since"] else "") + (f" (pid {data['pid']})" if data["pid"] else "")]
-        emit(args, data, "\n".join(human + ([data["problem"]] if data["problem"] else [])))
+        return 0
+    data = service.status(plan)
+    state = {True: "running", False: "not running", None: "unknown"}[data["running"]]
+    since = f" since {data['since']}" if data["since"] else ""
+    pid = f" (pid {data['pid']})" if data["pid"] else ""
+    human = [f"{plan.path}: {'installed' if data['installed'] else 'not installed'}", f"service: {state}{since}{pid}"]
+    emit(args, data, "\n".join(human + ([data["problem"]] if data["problem"] else [])))
+    return 0
+
+
+def _service_install(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from . import service
+    from .config import default_config_path
+
+    root = resolve_vault(args.vault, args.settings, Path.cwd())
+    # The service reads the same configuration file this command did, named explicitly.
+    config = Path(args.config or env.get("IDEAWEAVE_CONFIG") or default_config_path(env)).expanduser()
+    command = service.watch_command(service.ideaweave_executable(), root, config.resolve() if config.is_file() else None,
+                                    args.settings.private_mode)
+    plan = service.plan_service(sys.platform, env, command, os.getuid())
+    service.install(plan, files_only=args.files_only)
+    how = "written only" if args.files_only else "enabled and started"
+    emit(args, {"path": str(plan.path), "manager": plan.manager, "command": command, "started": not args.files_only},
+         f"{plan.path}: {how}; it runs `{' '.join(command)}` at login")
     return 0
 
 
