@@ -51,8 +51,8 @@ def build_wheel(work: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict:
-    """A virtualenv with the wheel installed, an environment whose home and XDG folders are all new,
-    and the built models copied into that environment's data folder."""
+    """A virtualenv with the wheel installed, an environment whose home and XDG folders are all new, a
+    copy of the example vault, and the outcome of the first `ideaweave models build` in that environment."""
     work = tmp_path_factory.mktemp("install")
     # Nothing of the checkout's environment leaks in: no PYTHONPATH (pip would take the checkout's package
     # for installed), no IDEAWEAVE_* settings, and a home and XDG folders of its own.
