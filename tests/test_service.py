@@ -1,0 +1,89 @@
+"""`ideaweave service`: the unit and agent files it writes, checked by systemd's own parser, and removed
+without a trace. The tests write files only (--files-only): enabling a unit would touch the user manager
+of the machine running them. The generated unit is checked with `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import json
+import plistlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema_rs
+import pytest
+
+from ideaweave import cli, schemas
+from ideaweave.service import ServiceError, _systemd_quote, ideaweave_executable, plan_service, status, watch_command
+
+
+@pytest.fixture
+def user_env(tmp_path, monkeypatch) -> Path:
+    """A home of its own: the unit goes to tmp_path/config/systemd/user, never the real one."""
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("IDEAWEAVE_CONFIG", str(config))
+    return tmp_path
+
+
+def example_vault(folder: Path) -> Path:
+    vault = folder / "My Notes 100%"  # a space and a % sign: both need quoting in a unit file
+    (vault / ".obsidian").mkdir(parents=True)
+    (vault / "a.md").write_text("# A\n")
+    return vault
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_install_writes_a_unit_systemd_accepts_and_uninstall_removes_it(user_env, capsys):
+    vault = example_vault(user_env)
+    before = sorted(p for p in user_env.rglob("*") if p.is_file())
+    assert cli.main(["service", "install", "--files-only", "--json", "--vault", str(vault)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    jsonschema_rs.validate(schemas.SERVICE_INSTALL_REPORT, written)
+    unit = Path(written["path"])
+    assert unit == user_env / "config" / "systemd" / "user" / "ideaweave.service"
+    assert written["command"] == [*ideaweave_executable(), "watch", "--vault", str(vault),
+                                  "--config", str(user_env / "config.toml")]
+    text = unit.read_text()
+    assert f"--vault\" {_systemd_quote(str(vault))}" in text and "100%%" in text
+    assert "Nice=10" in text and "IOSchedulingClass=idle" in text
+
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    assert str(unit) not in verify.stderr and "ideaweave.service" not in verify.stderr, verify.stderr
+
+    assert status(plan_service("linux", {"XDG_CONFIG_HOME": str(user_env / "config")}, [], 0))["installed"] is True
+    cli.main(["service", "status", "--json"])  # exit status 0 either way: it only reports
+    reported = json.loads(capsys.readouterr().out)
+    jsonschema_rs.validate(schemas.SERVICE_STATUS_REPORT, reported)
+    assert reported["installed"] is True and reported["path"] == str(unit)
+
+    assert cli.main(["service", "uninstall", "--files-only", "--json"]) == 0
+    removed = json.loads(capsys.readouterr().out)
+    jsonschema_rs.validate(schemas.SERVICE_UNINSTALL_REPORT, removed)
+    assert removed["removed"] is True
+    assert sorted(p for p in user_env.rglob("*") if p.is_file()) == before
+    assert cli.main(["service", "uninstall", "--files-only"]) == 0
+    assert "nothing to remove" in capsys.readouterr().out
+
+
+def test_systemd_quoting_keeps_specifiers_and_variables_literal():
+    assert _systemd_quote('/a b/%h/$HOME/"q"\\') == '"/a b/%%h/$$HOME/\\"q\\"\\\\"'
+
+
+def test_the_launchd_agent_runs_the_same_command_at_low_priority(tmp_path):
+    command = watch_command(["/opt/bin/ideaweave"], tmp_path / "Notes", None, private=True)
+    plan = plan_service("darwin", {"HOME": str(tmp_path)}, command, 501)
+    assert plan.path == tmp_path / "Library" / "LaunchAgents" / "org.ideaweave.watch.plist"
+    agent = plistlib.loads(plan.content.encode())
+    assert agent["ProgramArguments"] == ["/opt/bin/ideaweave", "watch", "--vault", str(tmp_path / "Notes"), "--private"]
+    assert agent["Nice"] == 10 and agent["LowPriorityIO"] is True and agent["ProcessType"] == "Background"
+    assert plan.load == (("launchctl", "bootstrap", "gui/501", str(plan.path)),)
+    assert plan.unload == (("launchctl", "bootout", "gui/501/org.ideaweave.watch"),)
+
+
+def test_other_systems_are_refused_with_what_to_do_instead():
+    with pytest.raises(ServiceError, match="ideaweave watch"):
+        plan_service("win32", {"HOME": "/h"}, [], 0)
