@@ -120,7 +120,8 @@ def test_calibration_keeps_the_defaults_when_links_say_nothing(tmp_path, embedde
         links = " ".join(f"[[{o}]]" for o in rng.sample([n for n in names if n != name], 4))
         text = " ".join(rng.choice(words) for _ in range(30))
         (root / f"{name}.md").write_text(f"{text.capitalize()}. {links}\n", encoding="utf-8")
-    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state"), **{"relate.weights": "auto"}), root,
+              embedder=embedder)
     app.indexer.run()
     result = calibrate(Relater(Corpus(app.store)), app.read_body)
     assert result is not None and not result.kept

@@ -55,7 +55,7 @@ class IndexSettings:
 @dataclass(frozen=True)
 class RelateSettings:
     k: int = setting(10, "Number of related notes computed per note (CLI, API).")
-    weights: str = setting("auto", "\"auto\": calibrate the weights below on the vault's own links (held out and predicted), shrunk half-way towards them; \"fixed\": use them as they are.")
+    weights: str = setting("fixed", "\"fixed\": the weights below as they are (the measured defaults); \"auto\": weights fitted on the vault's own links (held out and predicted), kept only when they beat these on notes they were not fitted on.")
     emb_weight: float = setting(DEFAULT_WEIGHTS["emb"], "Weight of whole-note semantic similarity.")
     chunk_weight: float = setting(DEFAULT_WEIGHTS["chunk"], "Weight of the best section-to-section semantic match.")
     bm25_weight: float = setting(DEFAULT_WEIGHTS["bm25"], "Weight of keyword (BM25) evidence.")
