@@ -427,8 +427,11 @@ def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(t
     watcher = VaultWatcher(app, threading.Event(), hooks=WatchHooks(on_batch=on_batch, around_stage=around_stage))
     with running_daemon(app, watcher=watcher) as stats:
         assert stages == [("start-up", "watch-daemon")] and open_stages == []
-        with open(vault / "Garden/Compost.md", "a", encoding="utf-8") as handle:
-            handle.write("\nWorms in the compost heap speed everything up; a wormery works on a balcony too.\n")
+        # A new opening paragraph: the summary (read from the note's start) changes, so the batch writes.
+        compost = vault / "Garden/Compost.md"
+        compost.write_text(compost.read_text(encoding="utf-8").replace(
+            "# Compost\n", "# Compost\n\nWorms in the compost heap speed everything up; a wormery works on a balcony too.\n", 1),
+            encoding="utf-8")
         eventually(lambda: any("Garden/Compost.md" in outcome.paths for outcome, _, _ in heard),
                    what="the hook hears of the edit's batch")
         settle(stats)
