@@ -283,6 +283,33 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    from .corpus import Corpus
+    from .summarize import sentences_of
+    from .topics import vault_topics
+    from .vault import Skipped
+
+    app = open_indexed_app(args)
+
+    def read_sentences(path: str) -> list[str]:
+        note = app.scanner.read(path)
+        return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
+
+    topics = vault_topics(Corpus(app.store), read_sentences)
+    lines = []
+    for topic in topics:
+        indent = "  " * topic.level
+        lines.append(f"{indent}{topic.name}  ({_notes(len(topic.notes))}; {topic.id})")
+        lines.append(f"{indent}  {topic.description}")
+        if not args.all_notes:
+            lines += [f"{indent}    {path}" for path in topic.notes[:3]]
+        else:
+            lines += [f"{indent}    {path}" for path in topic.notes]
+    emit(args, {"topics": [t.as_json() for t in topics]}, "\n".join(lines) or "no notes indexed")
+    app.close()
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -338,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                              ("forget", cmd_forget, "remove every trace of this vault's index (the notes are untouched)"),
                              ("doctor", cmd_doctor, "check models, llama.cpp, the state folder and the vault")):
         command(name, func, text)
+
+    p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
+    p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")
+    p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
     return parser
 
 
