@@ -16,7 +16,7 @@ from ideaweave.config import Settings, replace
 from ideaweave.corpus import Corpus
 from ideaweave.summarize import sentences_of
 from ideaweave.topics import (
-    TopicInput, build_topics, key_phrases, nearest_neighbours, standardised_similarity, terms, topic_graph, topic_id,
+    TopicInput, build_topics, key_phrases, speakers, nearest_neighbours, standardised_similarity, terms, topic_graph, topic_id,
     topic_input, vault_topics,
 )
 from ideaweave.vault import Skipped
@@ -84,6 +84,13 @@ def test_key_phrases_are_what_sets_a_topic_apart():
     named = key_phrases([garden, kitchen], count=2)
     assert "garden" in named[0] and "kitchen" in named[1]
     assert not set(named[0]) & set(named[1])
+
+
+def test_only_a_private_note_alone_in_its_topic_speaks_for_it():
+    private = np.array([True, True, False])
+    assert speakers([0, 1, 2], private) == [2]
+    assert speakers([0], private) == [0]
+    assert speakers([0, 1], private) == []
 
 
 def test_a_topic_id_depends_on_its_notes_and_level_only():

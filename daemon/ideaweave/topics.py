@@ -34,8 +34,7 @@ NEIGHBOURS = 10  # nearest notes each note is joined to
 # What a link between two notes adds to their edge, in the same units as the standardised similarity:
 # about what a note's nearest neighbours score (z of 2 to 4), so a link counts as much as a close neighbour.
 LINK_WEIGHT = 2.0
-EXACT_NOTES = 20_000  # up to this many notes the nearest neighbours are found exactly, in blocks
-BLOCK = 1024
+EXACT_NOTES = 20_000  # up to this many notes the nearest neighbours are found exactly
 PROBES = 16  # inverted-file lists scanned per note above EXACT_NOTES
 MIN_SPLIT = 8  # a topic of fewer notes is not split into finer ones
 SEED = 0  # Louvain visits nodes in a random order: one seed, one answer
@@ -46,6 +45,7 @@ NOTE_TEXT_CHARS = 4000  # text of each note read for its topic's key phrases
 DESCRIPTION_MIN_WORDS = 6
 DESCRIPTION_CHARS = 240
 DESCRIBING_NOTES = 3  # the most central notes tried, in turn, for a describing sentence
+UNNAMED = "private notes"  # the name of a topic that only private notes could name
 
 _NOISE = re.compile(r"https?://\S+|\$\$.*?\$\$|\$[^$\n]*\$|\\[A-Za-z]+|```.*?```|`[^`\n]*`|<[^>\n]*>", re.DOTALL)
 
@@ -97,16 +97,13 @@ def nearest_neighbours(vectors: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.nda
 
 
 def _exact_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
-    n = len(vectors)
-    found = np.empty((n, k), np.int64)
-    for start in range(0, n, BLOCK):
-        sims = vectors[start:start + BLOCK] @ vectors.T
-        block = np.arange(start, min(start + BLOCK, n))
-        sims[block - start, block] = -np.inf
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        # Sorted by similarity, ties by index, so that the edges never depend on argpartition's order.
-        order = np.lexsort((top, -np.take_along_axis(sims, top, axis=1)), axis=1)
-        found[block] = np.take_along_axis(top, order, axis=1)
+    """Every note against every other, in faiss's blocked scan with a top-k heap (one partial sort of
+    the whole row per note in numpy costs ten times as much)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    _, found = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 1)
     return found
 
 
@@ -135,7 +132,7 @@ def standardised_similarity(vectors: np.ndarray, rows: np.ndarray, cols: np.ndar
     mean_vector = vectors.mean(axis=0)
     second = (vectors.T @ vectors) / max(n, 1)
     mu = vectors @ mean_vector
-    spread = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", vectors, second, vectors) - mu ** 2, 1e-12))
+    spread = np.sqrt(np.maximum(((vectors @ second) * vectors).sum(axis=1) - mu ** 2, 1e-12))
     cos = np.einsum("ij,ij->i", vectors[rows], vectors[cols])
     return ((cos - mu[rows]) / spread[rows] + (cos - mu[cols]) / spread[cols]) / 2
 
@@ -260,16 +257,23 @@ def key_phrases(documents: Sequence[Sequence[list[str]]], count: int = PHRASES) 
 
 
 def _distinct(ranked: Sequence[str], count: int) -> tuple[str, ...]:
-    """The first `count` terms, skipping a word already said inside a chosen phrase and the reverse."""
+    """The first `count` terms, skipping any that repeats a word (or its plural) of one already chosen."""
     chosen: list[str] = []
+    said: set[str] = set()
     for term in ranked:
-        words = set(term.split())
-        if any(words & set(c.split()) for c in chosen):
+        words = {_singular(w) for w in term.split()}
+        if words & said:
             continue
         chosen.append(term)
+        said |= words
         if len(chosen) == count:
             break
     return tuple(chosen)
+
+
+def _singular(word: str) -> str:
+    """"numbers" and "number" say one thing twice in a name."""
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
 
 
 def describe(ranked_paths: Sequence[str], sentences_of: Callable[[str], list[str]], fallback: str) -> str:
@@ -283,10 +287,10 @@ def describe(ranked_paths: Sequence[str], sentences_of: Callable[[str], list[str
 
 
 def speakers(members: Sequence[int], private: np.ndarray) -> list[int]:
-    """The members that may name and describe their topic: the non-private ones, unless there are none
-    (a topic of private notes only is theirs alone)."""
+    """The members that may name and describe their topic: the non-private ones. A private note speaks
+    only for a topic it is alone in; a topic of several private notes and nothing else goes unnamed."""
     public = [m for m in members if not private[m]]
-    return public or list(members)
+    return public or (list(members) if len(members) == 1 else [])
 
 
 # ------------------------------------------------------------------ assembling the topics (pure)
@@ -313,7 +317,7 @@ def build_topics(notes: TopicInput, text_of: Callable[[str], str], sentences_of:
                     terms_of[m] = terms(" ".join([title] * TITLE_REPEAT) + "\n" + text_of(notes.paths[m])[:NOTE_TEXT_CHARS])
     topics: list[Topic] = []
     for level, groups, parents in levels:
-        voices = [[m for m in ranked[level][i] if m in set(speakers(g, notes.private))] for i, g in enumerate(groups)]
+        voices = [_kept(ranked[level][i], set(speakers(g, notes.private))) for i, g in enumerate(groups)]
         phrases = key_phrases([[terms_of[m] for m in v] for v in voices])
         around = neighbouring(graph, groups, ids[level])
         for i, g in enumerate(groups):
@@ -321,11 +325,15 @@ def build_topics(notes: TopicInput, text_of: Callable[[str], str], sentences_of:
             title = notes.titles[voices[i][0]] if voices[i] else ""
             parent = None if parents[i] is None else ids[0][parents[i]]
             topics.append(Topic(
-                id=ids[level][i], level=level, parent=parent, name=", ".join(phrases[i]) or title,
+                id=ids[level][i], level=level, parent=parent, name=", ".join(phrases[i]) or title or UNNAMED,
                 phrases=phrases[i], central=central,
                 description=describe([notes.paths[m] for m in voices[i]], sentences_of, title),
                 notes=tuple(notes.paths[m] for m in ranked[level][i]), neighbours=around[i]))
     return topics
+
+
+def _kept(ranked: Sequence[int], allowed: set[int]) -> list[int]:
+    return [m for m in ranked if m in allowed]
 
 
 def _by_centrality(graph: nx.Graph, members: Sequence[int], paths: Sequence[str]) -> list[int]:
