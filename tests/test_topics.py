@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ideaweave import topics as topics_module
 from ideaweave.app import App
@@ -96,6 +98,28 @@ def test_only_a_private_note_alone_in_its_topic_speaks_for_it():
 def test_a_topic_id_depends_on_its_notes_and_level_only():
     assert topic_id(0, ["b.md", "a.md"]) == topic_id(0, ["a.md", "b.md"])
     assert topic_id(0, ["a.md"]) != topic_id(1, ["a.md"]) != topic_id(1, ["a.md", "b.md"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(1, 40), seed=st.integers(0, 10_000), private_share=st.floats(0, 1))
+def test_any_vault_gets_one_topic_per_note_and_level_and_private_notes_never_speak_for_others(size, seed, private_share):
+    rng = np.random.default_rng(seed)
+    vectors = unit(rng.normal(size=(size, 8)) + 0.01)
+    links = [tuple(pair) for pair in rng.integers(size, size=(size // 2, 2)).tolist()]
+    private = rng.random(size) < private_share
+    paths = [f"n{i}.md" for i in range(size)]
+    words = {p: f"word{i} shared{i % 3} common" for i, p in enumerate(paths)}
+    found = build_topics(TopicInput(paths, [f"Note {i}" for i in range(size)], vectors, links, private),
+                         words.get, lambda p: [f"This note says {words[p]} at some length."])
+    for level in (0, 1):
+        assert sorted(p for t in found if t.level == level for p in t.notes) == sorted(paths)
+    for topic in found:
+        if len(topic.notes) > 1 and topic.central is not None:
+            assert not private[paths.index(topic.central)]
+        secret = {f"word{i}" for i in range(size) if private[i]} if len(topic.notes) > 1 else set()
+        assert not secret & set(re.findall(r"word\d+", topic.name + " " + topic.description))
+    assert found == build_topics(TopicInput(paths, [f"Note {i}" for i in range(size)], vectors, links, private),
+                                 words.get, lambda p: [f"This note says {words[p]} at some length."])
 
 
 # ------------------------------------------------------------------ a real vault, the real model

@@ -16,7 +16,6 @@ Templates belong to no topic. A private note never names or describes a topic it
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import re
 from collections import Counter, defaultdict
@@ -28,7 +27,6 @@ import numpy as np
 
 from .corpus import STOPWORDS, WORD, Corpus
 
-log = logging.getLogger(__name__)
 
 NEIGHBOURS = 10  # nearest notes each note is joined to
 # What a link between two notes adds to their edge, in the same units as the standardised similarity:
