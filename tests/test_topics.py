@@ -147,7 +147,7 @@ def sentences(app: App):
 
 @pytest.fixture(scope="module")
 def found(app):
-    return vault_topics(Corpus(app.store), sentences(app))
+    return vault_topics(Corpus(app.store), app.scanner)
 
 
 def test_every_note_is_in_one_topic_per_level_and_templates_in_none(found):
@@ -200,7 +200,7 @@ def test_a_private_note_never_names_or_describes_a_topic_it_shares(found):
 
 
 def test_topics_are_the_same_on_every_run(app, found):
-    again = vault_topics(Corpus(app.store), sentences(app))
+    again = vault_topics(Corpus(app.store), app.scanner)
     assert [t.as_json() for t in again] == [t.as_json() for t in found]
 
 

@@ -285,26 +285,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from .corpus import Corpus
-    from .summarize import sentences_of
     from .topics import vault_topics
-    from .vault import Skipped
 
     app = open_indexed_app(args)
-
-    def read_sentences(path: str) -> list[str]:
-        note = app.scanner.read(path)
-        return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
-
-    topics = vault_topics(Corpus(app.store), read_sentences)
+    topics = vault_topics(Corpus(app.store), app.scanner)
     lines = []
     for topic in topics:
         indent = "  " * topic.level
-        lines.append(f"{indent}{topic.name}  ({_notes(len(topic.notes))}; {topic.id})")
-        lines.append(f"{indent}  {topic.description}")
-        if not args.all_notes:
-            lines += [f"{indent}    {path}" for path in topic.notes[:3]]
-        else:
-            lines += [f"{indent}    {path}" for path in topic.notes]
+        lines += [f"{indent}{topic.name}  ({_notes(len(topic.notes))}; {topic.id})", f"{indent}  {topic.description}"]
+        lines += [f"{indent}    {path}" for path in (topic.notes if args.all_notes else topic.notes[:3])]
     emit(args, {"topics": [t.as_json() for t in topics]}, "\n".join(lines) or "no notes indexed")
     app.close()
     return 0

@@ -26,6 +26,8 @@ import networkx as nx
 import numpy as np
 
 from .corpus import STOPWORDS, WORD, Corpus
+from .summarize import sentences_of
+from .vault import Skipped, VaultScanner
 
 
 NEIGHBOURS = 10  # nearest notes each note is joined to
@@ -360,11 +362,14 @@ def topic_input(corpus: Corpus) -> TopicInput:
                       corpus.private[keep])
 
 
-def vault_topics(corpus: Corpus, read_sentences: Callable[[str], list[str]]) -> list[Topic]:
-    """The one answer to "what are the vault's topics", for every surface: the indexed text of each note
-    (from the store) for names, and `read_sentences(path)` (the note's prose, read from the vault) for
-    descriptions."""
+def vault_topics(corpus: Corpus, scanner: VaultScanner) -> list[Topic]:
+    """The one answer to "what are the vault's topics", for every surface: names from each note's indexed
+    text (the store), descriptions from the prose of the most central notes (read from the vault)."""
     def text_of(path: str) -> str:
         return "\n".join(chunk.text for chunk in corpus.store.chunks_of(path))
 
-    return build_topics(topic_input(corpus), text_of, read_sentences)
+    def sentences(path: str) -> list[str]:
+        note = scanner.read(path)
+        return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
+
+    return build_topics(topic_input(corpus), text_of, sentences)
