@@ -236,3 +236,22 @@ def test_the_cli_and_the_api_report_the_same_index(vault, api, capsys):
     for key in ("vault", "notes", "chunks", "private_mode", "failed"):
         assert from_cli[key] == from_api[key], key
     assert schemas.STATUS_REPORT["properties"]["failed"] == schemas.API_STATUS["properties"]["failed"]
+
+
+def test_topics(vault, capsys):
+    from ideaweave.schemas import TOPICS
+
+    report = run(capsys, "topics", "--vault", str(vault), "--no-index")
+    valid(TOPICS, report)
+    assert report["topics"]
+    for topic in report["topics"]:
+        documented({"id": str, "name": str, "level": int, "notes": list}, topic)
+        assert topic["parent"] is None if topic["level"] == 0 else isinstance(topic["parent"], str)
+    # Every indexed note of the vault, in exactly one topic per level, by its vault-relative path.
+    indexed = sorted(set(NOTES) - {BIG_NOTE})
+    for level in (0, 1):
+        listed = [p for t in report["topics"] if t["level"] == level for p in t["notes"]]
+        assert sorted(listed) == indexed, level
+    human = cli.main(["topics", "--vault", str(vault), "--no-index"])
+    out = capsys.readouterr().out
+    assert human == 0 and report["topics"][0]["name"] in out

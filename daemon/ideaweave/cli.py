@@ -388,6 +388,19 @@ def _service_install(args: argparse.Namespace, env: dict[str, str]) -> int:
     how = "written only" if args.files_only else "enabled and started"
     emit(args, {"path": str(plan.path), "manager": plan.manager, "command": command, "started": not args.files_only},
          f"{plan.path}: {how}; it runs `{' '.join(command)}` at login")
+def cmd_topics(args: argparse.Namespace) -> int:
+    from .corpus import Corpus
+    from .topics import vault_topics
+
+    app = open_indexed_app(args)
+    topics = vault_topics(Corpus(app.store), app.scanner)
+    lines = []
+    for topic in topics:
+        indent = "  " * topic.level
+        lines += [f"{indent}{topic.name}  ({_notes(len(topic.notes))}; {topic.id})", f"{indent}  {topic.description}"]
+        lines += [f"{indent}    {path}" for path in (topic.notes if args.all_notes else topic.notes[:3])]
+    emit(args, {"topics": [t.as_json() for t in topics]}, "\n".join(lines) or "no notes indexed")
+    app.close()
     return 0
 
 
@@ -458,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("install", "uninstall", "status"))
     p.add_argument("--files-only", action="store_true",
                    help="write or remove the unit file without telling systemd or launchd (to inspect or package it)")
+
+    p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
+    p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")
+    p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
     return parser
 
 

@@ -170,3 +170,17 @@ API_RESPONSES = {
     "RelatedIdea": RELATED_IDEA, "Related": RELATED, "SearchHit": SEARCH_HIT, "SearchResults": SEARCH_RESULTS,
     "Summary": SUMMARY, "PendingWrite": PENDING_WRITE, "Writes": WRITES,
 }
+
+# ------------------------------------------------------------------ topics
+
+# One topic (topics.Topic). The contract other tools depend on is id, name, level, parent and notes:
+# level 0 the broadest, every note of the vault but the templates in exactly one topic per level.
+TOPIC_ID = {"type": "string", "minLength": 1}
+TOPIC = record({
+    "id": TOPIC_ID, "name": TEXT, "level": COUNT, "parent": {"type": ["string", "null"]},
+    "notes": {**list_of(NOTE_PATH), "minItems": 1}},
+    {"phrases": list_of(TEXT), "central": {"type": ["string", "null"]}, "description": TEXT,
+     "neighbours": list_of(TOPIC_ID)})
+TOPICS = record({"topics": list_of(TOPIC)})
+
+CLI_OUTPUT["topics"] = TOPICS

@@ -1,0 +1,219 @@
+"""Topics: the neighbour graph and its evidence on plain vectors, then the topics of a real vault indexed with
+the real model (three clear groups of notes, a private note among them, a template)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ideaweave import topics as topics_module
+from ideaweave.app import App
+from ideaweave.config import Settings, replace
+from ideaweave.corpus import Corpus
+from ideaweave.summarize import sentences_of
+from ideaweave.topics import (
+    TopicInput, build_topics, key_phrases, speakers, nearest_neighbours, standardised_similarity, terms, topic_graph, topic_id,
+    topic_input, vault_topics,
+)
+from ideaweave.vault import Skipped
+from test_watch import NOTES, write_vault
+
+PRIVATE_NOTE = "Garden/Kohlrabi.md"
+PRIVATE_WORDS = ("kohlrabi", "moonshadow")
+PRIVATE_TEXT = """---
+private: true
+---
+# Kohlrabi
+
+Kohlrabi Moonshadow is my own cross of kohlrabi, grown in the vegetable garden from saved seed. Sow the seed in
+spring in rich soil, water the beds deeply in dry weather, and mulch with compost so the swollen stems stay tender.
+"""
+TEMPLATE = "Templates/Daily.md"
+GROUPS = ("Garden/", "Alignment/", "Kitchen/")
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ the graph (plain vectors)
+
+
+def test_nearest_neighbours_are_the_exact_k_nearest():
+    vectors = unit(np.random.default_rng(1).normal(size=(300, 16)))
+    rows, cols = nearest_neighbours(vectors, 5)
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    for i in range(300):
+        assert set(cols[rows == i]) == set(np.argsort(-sims[i])[:5])
+
+
+def test_the_inverted_file_finds_nearly_the_same_neighbours(monkeypatch):
+    centres = np.random.default_rng(2).normal(size=(20, 16))
+    vectors = unit(np.repeat(centres, 100, axis=0) + 0.3 * np.random.default_rng(3).normal(size=(2000, 16)))
+    exact = set(zip(*map(np.ndarray.tolist, nearest_neighbours(vectors, 10))))
+    monkeypatch.setattr(topics_module, "EXACT_NOTES", 100)
+    approximate = set(zip(*map(np.ndarray.tolist, nearest_neighbours(vectors, 10))))
+    assert len(exact & approximate) / len(exact) > 0.9
+
+
+def test_similarity_is_standardised_per_note_as_related_does():
+    vectors = unit(np.random.default_rng(4).normal(size=(50, 8)))
+    sims = vectors @ vectors.T
+    rows, cols = np.array([0, 3, 7]), np.array([1, 9, 2])
+    z = (sims - sims.mean(axis=1, keepdims=True)) / sims.std(axis=1, keepdims=True)
+    expected = (z[rows, cols] + z[cols, rows]) / 2
+    assert np.allclose(standardised_similarity(vectors, rows, cols), expected, atol=1e-4)
+
+
+def test_a_link_joins_notes_that_are_not_neighbours():
+    vectors = unit(np.eye(6, 4, dtype=np.float32) + 0.01)
+    plain = TopicInput([f"{i}.md" for i in range(6)], [str(i) for i in range(6)], vectors, [], np.zeros(6, bool))
+    linked = dataclasses.replace(plain, links=[(0, 5)])
+    assert not topic_graph(plain, k=1).has_edge(0, 5)
+    assert topic_graph(linked, k=1)[0][5]["weight"] >= topics_module.LINK_WEIGHT
+
+
+def test_key_phrases_are_what_sets_a_topic_apart():
+    garden = [terms("Tomatoes want sun and deep watering in the garden"), terms("Water the garden soil with compost")]
+    kitchen = [terms("Sourdough bread and the kitchen oven"), terms("Knife skills in the kitchen, bread knife")]
+    named = key_phrases([garden, kitchen], count=2)
+    assert "garden" in named[0] and "kitchen" in named[1]
+    assert not set(named[0]) & set(named[1])
+
+
+def test_only_a_private_note_alone_in_its_topic_speaks_for_it():
+    private = np.array([True, True, False])
+    assert speakers([0, 1, 2], private) == [2]
+    assert speakers([0], private) == [0]
+    assert speakers([0, 1], private) == []
+
+
+def test_a_topic_id_depends_on_its_notes_and_level_only():
+    assert topic_id(0, ["b.md", "a.md"]) == topic_id(0, ["a.md", "b.md"])
+    assert topic_id(0, ["a.md"]) != topic_id(1, ["a.md"]) != topic_id(1, ["a.md", "b.md"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(1, 40), seed=st.integers(0, 10_000), private_share=st.floats(0, 1))
+def test_any_vault_gets_one_topic_per_note_and_level_and_private_notes_never_speak_for_others(size, seed, private_share):
+    rng = np.random.default_rng(seed)
+    vectors = unit(rng.normal(size=(size, 8)) + 0.01)
+    links = [tuple(pair) for pair in rng.integers(size, size=(size // 2, 2)).tolist()]
+    private = rng.random(size) < private_share
+    paths = [f"n{i}.md" for i in range(size)]
+    words = {p: f"word{i} shared{i % 3} common" for i, p in enumerate(paths)}
+    found = build_topics(TopicInput(paths, [f"Note {i}" for i in range(size)], vectors, links, private),
+                         words.get, lambda p: [f"This note says {words[p]} at some length."])
+    for level in (0, 1):
+        assert sorted(p for t in found if t.level == level for p in t.notes) == sorted(paths)
+    for topic in found:
+        if len(topic.notes) > 1 and topic.central is not None:
+            assert not private[paths.index(topic.central)]
+        secret = {f"word{i}" for i in range(size) if private[i]} if len(topic.notes) > 1 else set()
+        assert not secret & set(re.findall(r"word\d+", topic.name + " " + topic.description))
+    assert found == build_topics(TopicInput(paths, [f"Note {i}" for i in range(size)], vectors, links, private),
+                                 words.get, lambda p: [f"This note says {words[p]} at some length."])
+
+
+# ------------------------------------------------------------------ a real vault, the real model
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, embedder):
+    base = tmp_path_factory.mktemp("topics")
+    root = write_vault(base / "vault", {**NOTES, PRIVATE_NOTE: PRIVATE_TEXT,
+                                        TEMPLATE: "# {{date}}\n\nWhat I did in the garden and the kitchen today.\n"})
+    (root / ".obsidian" / "templates.json").write_text(json.dumps({"folder": "Templates"}))
+    app = App(replace(Settings(), state_dir=str(base / "state"), **{"models.verify": False}), root.resolve(),
+              embedder=embedder)
+    app.indexer.run()
+    yield app
+    app.close()
+
+
+def sentences(app: App):
+    def read(path: str) -> list[str]:
+        note = app.scanner.read(path)
+        return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
+    return read
+
+
+@pytest.fixture(scope="module")
+def found(app):
+    return vault_topics(Corpus(app.store), app.scanner)
+
+
+def test_every_note_is_in_one_topic_per_level_and_templates_in_none(found):
+    notes = set(NOTES) | {PRIVATE_NOTE}
+    for level in (0, 1):
+        listed = [p for t in found if t.level == level for p in t.notes]
+        assert sorted(listed) == sorted(notes)
+    by_id = {t.id: t for t in found}
+    for broad in (t for t in found if t.level == 0):
+        assert broad.parent is None
+        children = [t for t in found if t.parent == broad.id]
+        assert children and sorted(p for c in children for p in c.notes) == sorted(broad.notes)
+    assert all(t.level == 1 and t.parent in by_id for t in found if t.parent is not None)
+
+
+def test_the_garden_the_kitchen_and_alignment_are_separate_topics(found):
+    broad = [t for t in found if t.level == 1]
+    topic_of = {p: t.id for t in broad for p in t.notes}
+    group_topics = []
+    for group in GROUPS:
+        ids = {topic_of[p] for p in NOTES if p.startswith(group)}
+        assert len(ids) == 1, (group, [t.notes for t in broad])
+        group_topics.append(ids.pop())
+    assert len(set(group_topics)) == 3, [(t.level, t.name, t.notes) for t in found]
+    shared = next(t for t in broad if PRIVATE_NOTE in t.notes)
+    assert len(shared.notes) > 1  # the private note is not alone: it must not speak for its topic
+
+
+def test_names_and_descriptions_come_from_the_topics_own_notes(app, found):
+    for topic in found:
+        own = " ".join(NOTES.get(p, PRIVATE_TEXT) for p in topic.notes).lower()
+        assert topic.phrases and topic.name
+        for phrase in topic.phrases:
+            assert all(word in own for word in phrase.split()), (phrase, topic.notes)
+        assert topic.central in topic.notes
+        said = [s for p in topic.notes for s in sentences(app)(p)]
+        assert any(s.startswith(topic.description.rstrip("…")) for s in said), topic.description
+        assert set(topic.neighbours) <= {t.id for t in found if t.level == topic.level} - {topic.id}
+    alignment = next(t for t in found if t.level == 0 and "Alignment/Corrigibility.md" in t.notes)
+    assert re.search(r"reward|goal|agent|proxy|oversight|optimis", alignment.name), alignment.name
+
+
+def test_a_private_note_never_names_or_describes_a_topic_it_shares(found):
+    for topic in found:
+        if topic.notes == (PRIVATE_NOTE,):
+            continue
+        said = " ".join([topic.name, topic.description, *topic.phrases]).lower()
+        assert not any(word in said for word in PRIVATE_WORDS), (topic.name, topic.description)
+        assert topic.central != PRIVATE_NOTE
+
+
+def test_topics_are_the_same_on_every_run(app, found):
+    again = vault_topics(Corpus(app.store), app.scanner)
+    assert [t.as_json() for t in again] == [t.as_json() for t in found]
+
+
+def test_a_topic_keeps_its_id_when_other_topics_change(app, found):
+    """Removing a kitchen note changes the kitchen topic's id and leaves the garden's and alignment's alone."""
+    notes = topic_input(Corpus(app.store))
+    gone = notes.paths.index("Kitchen/Stock.md")
+    keep = [i for i in range(len(notes.paths)) if i != gone]
+    at = {old: new for new, old in enumerate(keep)}
+    fewer = TopicInput([notes.paths[i] for i in keep], [notes.titles[i] for i in keep], notes.vectors[keep],
+                       [(at[a], at[b]) for a, b in notes.links if a in at and b in at], notes.private[keep])
+    after = build_topics(fewer, lambda p: NOTES.get(p, ""), sentences(app))
+    before_ids = {t.id for t in found if t.level == 0}
+    after_ids = {t.id for t in after if t.level == 0}
+    kitchen = next(t.id for t in found if t.level == 0 and "Kitchen/Stock.md" in t.notes)
+    assert before_ids - after_ids == {kitchen}
