@@ -255,3 +255,14 @@ def test_topics(vault, capsys):
     human = cli.main(["topics", "--vault", str(vault), "--no-index"])
     out = capsys.readouterr().out
     assert human == 0 and report["topics"][0]["name"] in out
+
+
+def test_summarize(vault, capsys):
+    from ideaweave.schemas import SUMMARIZE
+
+    note = next(p for p in sorted(NOTES) if p != BIG_NOTE)
+    report = run(capsys, "summarize", "--vault", str(vault), note)
+    valid(SUMMARIZE, report)
+    assert report[0]["note"] == note and report[0]["mode"] == "extractive"
+    used = [s["text"] for s in report[0]["sentences"] if s["why"] in ("used", "cut to fit")]
+    assert report[0]["summary"] and used and report[0]["summary"].startswith(used[0])

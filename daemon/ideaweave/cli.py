@@ -21,6 +21,7 @@ from .errors import IdeaweaveError, VaultError
 from .failures import FAILURE_STAGES, WARNING_STAGES, NoteFailure
 from .privacy import enter_private_mode
 from .progress import ProgressBar
+from .vault import Skipped
 
 log = logging.getLogger("ideaweave")
 
@@ -388,6 +389,28 @@ def _service_install(args: argparse.Namespace, env: dict[str, str]) -> int:
     how = "written only" if args.files_only else "enabled and started"
     emit(args, {"path": str(plan.path), "manager": plan.manager, "command": command, "started": not args.files_only},
          f"{plan.path}: {how}; it runs `{' '.join(command)}` at login")
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from .summarize import SummaryOptions, structured_reading
+
+    app = open_app(args)
+    summarizer = app.summaries.summarizer
+    results, lines = [], []
+    for note in args.notes:
+        path = vault_relative(app, note)
+        parsed = app.scanner.read(path)
+        summary = summarizer.summarize(parsed) if not isinstance(parsed, Skipped) else None
+        s = app.settings.summary
+        reading = None if isinstance(parsed, Skipped) or summarizer.mode != "extractive" else structured_reading(
+            parsed, SummaryOptions(sentences=s.sentences, min_words=s.min_words, max_chars=s.max_chars))
+        sentences = [{"text": text, "why": why} for text, why in reading[1]] if reading else []
+        results.append({"note": path, "summary": summary, "mode": summarizer.mode, "sentences": sentences})
+        lines += [path, f"  {summary or '(no summary: too little prose, a template, or not a note)'}"]
+        lines += [f"    {why:32} {text[:90]}" for text, why in (reading[1] if reading else []) if why != "not needed"]
+    emit(args, results, "\n".join(lines))
+    app.close()
+    return 0
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     from .corpus import Corpus
     from .topics import vault_topics
@@ -471,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("install", "uninstall", "status"))
     p.add_argument("--files-only", action="store_true",
                    help="write or remove the unit file without telling systemd or launchd (to inspect or package it)")
+
+    p = command("summarize", cmd_summarize, "the summary each note would get, and which of its sentences make it")
+    p.add_argument("notes", nargs="+", metavar="NOTE")
 
     p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
     p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")

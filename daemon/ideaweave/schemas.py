@@ -184,3 +184,8 @@ TOPIC = record({
 TOPICS = record({"topics": list_of(TOPIC)})
 
 CLI_OUTPUT["topics"] = TOPICS
+
+# `summarize --json`: the summary each note would get, and what the reading did with each sentence.
+SUMMARIZE = list_of(record({"note": NOTE_PATH, "summary": NULLABLE_TEXT, "mode": TEXT,
+                            "sentences": list_of(record({"text": TEXT, "why": TEXT}))}))
+CLI_OUTPUT["summarize"] = SUMMARIZE

@@ -119,38 +119,48 @@ def summarize_structured(note: Note, options: SummaryOptions = SummaryOptions(),
     evidence. Measured (bench/summary_ablation.py): other signals that pass over sentences (questions,
     list fragments, formulas, definitions of the title, lines about the page) each cost more than they
     saved, so they are not used. `without` switches signals off for ablations: quote, abstract, length."""
+    reading = structured_reading(note, options, without)
+    return None if reading is None else reading[0]
+
+
+def structured_reading(note: Note, options: SummaryOptions = SummaryOptions(),
+                       without: frozenset[str] | set[str] = frozenset()) -> tuple[str, list[tuple[str, str]]] | None:
+    """(the summary, each sentence with what the reading did with it: "used", "cut to fit", "passed over:
+    ...", "not needed"); None when the note gets no summary. What `ideaweave summarize` shows as why."""
     if note.is_template:
         return None
     found = sentences_of(note)[:MAX_SENTENCES]
     if not found or sum(word_count(s.text) for s in found) < options.min_words:
         return None
-    usable = [i for i, s in enumerate(found) if not _passed_over(note, s, i, without)] or list(range(len(found)))
+    verdicts = {i: reason for i, s in enumerate(found) if (reason := _passed_over(note, s, i, without))}
+    usable = [i for i in range(len(found)) if i not in verdicts] or list(range(len(found)))
     marked = [i for i in usable if "abstract" not in without and _in_abstract(note, found[i].start)]
     first = marked[0] if marked else usable[0]
     text = ""
     for i in [i for i in usable if i >= first] + [i for i in usable if i < first]:
         sentence = found[i].text
         if not text and len(sentence) > options.max_chars:
-            return cut_at_word(sentence, options.max_chars)
+            text, verdicts[i] = cut_at_word(sentence, options.max_chars), "cut to fit"
+            break
         if len(text) + 1 + len(sentence) <= options.max_chars:
-            text = f"{text} {sentence}".strip()
+            text, verdicts[i] = f"{text} {sentence}".strip(), "used"
             continue
         room = options.max_chars - len(text) - 1
         if "length" not in without and room >= MIN_CUT_CHARS:
-            text = f"{text} {cut_at_word(sentence, room)}"  # the budget is there to be used
+            text, verdicts[i] = f"{text} {cut_at_word(sentence, room)}", "cut to fit"  # the budget is there to be used
         break
-    return text
+    return text, [(s.text, verdicts.get(i, "not needed")) for i, s in enumerate(found)]
 
 
-def _passed_over(note: Note, sentence: Sentence, n: int, without) -> bool:
-    """A quotation that opens the note (an epigraph), a quoted line, a quote with its attribution; and
-    sentences of fewer than four words, which are labels rather than statements."""
+def _passed_over(note: Note, sentence: Sentence, n: int, without) -> str | None:
+    """Why a sentence does not speak for the note, if it does not: a quotation that opens the note (an
+    epigraph), a quoted line, a quote with its attribution; a label of fewer than four words."""
     line = note.text[note.text.rfind("\n", 0, sentence.start) + 1:sentence.start + 1]
     raw = note.text[sentence.start:sentence.end]
     if "quote" not in without and ((_QUOTE_LINE.match(line) and not _in_abstract(note, sentence.start))
                                    or raw[:1] in _OPEN_QUOTES and n < 3 or _ATTRIBUTION.search(raw)):
-        return True
-    return word_count(sentence.text) < 4
+        return "passed over: a quotation"
+    return "passed over: under four words" if word_count(sentence.text) < 4 else None
 
 
 def _in_abstract(note: Note, offset: int) -> bool:
