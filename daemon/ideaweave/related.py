@@ -81,7 +81,8 @@ class RelatedNotes:
     def candidates(self, path: str, slack: int, current_related: object) -> list[Candidate]:
         """What the note's `related` list is chosen from, best first: bridge pins, then the ranking (enough
         of it to refill the list within `slack`), each note once."""
-        return self._candidates(path, self.feedback(path), self._ranked(path, slack, 0), current_related)
+        feedback = self.feedback(path)
+        return self._candidates(path, feedback, self._ranked(path, feedback, slack, 0), current_related)
 
     def for_note(self, path: str, k: int, include_private: bool = False) -> list[RelatedNote]:
         """The note's related notes, best first: what its `related` list holds, or will hold when next
@@ -94,7 +95,7 @@ class RelatedNotes:
         untouched = current is not None and last is not None and current.get(self.keys.related) == last.get(self.keys.related)
         slack = BYSTANDER_HYSTERESIS if untouched else HYSTERESIS
         feedback = self.feedback(path)
-        ranked = self._ranked(path, slack, k)
+        ranked = self._ranked(path, feedback, slack, k)
         candidates = self._candidates(path, feedback, ranked, (current or {}).get(self.keys.related))
         links, pinned_links = [c.link for c in candidates], set()
         if current is not None:
@@ -109,8 +110,10 @@ class RelatedNotes:
             links += [link_string(self.resolver, s.path, s.heading) for s in extra]
         return self._as_related(path, links, {s.path: s for s in ranked}, set(feedback.pinned), pinned_links, k)
 
-    def _ranked(self, path: str, slack: int, extra: int) -> list[Suggestion]:
-        return self.relater.rank(path, k=max(self.keys.count + slack + 2, extra), exclude=set(self.store.feedback_for(path)))
+    def _ranked(self, path: str, feedback: Feedback, slack: int, extra: int) -> list[Suggestion]:
+        """Enough of the ranking to refill the list within `slack` (or `extra` when more are asked for);
+        every note the user pinned or rejected is placed by the feedback, not by its rank."""
+        return self.relater.rank(path, k=max(self.keys.count + slack + 2, extra), exclude=set(feedback.given))
 
     def _candidates(self, path: str, feedback: Feedback, ranked: Sequence[Suggestion], current_related: object) -> list[Candidate]:
         pins = [Candidate(t, link_string(self.resolver, t, None)) for t in feedback.pinned]
@@ -128,17 +131,17 @@ class RelatedNotes:
 
     def _as_related(self, path: str, links: Sequence[str], ranked: dict[str, Suggestion], pinned_paths: set[str],
                     pinned_links: set[str], k: int) -> list[RelatedNote]:
-        targets: list[tuple[str, str]] = []
+        targets: dict[str, str] = {}  # note -> its link, in order
         for link in links:
             target = link_target(self.resolver, link, path)
-            if target is not None and target != path and target in self.corpus.index and target not in dict(targets):
-                targets.append((target, link))
+            if target is not None and target != path and target in self.corpus.index:
+                targets.setdefault(target, link)
             if len(targets) == k:
                 break
         # Links kept in the note or pinned, but not among the ranked: explained with the same evidence.
-        explained = {**self.relater.explain(path, [t for t, _ in targets if t not in ranked]), **ranked}
+        explained = {**self.relater.explain(path, [t for t in targets if t not in ranked]), **ranked}
         return [RelatedNote(t, link, t in pinned_paths or link in pinned_links, explained[t])
-                for t, link in targets if t in explained]
+                for t, link in targets.items() if t in explained]
 
 
 def without_duplicate_targets(candidates: Sequence[Candidate], present: object, resolver: LinkResolver,
