@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings, replace  # noqa: E402
 from ideaweave.corpus import Corpus, centre_on  # noqa: E402
-from ideaweave.summarize import sentences_of  # noqa: E402
+from ideaweave.prose import sentences_of  # noqa: E402
 from ideaweave.topics import SEED, TopicInput, build_topics, topic_graph, topic_input  # noqa: E402
 from ideaweave.vault import Skipped  # noqa: E402
 

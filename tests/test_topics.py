@@ -16,7 +16,7 @@ from ideaweave import topics as topics_module
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.corpus import Corpus
-from ideaweave.summarize import sentences_of
+from ideaweave.prose import sentences_of
 from ideaweave.topics import (
     TopicInput, build_topics, key_phrases, speakers, nearest_neighbours, standardised_similarity, terms, topic_graph, topic_id,
     topic_input, vault_topics,

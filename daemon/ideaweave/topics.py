@@ -26,7 +26,8 @@ import networkx as nx
 import numpy as np
 
 from .corpus import STOPWORDS, WORD, Corpus
-from .summarize import sentences_of
+from .failures import NoteGuard
+from .prose import sentences_of
 from .vault import Skipped, VaultScanner
 
 
@@ -368,8 +369,13 @@ def vault_topics(corpus: Corpus, scanner: VaultScanner) -> list[Topic]:
     def text_of(path: str) -> str:
         return "\n".join(chunk.text for chunk in corpus.store.chunks_of(path))
 
+    guard = NoteGuard(lambda failure: None)  # the guard logs it; the note only describes no topic
+
     def sentences(path: str) -> list[str]:
-        note = scanner.read(path)
-        return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
+        with guard.note(path) as at:
+            at.stage = "parse"
+            note = scanner.read(path)
+            return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
+        return []
 
     return build_topics(topic_input(corpus), text_of, sentences)
