@@ -389,6 +389,9 @@ def _service_install(args: argparse.Namespace, env: dict[str, str]) -> int:
     how = "written only" if args.files_only else "enabled and started"
     emit(args, {"path": str(plan.path), "manager": plan.manager, "command": command, "started": not args.files_only},
          f"{plan.path}: {how}; it runs `{' '.join(command)}` at login")
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from .summarize import SummaryOptions, structured_reading
 
