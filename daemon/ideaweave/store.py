@@ -26,6 +26,7 @@ The tables and their migrations are in `schema`; the faiss indexes in `vectors`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -52,6 +53,8 @@ from .vectors import (
     row_norms,
     wanted_kind,
 )
+
+log = logging.getLogger(__name__)
 
 DATABASE_NAME = "index.sqlite3"
 VECTORS_NAME = "vectors.faiss"
@@ -609,8 +612,18 @@ class Store:
     def gather_vectors(self, vector_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The stored vectors of these ids (float32, row for row)."""
         self._require_current_model()
+        ids = np.asarray(vector_ids, dtype=np.int64)
         with self._lock:
-            return self._vectors.gather(np.asarray(vector_ids, dtype=np.int64))
+            try:
+                return self._vectors.gather(ids)
+            except StoreError:
+                # The database is the truth: a vector index that lost step with it is rebuilt from it
+                # here, once, instead of stopping the daemon until a restart would do the same.
+                log.warning("the vector index was out of step with the database; rebuilt it")
+                self._vectors = self._rebuild_vectors()
+                with self._transaction() as db:
+                    self._bump_generation(db)  # saved by the next flush()
+                return self._vectors.gather(ids)
 
     def chunk_table(self, only: Iterable[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ordinals, note_ids, vector_ids), int64, of every embedded chunk (of the notes `only`, when
