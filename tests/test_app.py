@@ -71,3 +71,26 @@ def test_the_app_ranks_with_the_configured_weights_when_they_are_fixed(tmp_path,
 
 def test_the_settings_declare_every_ranking_weight_with_the_measured_default():
     assert Settings().relate.weights_dict() == DEFAULT_WEIGHTS
+
+
+def test_the_parts_are_built_once_when_threads_race(tmp_path, embedder):
+    """The daemon's loop and the API's threads reach for the store at once at start-up: two stores would
+    each hold their own copy of the vector index, and one would miss the other's vectors."""
+    import threading
+
+    root = tmp_path / "vault"
+    shutil.copytree(EXAMPLE, root)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
+    barrier, seen = threading.Barrier(8), []
+
+    def reach() -> None:
+        barrier.wait()
+        seen.append((app.store, app.indexer, app.summaries))
+
+    threads = [threading.Thread(target=reach) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 8 and all(parts[i] is seen[0][i] for parts in seen for i in range(3))
+    app.close()

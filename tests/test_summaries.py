@@ -26,9 +26,7 @@ def app_for(base: Path, embedder, **settings) -> App:
     for path in (NOTE, LLM_NOTE):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(EXAMPLES / path, root / path)
-    app = App(replace(Settings(state_dir=str(base / "state")), **settings), root)
-    app.__dict__["embedder"] = embedder
-    return app
+    return App(replace(Settings(state_dir=str(base / "state")), **settings), root, embedder=embedder)
 
 
 class CountingSummarizer:

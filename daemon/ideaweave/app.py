@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from functools import cached_property
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from .corpus import Corpus
 from .embedding import Embedder, EmbedderOptions, LlamaEmbedder
 from .errors import VaultError
 from .failures import FaultPlan
+from .indexer import Indexer
 from .modelfiles import models_dir, require_model, resolve_model
 from .relate import Relater
 from .related import RelatedNotes
@@ -88,6 +89,11 @@ class App:
         self._owns_embedder = embedder is None
         self._store = store
         self._owns_store = store is None
+        # The daemon's loop and the API's threads both reach for the parts: each must be built once, or
+        # two stores would each hold their own copy of the vector index.
+        self._building = threading.RLock()
+        self._parts: dict[str, object] = {}
+        self.faults = FaultPlan(settings.debug.fail)
 
     @property
     def models_dir(self) -> Path:
@@ -103,32 +109,27 @@ class App:
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            path = require_model(self.embedding_model_path, hash_it=self.settings.models.verify)
-            options = EmbedderOptions(
-                threads=self.settings.embedding.threads,
-                batch_tokens=self.settings.embedding.batch_tokens,
-                flash_attn=self.settings.embedding.flash_attn,
-            )
-            self._embedder = LlamaEmbedder(path, options)
-        return self._embedder
-
-    @cached_property
-    def faults(self) -> FaultPlan:
-        return FaultPlan(self.settings.debug.fail)
+        with self._building:
+            if self._embedder is None:
+                path = require_model(self.embedding_model_path, hash_it=self.settings.models.verify)
+                options = EmbedderOptions(threads=self.settings.embedding.threads,
+                                          batch_tokens=self.settings.embedding.batch_tokens,
+                                          flash_attn=self.settings.embedding.flash_attn)
+                self._embedder = LlamaEmbedder(path, options)
+            return self._embedder
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            self._store = Store.open(self.state_dir, self.embedder.dim, self.embedder.model_id)
-        return self._store
+        with self._building:
+            if self._store is None:
+                self._store = Store.open(self.state_dir, self.embedder.dim, self.embedder.model_id)
+            return self._store
 
-    @cached_property
-    def indexer(self):
-        from .indexer import Indexer
-
-        return Indexer(self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens,
-                       related_key=self.settings.writer.related_key, faults=self.faults)
+    @property
+    def indexer(self) -> Indexer:
+        return self._once("indexer", lambda: Indexer(
+            self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens,
+            related_key=self.settings.writer.related_key, faults=self.faults))
 
     def relater(self, corpus: Corpus | None = None) -> Relater:
         """A Relater over `corpus` (else the current index), with this vault's weights: the configured ones,
@@ -142,12 +143,18 @@ class App:
         """The one answer to "what are this note's related notes", for the CLI, the API and the daemon."""
         return RelatedNotes(self.relater(corpus), self.store, self.indexer.resolver, self.keys, self.read_bytes)
 
-    @cached_property
+    @property
     def summaries(self) -> Summaries:
         """The summaries the settings ask for, one for the app's life: in llm mode the text model loads once."""
         from .summaries import summaries_for
 
-        return summaries_for(self)
+        return self._once("summaries", lambda: summaries_for(self))
+
+    def _once(self, name: str, build):
+        with self._building:
+            if name not in self._parts:
+                self._parts[name] = build()
+            return self._parts[name]
 
     def read_bytes(self, path: str) -> bytes | None:
         try:
