@@ -459,11 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-private", action="store_true", help="also suggest private notes")
     p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
 
-    p = command("search", cmd_search, "hybrid keyword and semantic search")
+    p = command("search", cmd_search, "the notes a question or problem is about, each with its best passage and why")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=20)
     p.add_argument("--include-private", action="store_true")
     p.add_argument("--no-index", action="store_true")
+
+    p = command("summarize", cmd_summarize, "the summary each note would get, and which of its sentences make it")
+    p.add_argument("notes", nargs="+", metavar="NOTE")
+
+    p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
+    p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")
+    p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
 
     p = command("novelty", cmd_novelty, "what is new in a note: its sections against the rest of the vault")
     p.add_argument("note", metavar="NOTE")
@@ -497,13 +504,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("install", "uninstall", "status"))
     p.add_argument("--files-only", action="store_true",
                    help="write or remove the unit file without telling systemd or launchd (to inspect or package it)")
-
-    p = command("summarize", cmd_summarize, "the summary each note would get, and which of its sentences make it")
-    p.add_argument("notes", nargs="+", metavar="NOTE")
-
-    p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
-    p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")
-    p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
     return parser
 
 
