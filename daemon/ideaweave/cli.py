@@ -393,22 +393,20 @@ def _service_install(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from .summarize import SummaryOptions, structured_reading
-
+    """The summary each note gets (the same cached answer the daemon writes), and why."""
     app = open_app(args)
-    summarizer = app.summaries.summarizer
+    summaries = app.summaries
+    explain = getattr(summaries.summarizer, "reading", None)  # the extractive summary can say which sentences
     results, lines = [], []
     for note in args.notes:
         path = vault_relative(app, note)
-        parsed = app.scanner.read(path)
-        summary = summarizer.summarize(parsed) if not isinstance(parsed, Skipped) else None
-        s = app.settings.summary
-        reading = None if isinstance(parsed, Skipped) or summarizer.mode != "extractive" else structured_reading(
-            parsed, SummaryOptions(sentences=s.sentences, min_words=s.min_words, max_chars=s.max_chars))
-        sentences = [{"text": text, "why": why} for text, why in reading[1]] if reading else []
-        results.append({"note": path, "summary": summary, "mode": summarizer.mode, "sentences": sentences})
+        summary = summaries.for_note(path)
+        parsed = app.scanner.read(path) if explain else None
+        reading = explain(parsed) if parsed is not None and not isinstance(parsed, Skipped) else []
+        results.append({"note": path, "summary": summary, "mode": summaries.summarizer.mode,
+                        "sentences": [{"text": text, "why": why} for text, why in reading]})
         lines += [path, f"  {summary or '(no summary: too little prose, a template, or not a note)'}"]
-        lines += [f"    {why:32} {text[:90]}" for text, why in (reading[1] if reading else []) if why != "not needed"]
+        lines += [f"    {why:32} {text[:90]}" for text, why in reading if why != "not needed"]
     emit(args, results, "\n".join(lines))
     app.close()
     return 0

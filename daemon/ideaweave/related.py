@@ -78,10 +78,11 @@ class RelatedNotes:
         pinned = tuple(t for t, a in sorted(given.items()) if a == "pinned" and t in index and not private[index[t]])
         return Feedback(frozenset(given), frozenset(t for t, a in given.items() if a == "rejected"), pinned)
 
-    def candidates(self, path: str, slack: int, current_related: object) -> list[Candidate]:
+    def candidates(self, path: str, slack: int, current_related: object, feedback: Feedback | None = None
+                   ) -> list[Candidate]:
         """What the note's `related` list is chosen from, best first: bridge pins, then the ranking (enough
         of it to refill the list within `slack`), each note once."""
-        feedback = self.feedback(path)
+        feedback = feedback or self.feedback(path)
         return self._candidates(path, feedback, self._ranked(path, feedback, slack, 0), current_related)
 
     def for_note(self, path: str, k: int, include_private: bool = False) -> list[RelatedNote]:

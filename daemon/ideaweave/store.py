@@ -893,12 +893,6 @@ class Store:
             db.execute("INSERT OR REPLACE INTO note_problems (path, stage, reason, size, mtime_ns, at)"
                        " VALUES (?, ?, ?, ?, ?, ?)", (path, stage, reason, size, mtime_ns, time.time()))
 
-    def clear_problems(self, path: str, stages: Iterable[str]) -> None:
-        stages = list(stages)
-        with self._transaction() as db:
-            db.execute(f"DELETE FROM note_problems WHERE path = ? AND stage IN ({', '.join('?' * len(stages))})",
-                       (path, *stages))
-
     def problems(self, stages: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
         """(path, stage, reason) of the notes' recorded problems (of `stages`, when given), by path."""
         rows = self._rows_where_in("SELECT path, stage, reason FROM note_problems", stages, column="stage",

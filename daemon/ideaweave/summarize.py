@@ -287,6 +287,11 @@ class ExtractiveSummarizer:
     def summarize(self, note: Note) -> str | None:
         return summarize_structured(note, self.options)
 
+    def reading(self, note: Note) -> list[tuple[str, str]]:
+        """Each sentence of the note with what the summary did with it (`ideaweave summarize` shows it)."""
+        found = structured_reading(note, self.options)
+        return found[1] if found else []
+
 
 class CentroidSummarizer:
     """The note's most central sentences (`summarize_extractive`), ranked with the embedding model: an

@@ -147,8 +147,9 @@ class VaultSync:
         last = store.last_written(path)
         slack = BYSTANDER_HYSTERESIS if path in bystanders else HYSTERESIS
         state = NoteState(path, current, last.values if last else None, slack)
-        rejected = set(related.feedback(path).rejected)
-        candidates = related.candidates(path, slack, current.get(self.keys.related))
+        feedback = related.feedback(path)
+        rejected = set(feedback.rejected)
+        candidates = related.candidates(path, slack, current.get(self.keys.related), feedback)
         at.stage = "summarize"
         summary = self.summaries.for_note(path)
         at.stage = "plan"
