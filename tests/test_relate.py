@@ -12,7 +12,7 @@ import pytest
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.novelty import novelty
-from ideaweave.calibrate import FOLDS, MIN_GAIN, calibrate, calibration_record, describe_weights
+from ideaweave.calibrate import FOLDS, MIN_GAIN, _calibration_sample, calibrate, calibration_record, describe_weights
 from ideaweave.corpus import Corpus
 from ideaweave.relate import COMPONENTS, DEFAULT_WEIGHTS, Relater, diversify, keywords, top_indices, zscore
 
@@ -89,9 +89,8 @@ def test_calibration_needs_enough_linked_notes(example_app):
     assert calibrate(relater, example_app.read_body) is None  # 19 notes: too few to learn from
 
 
-def test_calibration_on_a_linked_vault(tmp_path, embedder):
-    # 30 topic pairs, each note linking its twin and two more notes of the same topic family.
-    root = tmp_path / "vault"
+def _topic_family_vault(root: Path) -> None:
+    """Ten topics of four notes, each note linking the other three of its topic."""
     root.mkdir()
     topics = ["rivers", "volcanoes", "bees", "chess", "violins", "glaciers", "satellites", "bread", "tides", "owls"]
     for i, topic in enumerate(topics):
@@ -100,13 +99,38 @@ def test_calibration_on_a_linked_vault(tmp_path, embedder):
             links = " ".join(f"[[{o}]]" for o in others)
             (root / f"{topic} {j}.md").write_text(
                 f"Notes number {j} about {topic}: facts, questions and observations about {topic}. {links}\n", encoding="utf-8")
+
+
+def test_calibration_on_a_linked_vault(tmp_path, embedder):
+    root = tmp_path / "vault"
+    _topic_family_vault(root)
     app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
     app.indexer.run()
-    result = calibrate(Relater(Corpus(app.store)), app.read_body)
+    corpus = Corpus(app.store)
+    edges = set(corpus.graph.graph.edges)
+    result = calibrate(Relater(corpus), app.read_body)
+    assert set(corpus.graph.graph.edges) == edges  # calibration hides links in its own copy of the graph
     assert result is not None and result.queries >= 20 and len(result.gains) == FOLDS
     # Kept only when the weights win on notes they were not fitted on, by more than the folds disagree.
     assert result.kept == (result.gain > max(MIN_GAIN, result.spread))
     assert result.weights is None or set(result.weights) == set(COMPONENTS)
+
+
+def test_a_calibration_query_hides_its_own_links_only(tmp_path, embedder):
+    """A held-out note is scored as if its author had not linked yet: its own links are gone from every
+    component, and the links other notes make (to it, and from its neighbours) are still evidence."""
+    root = tmp_path / "vault"
+    _topic_family_vault(root)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
+    app.indexer.run()
+    corpus = Corpus(app.store)
+    held_out = Relater(corpus.with_graph(corpus.graph.copy()))
+    z, gold = _calibration_sample(held_out, "owls 0.md", app.read_body("owls 0.md"))
+    assert gold.sum() == 3
+    # The three other owl notes link back to it: that evidence is what a new note's author would see.
+    assert (z["back"][gold] > 0).all() and (z["back"][~gold] <= 0).all()
+    assert held_out.corpus.graph.outlinks("owls 0.md") == corpus.graph.outlinks("owls 0.md")  # restored
+    app.close()
 
 
 def test_calibration_keeps_the_defaults_when_links_say_nothing(tmp_path, embedder):

@@ -27,7 +27,7 @@ _LINK_SPANS = re.compile(r"!?\[\[[^\[\]\n]*\]\]|!?\[[^\]\n]*\]\([^)\n]*\)")
 # of that gain between folds (and by at least MIN_GAIN): otherwise the defaults cannot lose.
 FOLDS = 4
 MIN_GAIN = 0.005
-METHOD = "held-out-folds-1"  # part of the cached result: a new method calibrates again
+METHOD = "held-out-folds-2"  # part of the cached result: a new method calibrates again
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,22 @@ def _evaluate(samples: list, weights: dict, k: int = 10) -> float:
 
 
 def _calibration_sample(relater: Relater, path: str, body: str) -> tuple[dict, np.ndarray] | None:
-    """One held-out query: the note's links are hidden from every component, then scored like a query."""
+    """One held-out query, ranked as if the user had not written the note's links yet.
+
+    `relater` ranks over its own copy of the link graph: the note's outgoing links are removed from it
+    while the note is scored, and the links in its text are cut out. Only those: the links other notes
+    make (to this note, or from its neighbours to its targets) are there when a user writes a new note,
+    and hiding them too (as the first calibration did) taught it that backlinks and the neighbours'
+    links are worth less than they are.
+    """
     c = relater.corpus
     q = c.index[path]
     gold_paths = c.graph.outlinks(path)
-    masked = _LINK_SPANS.sub(" ", body)
-    parts = relater.components(q, exclude_links=gold_paths, text=masked)
+    c.graph.replace_outlinks(path, ())
+    try:
+        parts = relater.components(q, text=_LINK_SPANS.sub(" ", body))
+    finally:
+        c.graph.replace_outlinks(path, gold_paths)
     candidates = ~c.template
     candidates[q] = False
     z = standardised(parts, candidates)
@@ -92,10 +102,11 @@ def calibrate(relater: Relater, read_body, prior: dict | None = None, seed: int 
         return None
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(eligible, size=min(CALIBRATION_QUERIES, len(eligible)), replace=False).tolist())
+    held_out = Relater(c.with_graph(c.graph.copy()), relater.weights)  # the snapshot's own graph stays whole
     samples = []
     for path in chosen:
         body = read_body(path)
-        sample = _calibration_sample(relater, path, body) if body is not None else None
+        sample = _calibration_sample(held_out, path, body) if body is not None else None
         if sample is not None:
             samples.append(sample)
     if len(samples) < MIN_CALIBRATION_QUERIES:

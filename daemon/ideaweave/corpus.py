@@ -7,6 +7,8 @@ to batch through `updated()`.
 
 from __future__ import annotations
 
+import copy
+
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -205,6 +207,12 @@ class Corpus:
                             chunk_vectors, graph, self.exact, sample=(self.sample_vectors, self.sample_starts))
         following.changes_since_load = changes
         return following
+
+    def with_graph(self, graph: LinkGraph) -> Corpus:
+        """This snapshot with another link graph (the vectors and sections are shared, not copied)."""
+        other = copy.copy(self)
+        other.graph = graph
+        return other
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -26,6 +26,12 @@ class LinkGraph:
         self.graph.add_node(source)
         self.graph.add_edges_from((source, t) for t in targets if t != source)
 
+    def copy(self) -> LinkGraph:
+        """An independent copy (calibration removes notes' links from it one at a time)."""
+        copied = LinkGraph.__new__(LinkGraph)
+        copied.graph = self.graph.copy()
+        return copied
+
     def remove_note(self, path: str) -> None:
         if path in self.graph:
             self.graph.remove_node(path)
@@ -39,7 +45,7 @@ class LinkGraph:
     def neighbours(self, path: str) -> set[str]:
         return self.outlinks(path) | self.backlinks(path)
 
-    def adamic_adar(self, path: str, exclude: set[str] = frozenset()) -> dict[str, tuple[float, int]]:
+    def adamic_adar(self, path: str) -> dict[str, tuple[float, int]]:
         """For every note sharing a neighbour with `path`: (Adamic-Adar score, shared neighbours).
 
         Shared neighbours are notes both link to, notes linking to both (co-citation) or any mix;
@@ -47,7 +53,7 @@ class LinkGraph:
         ignored: when the note's own links are being predicted, they must not be used as evidence.
         """
         scores: dict[str, list] = {}
-        for middle in self.neighbours(path) - exclude:
+        for middle in self.neighbours(path):
             around = self.neighbours(middle)
             weight = 1.0 / math.log(max(len(around), 2))
             for other in around:

@@ -93,11 +93,11 @@ class Relater:
         self.corpus = corpus
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
 
-    def components(self, q: int, exclude_links: set[str] = frozenset(), text: str | None = None) -> dict[str, np.ndarray]:
+    def components(self, q: int, text: str | None = None) -> dict[str, np.ndarray]:
         """Raw evidence for every note of the corpus about note q.
 
-        `exclude_links` are hidden from the graph evidence and `text` replaces the note's text for the
-        keyword and title evidence: calibration uses both to predict a note's links without seeing them.
+        `text` replaces the note's text for the keyword and title evidence: calibration predicts a
+        note's links from its text without them (and from a link graph without them: `calibrate`).
         """
         c = self.corpus
         n = len(c)
@@ -115,19 +115,19 @@ class Relater:
             title[j] = 1.0
         aa = np.zeros(n)
         shared: dict[int, int] = {}
-        for path, (score, count) in c.graph.adamic_adar(c.paths[q], exclude=set(exclude_links)).items():
+        for path, (score, count) in c.graph.adamic_adar(c.paths[q]).items():
             j = c.index.get(path)
             if j is not None:
                 aa[j] = score
                 shared[j] = count
         back = np.zeros(n)
-        for path in c.graph.backlinks(c.paths[q]) - set(exclude_links):
+        for path in c.graph.backlinks(c.paths[q]):
             j = c.index.get(path)
             if j is not None:
                 back[j] = 1.0
         emb = c.note_vectors @ c.note_vectors[q]
         return {"emb": emb, "chunk": chunk, "bm25": bm25, "title": title, "aa": aa, "back": back,
-                "nbr": self._neighbour_links(q, emb, exclude_links), "_own": own, "_shared": shared, "_stats": stats}
+                "nbr": self._neighbour_links(q, emb), "_own": own, "_shared": shared, "_stats": stats}
 
     def _keyword_hits(self, text: str):
         """FTS5 hits for the note's keywords, on vaults small enough to search exactly.
@@ -170,14 +170,14 @@ class Relater:
         np.maximum.at(chunk, c.chunk_note[rows], best)
         return chunk, c.chunk_vectors is not None or len(np.unique(c.chunk_note[rows])) == len(c)
 
-    def _neighbour_links(self, q: int, emb: np.ndarray, exclude_links: set[str]) -> np.ndarray:
+    def _neighbour_links(self, q: int, emb: np.ndarray) -> np.ndarray:
         """Notes that q's closest notes link to, weighted by closeness: notes about the same thing
         tend to cite the same notes, which carries link evidence to a note that has no links yet."""
         c = self.corpus
         scores = np.zeros(len(c))
         for j in [j for j in top_indices(emb, NEIGHBOUR_NOTES + 1) if j != q][:NEIGHBOUR_NOTES]:
             weight = max(float(emb[j]), 0.0)
-            for target in c.graph.outlinks(c.paths[j]) - exclude_links:
+            for target in c.graph.outlinks(c.paths[j]):
                 t = c.index.get(target)
                 if t is not None:
                     scores[t] += weight
@@ -199,20 +199,19 @@ class Relater:
                     found.update(hit)
         return found
 
-    def rank(self, path: str, k: int = 10, exclude: set[str] = frozenset(), include_private: bool = False,
-             mask_links: bool = False) -> list[Suggestion]:
+    def rank(self, path: str, k: int = 10, exclude: set[str] = frozenset(), include_private: bool = False
+             ) -> list[Suggestion]:
         """The k notes most related to `path`, best first.
 
         Excluded: the note itself, templates, notes it already links to, `exclude` (rejected links),
-        private notes unless asked for. `mask_links` also hides the note's own links from the graph
-        evidence (used when calibrating on held-out links).
+        private notes unless asked for.
         """
         c = self.corpus
         q = c.index.get(path)
         if q is None:
             return []
         linked = c.graph.outlinks(path)
-        parts = self.components(q, exclude_links=linked if mask_links else set())
+        parts = self.components(q)
         candidates = ~c.template
         candidates[q] = False
         if not include_private:
