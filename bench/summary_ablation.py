@@ -75,6 +75,21 @@ def lead(note, budget: int) -> str:
     return out[:budget]
 
 
+def oracle(note, gold_vector: np.ndarray, embedder, budget: int) -> str:
+    """An upper bound no summarizer reaches: the note's own prose sentences nearest the human summary
+    (it sees the answer), as many as fit the budget."""
+    found = [s.text for s in sentences_of(note) if len(s.text.split()) >= 4][:80]
+    if not found:
+        return ""
+    nearest = np.argsort(-(embedder.embed(found) @ gold_vector), kind="stable")
+    out = ""
+    for i in nearest:
+        if out and len(out) + len(found[i]) + 1 > budget:
+            break
+        out = (out + " " + found[i]).strip()
+    return out[:budget]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("prepdir")
@@ -98,6 +113,8 @@ def main() -> None:
     for signal in ("quote", "abstract", "length"):
         variants[f"structured without {signal}"] = lambda n, s=signal: summarize_structured(n, options, without={s})
     gold_vectors = dict(zip(notes, embedder.embed([gold[p] for p in notes])))
+    variants["oracle: the sentences nearest the human summary (sees it; an upper bound)"] = (
+        lambda n: oracle(n, gold_vectors[n.path], embedder, a.budget))
     print(f"{len(notes)} gold notes; budget {a.budget} characters")
     print(f"{'variant':42} ROUGE-1 ROUGE-2 ROUGE-L cosine  have  ms/note")
     for label, summarize in variants.items():
