@@ -147,17 +147,19 @@ def matched(before: list, after: list) -> dict[str, str]:
 
 
 def stability(before: list, after: list, level: int) -> dict:
-    """Share of notes whose topic (matched by overlap) is the same after the edit, and share of the matched
-    topics whose notes barely changed (at most one in ten) that kept their name."""
+    """Share of notes whose topic (matched by overlap) is the same after the edit, the share that keep
+    their topic's id, and share of the matched topics whose notes barely changed (at most one in ten)
+    that kept their name."""
     old = [t for t in before if t.level == level]
     new = [t for t in after if t.level == level]
     pairs = matched(old, new)
     topic_before = {p: t.id for t in old for p in t.notes}
     kept = sum(1 for t in new for p in t.notes if pairs.get(t.id) == topic_before.get(p))
+    same_id = sum(1 for t in new for p in t.notes if t.id == topic_before.get(p))
     by_id = {t.id: t for t in old}
     close = [(t, by_id[pairs[t.id]]) for t in new if t.id in pairs
              and len(set(t.notes) ^ set(by_id[pairs[t.id]].notes)) <= 0.1 * len(by_id[pairs[t.id]].notes)]
-    return {"notes_kept": kept / max(len(topic_before), 1),
+    return {"notes_kept": kept / max(len(topic_before), 1), "ids_kept": same_id / max(len(topic_before), 1),
             "names_kept": sum(a.name == b.name for a, b in close) / max(len(close), 1), "barely_changed": len(close),
             "topics": len(old)}
 
@@ -236,10 +238,16 @@ def run(vault: Path, rule: str, state: Path, index: bool) -> dict:
         row["nmi_vs_level0"] = nmi(levels[0], labels)
         rows.append(row)
     edited, which = edited_input(corpus, notes)
-    after = build_topics(edited, text, sentences)
+    started = time.perf_counter()
+    after = build_topics(edited, text, sentences, previous=topics)
+    update_seconds = time.perf_counter() - started
+    afresh = build_topics(edited, text, sentences)
     steady = {level: stability(topics, after, level) for level in (0, 1)}
+    unseeded = {level: stability(topics, afresh, level) for level in (0, 1)}
     return {
-        "stability": {"edited": len(which), **{f"level {k}": v for k, v in steady.items()}},
+        "stability": {"edited": len(which), "seconds": round(update_seconds, 2),
+                      **{f"level {k}": v for k, v in steady.items()},
+                      "afresh": {f"level {k}": v for k, v in unseeded.items()}},
         "vault": str(vault), "notes": n, "labelled": int(scored.sum()),
         "human_labels": dict(Counter(h for h in human if h is not None).most_common()),
         "links": len(notes.links), "edges": graph.number_of_edges(),
@@ -277,11 +285,14 @@ def main() -> int:
           f"communities and names {result['seconds']['communities_and_names']} s")
     print(table(result))
     steady = result["stability"]
-    print(f"\nstability after {steady['edited']} notes lost their last section:")
-    for level in (0, 1):
-        row = steady[f"level {level}"]
-        print(f"  level {level}: {row['notes_kept']:.3f} of the notes keep their topic; {row['names_kept']:.3f} of the "
-              f"{row['barely_changed']} topics (of {row['topics']}) whose notes barely changed keep their name")
+    print(f"\nstability after {steady['edited']} notes lost their last section (update {steady['seconds']} s):")
+    for label, rows in (("seeded with the last answer", steady), ("built afresh", steady["afresh"])):
+        print(f"  {label}:")
+        for level in (0, 1):
+            row = rows[f"level {level}"]
+            print(f"    level {level}: {row['notes_kept']:.3f} of the notes keep their topic ({row['ids_kept']:.3f} its id); "
+                  f"{row['names_kept']:.3f} of the {row['barely_changed']} topics (of {row['topics']}) whose notes "
+                  f"barely changed keep their name")
     print("\nlevel-0 topics:")
     for t in result["level0"]:
         print(f"  {t['notes']:4d}  {t['name']}  [{t['central']}]")
