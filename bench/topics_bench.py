@@ -5,6 +5,7 @@ and k-means on the whole-note vectors with as many clusters as ideaweave found.
 
 Usage:
   python bench/topics_bench.py VAULT --labels RULE [--state DIR] [--no-index]
+  python bench/topics_bench.py --synthetic N     (time N stand-in notes: graph, both levels, an update)
 
 RULE says where a note's human label comes from:
   folder:D                 its folder at depth D (1: the top folder); notes above depth D are unlabelled
@@ -258,6 +259,50 @@ def run(vault: Path, rule: str, state: Path, index: bool) -> dict:
     }
 
 
+def synthetic_input(n: int, centres: int = 300, dim: int = 384) -> TopicInput:
+    """Stand-in notes for scale: unit vectors around `centres` random centres (each note about as close to its
+    centre as to noise, cosine 0.5 within a cluster), and 2n random links, one in four inside a cluster."""
+    rng = np.random.default_rng(SEED)
+    centre = rng.integers(centres, size=n)
+    vectors = rng.normal(size=(centres, dim)).astype(np.float32)[centre] + rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    a = rng.integers(n, size=2 * n)
+    b = rng.integers(n, size=2 * n)
+    inside = rng.random(2 * n) < 0.25
+    by_centre = [np.flatnonzero(centre == c) for c in range(centres)]
+    b[inside] = [rng.choice(by_centre[centre[x]]) for x in a[inside]]
+    paths = [f"c{centre[i]}/n{i}.md" for i in range(n)]
+    return TopicInput(paths, paths, vectors, sorted(zip(a.tolist(), b.tolist())), np.zeros(n, bool))
+
+
+def run_synthetic(n: int) -> dict:
+    """Time the whole answer (graph, both levels, names) for n stand-in notes, then the update after 1% of
+    them are edited (their vectors moved a little), seeded with the first answer. Wall-clock and CPU seconds
+    (the CPU figure is what one core would take on a machine that is not shared)."""
+    notes = synthetic_input(n)
+    words = {p: p.split("/")[0] for p in notes.paths}
+    timings = {}
+
+    def timed(name, work):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = work()
+        timings[name] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
+        return result
+
+    graph = timed("graph", lambda: topic_graph(notes))
+    topics = timed("communities_and_names", lambda: build_topics(notes, words.get, lambda p: [], graph=graph))
+    rng = np.random.default_rng(SEED + 1)
+    vectors = notes.vectors.copy()
+    edited = rng.choice(n, size=max(1, n // 100), replace=False)
+    vectors[edited] += 0.5 * rng.normal(size=(len(edited), vectors.shape[1])).astype(np.float32) / math.sqrt(vectors.shape[1])
+    vectors[edited] /= np.linalg.norm(vectors[edited], axis=1, keepdims=True)
+    moved = TopicInput(notes.paths, notes.titles, vectors, notes.links, notes.private)
+    after = timed("update_after_1pct_edited", lambda: build_topics(moved, words.get, lambda p: [], previous=topics))
+    return {"notes": n, "edges": graph.number_of_edges(), "seconds": timings,
+            "topics": {level: sum(t.level == level for t in topics) for level in (0, 1)},
+            "stability": {f"level {level}": stability(topics, after, level) for level in (0, 1)}}
+
+
 def table(result: dict) -> str:
     lines = ["| method | topics | NMI | ARI | NMI with ideaweave level 0 |", "|---|---|---|---|---|"]
     for row in result["methods"]:
@@ -269,12 +314,16 @@ def table(result: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("vault", type=Path)
+    parser.add_argument("vault", type=Path, nargs="?")
+    parser.add_argument("--synthetic", type=int, metavar="N", help="time N stand-in notes instead of a vault")
     parser.add_argument("--labels", default="none", help="folder:D, tag:PREFIX[!ignored,tags] or none")
     parser.add_argument("--state", type=Path, help="the index's folder (default: a temporary one)")
     parser.add_argument("--no-index", action="store_true", help="use the index in --state as it is")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.synthetic:
+        print(json.dumps(run_synthetic(args.synthetic), indent=2))
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         result = run(args.vault, args.labels, args.state or Path(scratch), not args.no_index)
     if args.json:

@@ -187,3 +187,32 @@ def test_the_command_lists_and_marks(app, capsys, monkeypatch):
         assert main(["duplicates", *base, "--undo-not", WHOLE, DOUGH]) == 0
     assert main(["duplicates", *base, "--not", WHOLE, "Nowhere.md"]) != 0
     assert "Nowhere.md" in capsys.readouterr().err
+
+
+def test_the_api_gives_the_commands_answer_and_takes_marks(app, capsys, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from ideaweave import schemas
+    from ideaweave.api import AppBackend, build_api
+    from test_cli_contract import valid
+
+    monkeypatch.setenv("IDEAWEAVE_STATE_DIR", str(app.state_dir))
+    monkeypatch.setenv("IDEAWEAVE_MODELS_VERIFY", "false")
+    token = "t" * 40
+    with TestClient(build_api(AppBackend(app), token), base_url="http://127.0.0.1:8765",
+                    headers={"Authorization": f"Bearer {token}"}) as client:
+        answer = client.get("/duplicates?k=5").json()
+        valid(schemas.DUPLICATES, answer)
+        assert main(["duplicates", "--vault", str(app.root), "--no-index", "--json", "-k", "5"]) == 0
+        assert json.loads(capsys.readouterr().out) == answer
+        try:
+            marked = client.post("/duplicates/not", json={"a": WHOLE, "b": SAUCE})
+            assert marked.status_code == 200 and marked.json()["changed"] is True
+            valid(schemas.NOT_DUPLICATES, marked.json())
+            listed = {frozenset((d["a"]["path"], d["b"]["path"])) for d in client.get("/duplicates").json()["duplicates"]}
+            assert frozenset((WHOLE, SAUCE)) not in listed and frozenset((WHOLE, DOUGH)) in listed
+        finally:
+            client.post("/duplicates/not", json={"a": WHOLE, "b": SAUCE, "not_duplicates": False})
+        assert client.post("/duplicates/not", json={"a": WHOLE, "b": WHOLE}).status_code == 400
+        assert client.post("/duplicates/not", json={"a": WHOLE, "b": "Nowhere.md"}).status_code == 404
+        assert client.post("/duplicates/not", json={"a": WHOLE, "b": DOUGH, "not_duplicates": "yes"}).status_code == 400

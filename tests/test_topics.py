@@ -286,3 +286,31 @@ def test_the_answer_is_kept_without_a_private_notes_words_and_seeds_the_next(app
         assert topics_module.stored_topics(app.store) == []
     finally:
         vault_topics(Corpus(app.store), app.scanner)
+
+
+def test_the_api_gives_the_commands_topics_one_topic_and_a_notes_topics(app, found, capsys, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from ideaweave import schemas
+    from ideaweave.api import AppBackend, build_api
+    from ideaweave.cli import main
+    from test_cli_contract import valid
+
+    token = "t" * 40
+    with TestClient(build_api(AppBackend(app), token), base_url="http://127.0.0.1:8765",
+                    headers={"Authorization": f"Bearer {token}"}) as client:
+        every = client.get("/topics").json()
+        valid(schemas.TOPICS, every)
+        monkeypatch.setenv("IDEAWEAVE_STATE_DIR", str(app.state_dir))
+        monkeypatch.setenv("IDEAWEAVE_MODELS_VERIFY", "false")
+        assert main(["topics", "--vault", str(app.root), "--no-index", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == every == {"topics": [t.as_json() for t in found]}
+        one = every["topics"][-1]
+        assert client.get(f"/topics/{one['id']}").json() == one
+        assert client.get("/topics/t0-nothing").status_code == 404
+        mine = client.get("/topics", params={"note": "Garden/Compost.md"}).json()
+        valid(schemas.NOTE_TOPICS, mine)
+        assert [t["level"] for t in mine["topics"]] == [0, 1]
+        assert all("Garden/Compost.md" in t["notes"] for t in mine["topics"])
+        assert {t["id"] for t in mine["neighbours"]} == {n for t in mine["topics"] for n in t["neighbours"]}
+        assert client.get("/topics", params={"note": "Nowhere.md"}).status_code == 404

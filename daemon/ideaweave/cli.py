@@ -17,6 +17,7 @@ from . import __version__
 from .app import App, resolve_vault
 from .config import Settings, example_toml, load_settings, replace
 from .calibrate import calibration_record, describe_weights
+from .duplicates import MIN_CLOSENESS
 from .errors import IdeaweaveError, VaultError
 from .failures import FAILURE_STAGES, WARNING_STAGES, NoteFailure
 from .privacy import enter_private_mode
@@ -442,7 +443,8 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
              f"{a} and {b}: {said}{'' if changed else ' (already so)'}")
         app.close()
         return 0
-    found, cal = vault_duplicates(Corpus(app.store), k=args.k, include_private=args.include_private)
+    found, cal = vault_duplicates(Corpus(app.store), k=args.k, include_private=args.include_private,
+                                  min_closeness=args.min_closeness)
     lines = []
     for d in found:
         lines.append(f"{d.similarity:.3f}  closeness {d.closeness:.1f}  {d.a.path}  =  {d.b.path}"
@@ -500,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("duplicates", cmd_duplicates, "pairs of notes that say the same thing, their passages side by side")
     p.add_argument("-k", type=int, default=20, help="how many pairs (default: 20)")
     p.add_argument("--include-private", action="store_true", help="also pair private notes")
+    p.add_argument("--min-closeness", type=float, default=MIN_CLOSENESS,
+                   help=f"how far above the vault's ordinary close neighbours a pair must stand (default: {MIN_CLOSENESS})")
     p.add_argument("--not", dest="not_pair", nargs=2, metavar="NOTE", help="mark two notes as not duplicates")
     p.add_argument("--undo-not", nargs=2, metavar="NOTE", help="forget that two notes were marked as not duplicates")
     p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
