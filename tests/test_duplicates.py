@@ -82,6 +82,9 @@ FILLER = {
     "Music/Chord progressions.md": "# Chord progressions\n\nThe progression from the tonic through the subdominant and dominant back home underlies most folk and pop songs, and its tension resolves on the tonic.\n",
     "Health/Sleep.md": "# Sleep\n\nA regular wake-up time, daylight in the morning and a cool dark bedroom do more for sleep than any supplement.\n",
 }
+# The same text in four notes: boilerplate (a licence line, a standard footer), not a copied idea.
+FOOTER = "This note is shared under the Creative Commons attribution licence; copy it, change it and pass it on freely.\n"
+BOILERPLATE = {f"Boilerplate/Footer {i}.md": FOOTER for i in range(4)}  # no heading: the same text, embedded once
 PLANTED = {frozenset(("Garden/Watering.md", REWORDED)), frozenset((WHOLE, DOUGH)), frozenset((WHOLE, SAUCE))}
 
 
@@ -116,7 +119,7 @@ def test_the_decision_keeps_one_entry_per_note_pair_most_similar_first():
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, embedder):
     base = tmp_path_factory.mktemp("duplicates")
-    notes = {**NOTES, **FILLER, **SPLIT, REWORDED: REWORDED_TEXT, LINKED: LINKED_TEXT, PRIVATE: PRIVATE_TEXT,
+    notes = {**NOTES, **FILLER, **SPLIT, **BOILERPLATE, REWORDED: REWORDED_TEXT, LINKED: LINKED_TEXT, PRIVATE: PRIVATE_TEXT,
              TEMPLATE: TEMPLATE_TEXT}
     root = write_vault(base / "vault", notes)
     (root / ".obsidian" / "templates.json").write_text(json.dumps({"folder": "Templates"}))
@@ -146,10 +149,11 @@ def test_the_planted_duplicates_come_first(app):
     assert whole.a.path < whole.b.path
 
 
-def test_linked_templates_and_private_notes_stay_out_unless_asked(app):
+def test_linked_templates_boilerplate_and_private_notes_stay_out_unless_asked(app):
     found, _ = vault_duplicates(Corpus(app.store), k=50, min_closeness=0.0)
+    assert len(found) > 10
     for pair in pairs_of(found):
-        assert TEMPLATE not in pair and PRIVATE not in pair
+        assert TEMPLATE not in pair and PRIVATE not in pair and not pair & set(BOILERPLATE)
         assert pair != frozenset((LINKED, "Garden/Compost.md"))
     with_private, _ = vault_duplicates(Corpus(app.store), k=10, include_private=True)
     assert frozenset((PRIVATE, "Kitchen/Knife skills.md")) in pairs_of(with_private)

@@ -176,14 +176,17 @@ def mark_not_duplicates(store: Store, a: str, b: str, marked: bool = True) -> bo
 
 
 def section_pairs(corpus: Corpus, hits: int = HITS) -> tuple[list[SectionPair], np.ndarray]:
-    """(the candidate section pairs, each section row's best similarity to a section of another note, NaN
-    when none was found), from a search of the stored index per distinct section text. Template notes
-    and boilerplate (the same text in many notes) take no part."""
+    """(the candidate section pairs, and for each section row its similarity to its nearest and its second
+    nearest other note (columns 0 and 1; NaN when not found)), from a search of the stored index per
+    distinct section text. Template notes and boilerplate (the same text in many notes) take no part, as
+    sections asking or as sections found."""
     store = corpus.store
     usable = ~corpus.template[corpus.chunk_note]
-    vids, counts = np.unique(corpus.chunk_vid[usable], return_counts=True)
-    notes_per_vid = {int(v): len(set(corpus.chunk_note[r].tolist())) for v, r in _rows_by_vid(corpus, vids)}
-    vids = np.array([v for v in vids.tolist() if notes_per_vid[v] < BOILERPLATE_NOTES], np.int64)
+    vids = np.unique(corpus.chunk_vid[usable])
+    for vid, rows in _rows_by_vid(corpus, vids):
+        if len(set(corpus.chunk_note[rows].tolist())) >= BOILERPLATE_NOTES:
+            usable[rows] = False
+    vids = np.unique(corpus.chunk_vid[usable])
     best = np.full((len(corpus.chunk_vid), 2), np.nan)
     pairs: list[SectionPair] = []
     for start in range(0, len(vids), QUERIES_AT_ONCE):
@@ -217,7 +220,7 @@ def _pairs_of_section(corpus: Corpus, vid: int, scores: np.ndarray, found: np.nd
         if not elsewhere.any():
             continue
         # Hits come best first: the first hit of each other note is that note's best.
-        notes, first = np.unique(corpus.chunk_note[rows[elsewhere]], return_index=True)
+        _, first = np.unique(corpus.chunk_note[rows[elsewhere]], return_index=True)
         by_note = np.sort(similarity[elsewhere][first])[::-1]
         best[row, :min(2, len(by_note))] = by_note[:2]
         pairs.extend(SectionPair(row, int(r), float(s)) for r, s in zip(rows[elsewhere].tolist(), similarity[elsewhere].tolist()))
@@ -229,13 +232,13 @@ def vault_duplicates(corpus: Corpus, k: int = 20, include_private: bool = False,
     vault's calibration they were measured against."""
     pairs, best = section_pairs(corpus)
     cal = calibration(best)
-    linked_or_marked = not_duplicates(corpus.store)
+    marked = not_duplicates(corpus.store)
     private = corpus.private
 
     def excluded(a: str, b: str) -> bool:
         if not include_private and (private[corpus.index[a]] or private[corpus.index[b]]):
             return True
-        return (a, b) in linked_or_marked or b in corpus.graph.neighbours(a)
+        return (a, b) in marked or b in corpus.graph.neighbours(a)
 
     chunks: dict[int, object] = {}
 
