@@ -5,6 +5,7 @@ and k-means on the whole-note vectors with as many clusters as ideaweave found.
 
 Usage:
   python bench/topics_bench.py VAULT --labels RULE [--state DIR] [--no-index]
+  python bench/topics_bench.py --synthetic N     (time N stand-in notes: graph, both levels, an update)
 
 RULE says where a note's human label comes from:
   folder:D                 its folder at depth D (1: the top folder); notes above depth D are unlabelled
@@ -147,17 +148,19 @@ def matched(before: list, after: list) -> dict[str, str]:
 
 
 def stability(before: list, after: list, level: int) -> dict:
-    """Share of notes whose topic (matched by overlap) is the same after the edit, and share of the matched
-    topics whose notes barely changed (at most one in ten) that kept their name."""
+    """Share of notes whose topic (matched by overlap) is the same after the edit, the share that keep
+    their topic's id, and share of the matched topics whose notes barely changed (at most one in ten)
+    that kept their name."""
     old = [t for t in before if t.level == level]
     new = [t for t in after if t.level == level]
     pairs = matched(old, new)
     topic_before = {p: t.id for t in old for p in t.notes}
     kept = sum(1 for t in new for p in t.notes if pairs.get(t.id) == topic_before.get(p))
+    same_id = sum(1 for t in new for p in t.notes if t.id == topic_before.get(p))
     by_id = {t.id: t for t in old}
     close = [(t, by_id[pairs[t.id]]) for t in new if t.id in pairs
              and len(set(t.notes) ^ set(by_id[pairs[t.id]].notes)) <= 0.1 * len(by_id[pairs[t.id]].notes)]
-    return {"notes_kept": kept / max(len(topic_before), 1),
+    return {"notes_kept": kept / max(len(topic_before), 1), "ids_kept": same_id / max(len(topic_before), 1),
             "names_kept": sum(a.name == b.name for a, b in close) / max(len(close), 1), "barely_changed": len(close),
             "topics": len(old)}
 
@@ -236,10 +239,16 @@ def run(vault: Path, rule: str, state: Path, index: bool) -> dict:
         row["nmi_vs_level0"] = nmi(levels[0], labels)
         rows.append(row)
     edited, which = edited_input(corpus, notes)
-    after = build_topics(edited, text, sentences)
+    started = time.perf_counter()
+    after = build_topics(edited, text, sentences, previous=topics)
+    update_seconds = time.perf_counter() - started
+    afresh = build_topics(edited, text, sentences)
     steady = {level: stability(topics, after, level) for level in (0, 1)}
+    unseeded = {level: stability(topics, afresh, level) for level in (0, 1)}
     return {
-        "stability": {"edited": len(which), **{f"level {k}": v for k, v in steady.items()}},
+        "stability": {"edited": len(which), "seconds": round(update_seconds, 2),
+                      **{f"level {k}": v for k, v in steady.items()},
+                      "afresh": {f"level {k}": v for k, v in unseeded.items()}},
         "vault": str(vault), "notes": n, "labelled": int(scored.sum()),
         "human_labels": dict(Counter(h for h in human if h is not None).most_common()),
         "links": len(notes.links), "edges": graph.number_of_edges(),
@@ -248,6 +257,50 @@ def run(vault: Path, rule: str, state: Path, index: bool) -> dict:
         "level0": [{"name": t.name, "notes": len(t.notes), "central": t.central, "description": t.description}
                    for t in topics if t.level == 0],
     }
+
+
+def synthetic_input(n: int, centres: int = 300, dim: int = 384) -> TopicInput:
+    """Stand-in notes for scale: unit vectors around `centres` random centres (each note about as close to its
+    centre as to noise, cosine 0.5 within a cluster), and 2n random links, one in four inside a cluster."""
+    rng = np.random.default_rng(SEED)
+    centre = rng.integers(centres, size=n)
+    vectors = rng.normal(size=(centres, dim)).astype(np.float32)[centre] + rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    a = rng.integers(n, size=2 * n)
+    b = rng.integers(n, size=2 * n)
+    inside = rng.random(2 * n) < 0.25
+    by_centre = [np.flatnonzero(centre == c) for c in range(centres)]
+    b[inside] = [rng.choice(by_centre[centre[x]]) for x in a[inside]]
+    paths = [f"c{centre[i]}/n{i}.md" for i in range(n)]
+    return TopicInput(paths, paths, vectors, sorted(zip(a.tolist(), b.tolist())), np.zeros(n, bool))
+
+
+def run_synthetic(n: int) -> dict:
+    """Time the whole answer (graph, both levels, names) for n stand-in notes, then the update after 1% of
+    them are edited (their vectors moved a little), seeded with the first answer. Wall-clock and CPU seconds
+    (the CPU figure is what one core would take on a machine that is not shared)."""
+    notes = synthetic_input(n)
+    words = {p: p.split("/")[0] for p in notes.paths}
+    timings = {}
+
+    def timed(name, work):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = work()
+        timings[name] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
+        return result
+
+    graph = timed("graph", lambda: topic_graph(notes))
+    topics = timed("communities_and_names", lambda: build_topics(notes, words.get, lambda p: [], graph=graph))
+    rng = np.random.default_rng(SEED + 1)
+    vectors = notes.vectors.copy()
+    edited = rng.choice(n, size=max(1, n // 100), replace=False)
+    vectors[edited] += 0.5 * rng.normal(size=(len(edited), vectors.shape[1])).astype(np.float32) / math.sqrt(vectors.shape[1])
+    vectors[edited] /= np.linalg.norm(vectors[edited], axis=1, keepdims=True)
+    moved = TopicInput(notes.paths, notes.titles, vectors, notes.links, notes.private)
+    after = timed("update_after_1pct_edited", lambda: build_topics(moved, words.get, lambda p: [], previous=topics))
+    return {"notes": n, "edges": graph.number_of_edges(), "seconds": timings,
+            "topics": {level: sum(t.level == level for t in topics) for level in (0, 1)},
+            "stability": {f"level {level}": stability(topics, after, level) for level in (0, 1)}}
 
 
 def table(result: dict) -> str:
@@ -261,12 +314,16 @@ def table(result: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("vault", type=Path)
+    parser.add_argument("vault", type=Path, nargs="?")
+    parser.add_argument("--synthetic", type=int, metavar="N", help="time N stand-in notes instead of a vault")
     parser.add_argument("--labels", default="none", help="folder:D, tag:PREFIX[!ignored,tags] or none")
     parser.add_argument("--state", type=Path, help="the index's folder (default: a temporary one)")
     parser.add_argument("--no-index", action="store_true", help="use the index in --state as it is")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.synthetic:
+        print(json.dumps(run_synthetic(args.synthetic), indent=2))
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         result = run(args.vault, args.labels, args.state or Path(scratch), not args.no_index)
     if args.json:
@@ -277,11 +334,14 @@ def main() -> int:
           f"communities and names {result['seconds']['communities_and_names']} s")
     print(table(result))
     steady = result["stability"]
-    print(f"\nstability after {steady['edited']} notes lost their last section:")
-    for level in (0, 1):
-        row = steady[f"level {level}"]
-        print(f"  level {level}: {row['notes_kept']:.3f} of the notes keep their topic; {row['names_kept']:.3f} of the "
-              f"{row['barely_changed']} topics (of {row['topics']}) whose notes barely changed keep their name")
+    print(f"\nstability after {steady['edited']} notes lost their last section (update {steady['seconds']} s):")
+    for label, rows in (("seeded with the last answer", steady), ("built afresh", steady["afresh"])):
+        print(f"  {label}:")
+        for level in (0, 1):
+            row = rows[f"level {level}"]
+            print(f"    level {level}: {row['notes_kept']:.3f} of the notes keep their topic ({row['ids_kept']:.3f} its id); "
+                  f"{row['names_kept']:.3f} of the {row['barely_changed']} topics (of {row['topics']}) whose notes "
+                  f"barely changed keep their name")
     print("\nlevel-0 topics:")
     for t in result["level0"]:
         print(f"  {t['notes']:4d}  {t['name']}  [{t['central']}]")

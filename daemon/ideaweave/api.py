@@ -39,12 +39,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import __version__, schemas
 from .app import App
 from .corpus import Corpus
+from .duplicates import Calibration, Duplicate, mark_not_duplicates, vault_duplicates
 from .errors import ConfigError, IdeaweaveError, LockError, StoreError
 from .failures import FAILURE_STAGES, NoteFailure
 from .handoff import PendingWrite, WriteQueue
 from .relate import Suggestion
 from .search import SearchHit, search
 from .store import FEEDBACK_ACTIONS as STORED_FEEDBACK_ACTIONS
+from .topics import Topic, vault_topics
 from .writer import Write, checksum
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,18 @@ class ApiBackend(Protocol):
 
     def ack_write(self, write_id: str, applied: bool, error: str | None) -> None: ...
 
+    def topics(self) -> list[Topic]:
+        """The vault's topics, as `ideaweave topics` gives them."""
+        ...
+
+    def duplicates(self, k: int) -> tuple[list[Duplicate], Calibration]:
+        """The k most similar duplicate pairs, as `ideaweave duplicates` gives them."""
+        ...
+
+    def mark_not_duplicates(self, a: str, b: str, marked: bool) -> bool:
+        """Record (or forget) that two notes are not duplicates; True when that changed anything."""
+        ...
+
 
 class DaemonState(Protocol):
     """What the running daemon reports and obeys; `watch.WatchStats` has these fields."""
@@ -184,6 +198,9 @@ class AppBackend:
         self._corpus: Corpus | None = None
         self._corpus_misses: set[str] = set()
         self._corpus_lock = threading.Lock()
+        # Topics and duplicates are answered again only for a new snapshot (or new marks): seconds, not ms.
+        self._answers: dict[str, tuple[object, object]] = {}
+        self._answers_lock = threading.Lock()
 
     @property
     def paused(self) -> bool:
@@ -314,7 +331,36 @@ class AppBackend:
         store.record_written(path, checksum(data), settled.entry.write.remembered)
         store.clear_write_issue(path)
 
+    def topics(self) -> list[Topic]:
+        corpus = self._current_corpus()
+        return self._answer("topics", corpus, lambda: vault_topics(corpus, self.app.scanner))
+
+    def duplicates(self, k: int) -> tuple[list[Duplicate], Calibration]:
+        corpus = self._current_corpus()
+        marks = self.app.store.get_setting("duplicates.not")
+        return self._answer(f"duplicates {k}", (corpus, marks), lambda: vault_duplicates(corpus, k=k))
+
+    def mark_not_duplicates(self, a: str, b: str, marked: bool) -> bool:
+        return mark_not_duplicates(self.app.store, a, b, marked)
+
     # ---- helpers
+
+    def _current_corpus(self) -> Corpus:
+        with self._corpus_lock:
+            if self._corpus is None:
+                self._corpus = Corpus(self.app.store)
+            return self._corpus
+
+    def _answer(self, name: str, key: object, compute):
+        """The answer computed for `key` (the snapshot it was read from), else a new one. One at a time: two
+        requests arriving together wait for one computation rather than making two."""
+        with self._answers_lock:
+            kept = self._answers.get(name)
+            if kept is not None and _same(kept[0], key):
+                return kept[1]
+            answer = compute()
+            self._answers[name] = (key, answer)
+            return answer
 
     def _corpus_for(self, note: str) -> Corpus:
         with self._corpus_lock:
@@ -325,6 +371,13 @@ class AppBackend:
             if note not in self._corpus.index:
                 self._corpus_misses.add(note)  # indexed without vectors (an empty note): do not rebuild for it again
             return self._corpus
+
+
+def _same(one: object, other: object) -> bool:
+    """The same snapshot (by identity: a snapshot is never changed) and the same marks."""
+    if isinstance(one, tuple) and isinstance(other, tuple):
+        return len(one) == len(other) and all(_same(a, b) for a, b in zip(one, other))
+    return one is other or (isinstance(one, str) and one == other)
 
 
 # ------------------------------------------------------------------ the HTTP edge
@@ -561,6 +614,46 @@ class Endpoints:
         await run_in_threadpool(self.backend.ack_write, request.path_params["id"], applied, error)
         return JSONResponse({"ok": True})
 
+    async def topics(self, request: Request) -> JSONResponse:
+        raw = _parameter(request, "note")
+        note = await self._known_note(raw) if raw is not None else None
+        topics = await run_in_threadpool(self.backend.topics)
+        if note is None:
+            return JSONResponse({"topics": [t.as_json() for t in topics]})
+        own = [t for t in topics if note in t.notes]
+        by_id = {t.id: t for t in topics}
+        around = list(dict.fromkeys(n for t in own for n in t.neighbours if n in by_id))
+        return JSONResponse({"note": note, "topics": [t.as_json() for t in own],
+                             "neighbours": [by_id[n].as_json() for n in around]})
+
+    async def topic(self, request: Request) -> JSONResponse:
+        wanted = request.path_params["id"]
+        topics = await run_in_threadpool(self.backend.topics)
+        found = next((t for t in topics if t.id == wanted), None)
+        if found is None:
+            raise HTTPException(404, f"id: no topic {wanted} (ids change only when a topic's notes do)")
+        return JSONResponse(found.as_json())
+
+    async def duplicates(self, request: Request) -> JSONResponse:
+        k = _count(request, "k", default=20)
+        found, calibration = await run_in_threadpool(self.backend.duplicates, k)
+        return JSONResponse({"duplicates": [d.as_json() for d in found], "calibration": calibration.as_json()})
+
+    async def not_duplicates(self, request: Request) -> JSONResponse:
+        body = await self._json_object(request)
+        marked = body.get("not_duplicates", True)
+        if not isinstance(marked, bool):
+            raise _bad("not_duplicates: true (mark) or false (forget the mark)")
+        a = vault_path(self.backend.root, _text_field(body, "a"), "a")
+        b = vault_path(self.backend.root, _text_field(body, "b"), "b")
+        if a == b:
+            raise _bad("b: a note is not a duplicate of itself")
+        if marked:  # forgetting a mark may concern a note deleted since
+            await self._known_note(a, "a")
+            await self._known_note(b, "b")
+        changed = await run_in_threadpool(self.backend.mark_not_duplicates, a, b, marked)
+        return JSONResponse({"a": a, "b": b, "not_duplicates": marked, "changed": changed})
+
     async def openapi(self, request: Request) -> JSONResponse:
         return JSONResponse(OPENAPI_SCHEMA)
 
@@ -659,6 +752,10 @@ def build_api(backend: ApiBackend, token: str, allowed_origin: str = ALLOWED_ORI
         Route("/resume", e.resume, methods=["POST"]),
         Route("/writes", e.writes, methods=["GET"]),
         Route("/writes/{id}/ack", e.ack, methods=["POST"]),
+        Route("/topics", e.topics, methods=["GET"]),
+        Route("/topics/{id}", e.topic, methods=["GET"]),
+        Route("/duplicates", e.duplicates, methods=["GET"]),
+        Route("/duplicates/not", e.not_duplicates, methods=["POST"]),
         Route("/openapi.json", e.openapi, methods=["GET"]),
     ]
     return Starlette(
@@ -711,6 +808,7 @@ _REQUESTS = {
     "Feedback": schemas.record({"note": _NOTE_PATH, "target": _NOTE_PATH,
                                 "action": {"type": "string", "enum": list(FEEDBACK_VERBS)}}),
     "Ack": schemas.record({"applied": schemas.FLAG}, {"error": schemas.NULLABLE_TEXT}),
+    "NotDuplicatesRequest": schemas.record({"a": _NOTE_PATH, "b": _NOTE_PATH}, {"not_duplicates": schemas.FLAG}),
 }
 
 OPENAPI_SCHEMA: dict = {
@@ -733,6 +831,16 @@ OPENAPI_SCHEMA: dict = {
         "/writes/{id}/ack": {"post": _operation(
             "The plugin applied (or could not apply) a write", "Ok", {**_ERRORS, "404": _error("no such endpoint")},
             [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}], body="Ack")},
+        "/topics": {"get": _operation(
+            "The vault's topics (with note: that note's topic at each level and their neighbours)", "Topics",
+            _INDEX_ERRORS, [_query("note", _NOTE_PATH)])},
+        "/topics/{id}": {"get": _operation(
+            "One topic", "Topic", {**_INDEX_ERRORS, "404": _error("no topic with that id")},
+            [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}])},
+        "/duplicates": {"get": _operation("Pairs of notes that say the same thing, most similar first", "Duplicates",
+                                          _INDEX_ERRORS, [_query("k", {**_K, "default": 20})])},
+        "/duplicates/not": {"post": _operation("Mark two notes as not duplicates (or forget the mark)",
+                                               "NotDuplicates", _INDEX_ERRORS, body="NotDuplicatesRequest")},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}, **_ERRORS}}},
     },

@@ -17,6 +17,7 @@ from . import __version__
 from .app import App, resolve_vault
 from .config import Settings, example_toml, load_settings, replace
 from .calibrate import calibration_record, describe_weights
+from .duplicates import MIN_CLOSENESS
 from .errors import IdeaweaveError, VaultError
 from .failures import FAILURE_STAGES, WARNING_STAGES, NoteFailure
 from .privacy import enter_private_mode
@@ -428,6 +429,34 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from .corpus import Corpus
+    from .duplicates import mark_not_duplicates, vault_duplicates
+
+    app = open_indexed_app(args)
+    marking = args.not_pair or args.undo_not
+    if marking:
+        a, b = (vault_relative(app, note) for note in marking)
+        changed = mark_not_duplicates(app.store, a, b, marked=bool(args.not_pair))
+        said = "marked as not duplicates" if args.not_pair else "no longer marked as not duplicates"
+        emit(args, {"a": a, "b": b, "not_duplicates": bool(args.not_pair), "changed": changed},
+             f"{a} and {b}: {said}{'' if changed else ' (already so)'}")
+        app.close()
+        return 0
+    found, cal = vault_duplicates(Corpus(app.store), k=args.k, include_private=args.include_private,
+                                  min_closeness=args.min_closeness)
+    lines = []
+    for d in found:
+        lines.append(f"{d.similarity:.3f}  closeness {d.closeness:.1f}  {d.a.path}  =  {d.b.path}"
+                     + (f"  ({d.sections} passages)" if d.sections > 1 else ""))
+        for side in (d.a, d.b):
+            lines.append(f"    {side.path}{'#' + side.heading if side.heading else ''}: {side.text[:160]}")
+    emit(args, {"duplicates": [d.as_json() for d in found], "calibration": cal.as_json()},
+         "\n".join(lines) or "no duplicates found")
+    app.close()
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -468,6 +497,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
     p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")
+    p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
+
+    p = command("duplicates", cmd_duplicates, "pairs of notes that say the same thing, their passages side by side")
+    p.add_argument("-k", type=int, default=20, help="how many pairs (default: 20)")
+    p.add_argument("--include-private", action="store_true", help="also pair private notes")
+    p.add_argument("--min-closeness", type=float, default=MIN_CLOSENESS,
+                   help=f"how far above the vault's ordinary close neighbours a pair must stand (default: {MIN_CLOSENESS})")
+    p.add_argument("--not", dest="not_pair", nargs=2, metavar="NOTE", help="mark two notes as not duplicates")
+    p.add_argument("--undo-not", nargs=2, metavar="NOTE", help="forget that two notes were marked as not duplicates")
     p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
 
     p = command("novelty", cmd_novelty, "what is new in a note: its sections against the rest of the vault")

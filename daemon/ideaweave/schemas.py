@@ -189,3 +189,27 @@ CLI_OUTPUT["topics"] = TOPICS
 SUMMARIZE = list_of(record({"note": NOTE_PATH, "summary": NULLABLE_TEXT, "mode": TEXT,
                             "sentences": list_of(record({"text": TEXT, "why": TEXT}))}))
 CLI_OUTPUT["summarize"] = SUMMARIZE
+
+# The topics of one note (GET /topics?note=): its topic at each level, then those topics' neighbours.
+NOTE_TOPICS = record({"note": NOTE_PATH, "topics": list_of(TOPIC), "neighbours": list_of(TOPIC)})
+
+# ------------------------------------------------------------------ duplicates
+
+# One side of a duplicate pair (duplicates.Passage), and a pair (duplicates.Duplicate): `similarity` is the
+# cosine of the two passages, `closeness` how far it stands above the vault's ordinary close neighbours
+# (robust z), `percentile` the share of the vault's sections whose second nearest note is less similar.
+DUPLICATE_PASSAGE = record({"path": NOTE_PATH, "heading": NULLABLE_TEXT, "passage": TEXT})
+DUPLICATE = record({
+    "a": DUPLICATE_PASSAGE, "b": DUPLICATE_PASSAGE, "similarity": NUMBER, "closeness": NUMBER,
+    "percentile": NUMBER, "sections": COUNT,
+    "more": list_of(record({"a": DUPLICATE_PASSAGE, "b": DUPLICATE_PASSAGE, "similarity": NUMBER}))})
+DUPLICATE_CALIBRATION = record({"median": NUMBER, "spread": NUMBER, "sections": COUNT})
+DUPLICATES = record({"duplicates": list_of(DUPLICATE), "calibration": DUPLICATE_CALIBRATION})
+# `duplicates --not A B` / `--undo-not A B`, and POST /duplicates/not.
+NOT_DUPLICATES = record({"a": NOTE_PATH, "b": NOTE_PATH, "not_duplicates": FLAG, "changed": FLAG})
+
+CLI_OUTPUT["duplicates"] = DUPLICATES
+CLI_OUTPUT["duplicates --not"] = NOT_DUPLICATES
+
+API_RESPONSES.update({"Topic": TOPIC, "Topics": TOPICS, "NoteTopics": NOTE_TOPICS, "Duplicate": DUPLICATE,
+                      "Duplicates": DUPLICATES, "NotDuplicates": NOT_DUPLICATES})

@@ -1,7 +1,7 @@
 """The vault's topics: what the notes are about, grouped, in two levels (a few broad topics, each split
 into finer ones), each named and described from its own notes' words, without a language model.
 
-Topics are communities (Louvain, seeded) of a graph that joins two kinds of evidence `related` ranks by:
+Topics are communities (Leiden, seeded) of a graph that joins two kinds of evidence `related` ranks by:
 each note's nearest notes by whole-note vector, weighted by their standardised similarity (the `emb`
 evidence, standardised per note as `related` does), and the notes' own links. Each note asks only for
 its nearest neighbours (exact for small vaults, an inverted file for large ones): nothing compares every
@@ -9,17 +9,23 @@ pair of notes. Levels come from the vault: level 0 is the partition that maximis
 whole graph; each level-0 topic is split again by the same method over its own notes, and stays whole
 when no split of it is better.
 
+Topics stay steady across edits: the last answer is kept, each note starts in its old topic and leaves it
+only for a clearly better one, a new topic takes the id of the old one it shares most notes with, and a
+topic whose notes barely changed keeps its name. When a partition found afresh is clearly better, the
+vault has drifted and it is drawn again (ids still passed on by overlap).
+
 `build_topics` decides, over plain data; `vault_topics` is the thin shell that reads what it needs.
-Templates belong to no topic. A private note never names or describes a topic it shares with other notes.
-"""
+Templates belong to no topic. A private note never names or describes a topic it shares with other notes."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -39,7 +45,14 @@ EXACT_NOTES = 20_000  # up to this many notes the nearest neighbours are found e
 PAIRS_AT_ONCE = 50_000
 PROBES = 12  # inverted-file lists scanned per note above EXACT_NOTES
 MIN_SPLIT = 8  # a topic of fewer notes is not split into finer ones
-SEED = 0  # Louvain visits nodes in a random order: one seed, one answer
+SEED = 0  # Leiden visits nodes in a random order: one seed, one answer
+# How much better (in links, as a share of the note's own weighted degree) another topic must hold a note
+# before the note leaves the topic it had.
+STICKINESS = 0.1
+# A partition found afresh replaces the settled previous one when it is better by this much modularity: the
+# vault has changed enough that its topics should be drawn again (ids still pass on by overlap).
+REBUILD_GAIN = 0.02
+SWEEPS = 20  # at most this many passes of moving notes from their previous topics
 PHRASES = 3  # key phrases in a topic's name
 NEIGHBOUR_TOPICS = 5
 TITLE_REPEAT = 3  # a title's words count this many times: a title says what a note is about
@@ -47,7 +60,9 @@ NOTE_TEXT_CHARS = 4000  # text of each note read for its topic's key phrases
 DESCRIPTION_MIN_WORDS = 6
 DESCRIPTION_CHARS = 240
 DESCRIBING_NOTES = 3  # the most central notes tried, in turn, for a describing sentence
-UNNAMED = "private notes"  # the name of a topic that only private notes could name
+BARELY_CHANGED = 0.1  # a topic that lost or gained at most this share of its notes keeps its words
+UNNAMED = "private notes"
+LAST_TOPICS = "topics.last"  # store setting: the last answer, which seeds the next  # the name of a topic that only private notes could name
 
 _NOISE = re.compile(r"https?://\S+|\$\$.*?\$\$|\$[^$\n]*\$|\\[A-Za-z]+|```.*?```|`[^`\n]*`|<[^>\n]*>", re.DOTALL)
 
@@ -170,24 +185,130 @@ def topic_graph(notes: TopicInput, k: int = NEIGHBOURS, link_weight: float = LIN
 # ------------------------------------------------------------------ communities (pure)
 
 
-def communities(graph: nx.Graph, nodes: Sequence[int] | None = None) -> list[list[int]]:
-    """Louvain communities of `graph` (or of the subgraph of `nodes`), largest first, each sorted."""
+def communities(graph: nx.Graph, nodes: Sequence[int] | None = None,
+                start: Mapping[int, int] | None = None) -> list[list[int]]:
+    """Leiden communities of `graph` (or of the subgraph of `nodes`), largest first, each sorted.
+
+    `start` (note -> community label) seeds the search with a previous partition: Leiden then moves a note
+    only where that raises modularity, so an edit that changes little moves little. Notes without an edge
+    are communities of their own."""
+    import graspologic_native
+
     sub = graph if nodes is None else graph.subgraph(nodes)
     if sub.number_of_nodes() == 0:
         return []
-    found = nx.community.louvain_communities(sub, weight="weight", resolution=1.0, seed=SEED)
-    return sorted((sorted(c) for c in found), key=lambda c: (-len(c), c[0]))
+    edges = [(str(a), str(b), float(w)) for a, b, w in sub.edges(data="weight")]
+    joined = [m for m in sub.nodes if sub.degree(m) > 0]
+    found: dict[int, list[int]] = defaultdict(list)
+    if edges:
+        _, membership = graspologic_native.leiden(edges, starting_communities=_seeding(joined, start),
+                                                  resolution=1.0, seed=SEED)
+        for node, label in membership.items():
+            found[label].append(int(node))
+    groups = list(found.values()) + [[m] for m in sub.nodes if sub.degree(m) == 0]
+    return sorted((sorted(c) for c in groups), key=lambda c: (-len(c), c[0]))
 
 
-def two_levels(graph: nx.Graph) -> tuple[list[list[int]], list[tuple[int, list[int]]]]:
+def settled(graph: nx.Graph, nodes: Sequence[int] | None, start: Mapping[int, int],
+            sweeps: int = SWEEPS) -> list[list[int]]:
+    """The partition `start` (note -> label; notes without one start alone), with each note moved to the
+    neighbouring community that raises modularity most, sweep after sweep until none moves: the previous
+    topics, kept wherever they are still as good locally. Largest first, each sorted."""
+    sub = graph if nodes is None else graph.subgraph(nodes)
+    fresh = iter(range(-1, -sub.number_of_nodes() - 1, -1))
+    label = {m: start[m] if m in start else next(fresh) for m in sub.nodes}
+    degree = {m: float(d) for m, d in sub.degree(weight="weight")}
+    total = sum(degree.values())
+    if total <= 0:
+        return sorted(([m] for m in sub.nodes), key=lambda c: c[0])
+    volume: Counter = Counter()
+    for m, d in degree.items():
+        volume[label[m]] += d
+    for _ in range(sweeps):
+        moved = 0
+        for m in sorted(sub.nodes):
+            own = label[m]
+            links: Counter = Counter()
+            for other, data in sub[m].items():
+                if other != m:
+                    links[label[other]] += data["weight"]
+            volume[own] -= degree[m]
+            # The gain of joining community c, up to a constant: links to c minus what chance would give.
+            gain = {c: w - degree[m] * volume[c] / total for c, w in links.items()}
+            stay = links.get(own, 0.0) - degree[m] * volume[own] / total
+            best = max(gain, key=lambda c: (gain[c], c == own), default=own)
+            # A note leaves its topic only for a clearly better one: small changes elsewhere move nothing.
+            target = best if gain.get(best, -math.inf) > stay + STICKINESS * degree[m] + 1e-12 else own
+            volume[target] += degree[m]
+            if target != own:
+                label[m] = target
+                moved += 1
+        if not moved:
+            break
+    groups: dict[int, list[int]] = defaultdict(list)
+    for m, c in label.items():
+        groups[c].append(m)
+    return sorted((sorted(c) for c in groups.values()), key=lambda c: (-len(c), c[0]))
+
+
+def _seeding(nodes: Sequence[int], start: Mapping[int, int] | None) -> dict[str, int] | None:
+    """Leiden's starting communities: each note's previous label, renumbered from 0; a note that had none
+    (new, or edited out of its old graph) starts alone."""
+    if not start:
+        return None
+    labels: dict[object, int] = {}
+    seeded = {}
+    for m in nodes:
+        key = ("old", start[m]) if m in start else ("new", m)
+        seeded[str(m)] = labels.setdefault(key, len(labels))
+    return seeded
+
+
+def two_levels(graph: nx.Graph, previous: Mapping[int, tuple[str, str]] | None = None
+               ) -> tuple[list[list[int]], list[tuple[int, list[int]]]]:
     """(broad topics, [(index of the broad topic, notes)] of the finer ones). A broad topic too small to
-    split, or that Louvain finds no split of, is its own single finer topic."""
-    broad = communities(graph)
+    split, or that Leiden finds no split of, is its own single finer topic. `previous` (note -> its
+    topic ids at levels 0 and 1 in the last answer) is kept where it is still good (`partition`)."""
+    broad = partition(graph, None, _labels({m: ids[0] for m, ids in (previous or {}).items()}))
     fine: list[tuple[int, list[int]]] = []
     for b, members in enumerate(broad):
-        parts = communities(graph, members) if len(members) >= MIN_SPLIT else [members]
+        start = _labels({m: previous[m][1] for m in members if m in previous}) if previous else None
+        parts = partition(graph, members, start) if len(members) >= MIN_SPLIT else [members]
         fine += [(b, part) for part in parts]
     return broad, fine
+
+
+def partition(graph: nx.Graph, nodes: Sequence[int] | None, start: Mapping[int, int] | None) -> list[list[int]]:
+    """Communities of the graph (or of `nodes`): the previous ones `start` settled after the edits, unless a
+    partition found afresh is better by more than REBUILD_GAIN in modularity (the topics drifted)."""
+    sub = graph if nodes is None else graph.subgraph(nodes).copy()  # a view is slow to walk again and again
+    fresh = communities(sub)
+    if not start:
+        return fresh
+    kept = settled(sub, None, start)
+    return fresh if modularity(sub, fresh) - modularity(sub, kept) > REBUILD_GAIN else kept
+
+
+def modularity(graph: nx.Graph, groups: Sequence[Sequence[int]]) -> float:
+    """Newman's weighted modularity of a partition (one pass over the edges; 0 for a graph without any)."""
+    label = {m: g for g, members in enumerate(groups) for m in members}
+    inside = 0.0
+    volume: Counter = Counter()
+    total = 0.0
+    for a, b, w in graph.edges(data="weight"):
+        total += w
+        volume[label[a]] += w
+        volume[label[b]] += w
+        if label[a] == label[b]:
+            inside += w
+    if total <= 0:
+        return 0.0
+    return inside / total - sum(v * v for v in volume.values()) / (4 * total * total)
+
+
+def _labels(ids: Mapping[int, str]) -> dict[int, int]:
+    numbers: dict[str, int] = {}
+    return {m: numbers.setdefault(i, len(numbers)) for m, i in ids.items()}
 
 
 def centrality(graph: nx.Graph, members: Sequence[int]) -> dict[int, float]:
@@ -306,16 +427,26 @@ def speakers(members: Sequence[int], private: np.ndarray) -> list[int]:
 
 
 def build_topics(notes: TopicInput, text_of: Callable[[str], str], sentences_of: Callable[[str], list[str]],
-                 graph: nx.Graph | None = None) -> list[Topic]:
+                 graph: nx.Graph | None = None, previous: Sequence[Topic] = ()) -> list[Topic]:
     """Every topic of the vault: the broad ones (level 0) first, largest first, then the finer ones (level 1)
-    in their parents' order. `text_of(path)` is a note's text, `sentences_of(path)` its prose sentences."""
+    in their parents' order. `text_of(path)` is a note's text, `sentences_of(path)` its prose sentences.
+
+    `previous` (the last answer) keeps topics steady across edits: it seeds the communities, each new topic
+    takes the id of the old one it shares most notes with (one to one), and a topic whose notes barely
+    changed keeps its name and description."""
     if not notes.paths:
         return []
     graph = topic_graph(notes) if graph is None else graph
-    broad, fine = two_levels(graph)
+    at = {p: i for i, p in enumerate(notes.paths)}
+    was = _previous_membership(previous, at)
+    broad, fine = two_levels(graph, was)
     fine_groups = [members for _, members in fine]
     levels = [(0, broad, [None] * len(broad)), (1, fine_groups, [b for b, _ in fine])]
-    ids = {level: [topic_id(level, [notes.paths[m] for m in g]) for g in groups] for level, groups, _ in levels}
+    old = {level: [t for t in previous if t.level == level] for level in (0, 1)}
+    heirs = {level: inherited(old[level], [[notes.paths[m] for m in g] for g in groups])
+             for level, groups, _ in levels}
+    ids = {level: [heirs[level][i].id if heirs[level][i] else topic_id(level, [notes.paths[m] for m in g])
+                   for i, g in enumerate(groups)] for level, groups, _ in levels}
     ranked = {level: [_by_centrality(graph, g, notes.paths) for g in groups] for level, groups, _ in levels}
     terms_of = {}
     for level, groups, _ in levels:
@@ -333,12 +464,58 @@ def build_topics(notes: TopicInput, text_of: Callable[[str], str], sentences_of:
             central = notes.paths[voices[i][0]] if voices[i] else None
             title = notes.titles[voices[i][0]] if voices[i] else ""
             parent = None if parents[i] is None else ids[0][parents[i]]
-            topics.append(Topic(
+            topic = Topic(
                 id=ids[level][i], level=level, parent=parent, name=", ".join(phrases[i]) or title or UNNAMED,
                 phrases=phrases[i], central=central,
                 description=describe([notes.paths[m] for m in voices[i]], sentences_of, title),
-                notes=tuple(notes.paths[m] for m in ranked[level][i]), neighbours=around[i]))
+                notes=tuple(notes.paths[m] for m in ranked[level][i]), neighbours=around[i])
+            topics.append(_keeping_words(topic, heirs[level][i], {notes.paths[m] for m in voices[i]}))
     return topics
+
+
+def _previous_membership(previous: Sequence[Topic], at: Mapping[str, int]) -> dict[int, tuple[str, str]] | None:
+    """note index -> (its level-0 topic id, its level-1 topic id) in the previous answer."""
+    if not previous:
+        return None
+    ids: dict[int, list[str | None]] = defaultdict(lambda: [None, None])
+    for topic in previous:
+        for path in topic.notes:
+            if path in at and topic.level in (0, 1):
+                ids[at[path]][topic.level] = topic.id
+    return {m: (pair[0], pair[1]) for m, pair in ids.items() if pair[0] is not None and pair[1] is not None}
+
+
+def inherited(old: Sequence[Topic], groups: Sequence[Sequence[str]]) -> list[Topic | None]:
+    """For each new group of notes, the old topic it continues: one to one, the pairs sharing the most
+    notes first (then the old topic's id, for one answer); None when it shares no note with a free one."""
+    members = [set(g) for g in groups]
+    topic_of = {path: j for j, t in enumerate(old) for path in t.notes}
+    shared: dict[tuple[int, int], int] = Counter()
+    for i, g in enumerate(members):
+        for path in g:
+            if path in topic_of:
+                shared[i, topic_of[path]] += 1
+    heirs: list[Topic | None] = [None] * len(groups)
+    taken: set[int] = set()
+    for (i, j), count in sorted(shared.items(), key=lambda kv: (-kv[1], old[kv[0][1]].id, kv[0][0])):
+        if heirs[i] is None and j not in taken:
+            heirs[i] = old[j]
+            taken.add(j)
+    return heirs
+
+
+def barely_changed(before: Sequence[str], after: Sequence[str]) -> bool:
+    """At most one note in ten came or went."""
+    return len(set(before) ^ set(after)) <= BARELY_CHANGED * len(before)
+
+
+def _keeping_words(topic: Topic, heir: Topic | None, speakers_now: set[str]) -> Topic:
+    """The topic with its old name and description when its notes barely changed and the note that spoke
+    for it may still do so (a note that became private takes its words with it)."""
+    if heir is None or not barely_changed(heir.notes, topic.notes) or heir.central not in speakers_now:
+        return topic
+    return dataclasses.replace(topic, name=heir.name, phrases=heir.phrases, central=heir.central,
+                               description=heir.description)
 
 
 def _kept(ranked: Sequence[int], allowed: set[int]) -> list[int]:
@@ -365,7 +542,8 @@ def topic_input(corpus: Corpus) -> TopicInput:
 
 def vault_topics(corpus: Corpus, scanner: VaultScanner) -> list[Topic]:
     """The one answer to "what are the vault's topics", for every surface: names from each note's indexed
-    text (the store), descriptions from the prose of the most central notes (read from the vault)."""
+    text (the store), descriptions from the prose of the most central notes (read from the vault). The
+    answer is kept in the store and seeds the next one, so topics keep their ids and names across edits."""
     def text_of(path: str) -> str:
         return "\n".join(chunk.text for chunk in corpus.store.chunks_of(path))
 
@@ -378,4 +556,28 @@ def vault_topics(corpus: Corpus, scanner: VaultScanner) -> list[Topic]:
             return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
         return []
 
-    return build_topics(topic_input(corpus), text_of, sentences)
+    previous = stored_topics(corpus.store)
+    topics = build_topics(topic_input(corpus), text_of, sentences, previous=previous)
+    if topics != previous:
+        private = {p for p, secret in zip(corpus.paths, corpus.private) if secret}
+        corpus.store.put_setting(LAST_TOPICS, json.dumps([_kept_form(t, private) for t in topics], ensure_ascii=False))
+    return topics
+
+
+def stored_topics(store) -> list[Topic]:
+    """The last answer kept in the store (none when there is none, or it cannot be read)."""
+    raw = store.get_setting(LAST_TOPICS)
+    try:
+        return [Topic(id=t["id"], level=t["level"], parent=t["parent"], name=t["name"], phrases=tuple(t["phrases"]),
+                      central=t["central"], description=t["description"], notes=tuple(t["notes"]),
+                      neighbours=tuple(t["neighbours"])) for t in json.loads(raw)] if raw else []
+    except (ValueError, TypeError, KeyError):  # a damaged record only costs the topics their history
+        return []
+
+
+def _kept_form(topic: Topic, private: set[str]) -> dict:
+    """What is kept of a topic: all of it, except the words of a topic a private note speaks for (the
+    store keeps no sentence of a private note beside its index); such a topic is named afresh each time."""
+    if topic.central in private:
+        topic = dataclasses.replace(topic, name="", phrases=(), central=None, description="")
+    return topic.as_json()

@@ -2,6 +2,8 @@ import { Notice, Plugin, WorkspaceLeaf } from "obsidian";
 import { ApiClient, FetchLike, asApiError, normalizeAddress } from "./api-client";
 import { DaemonPoller, Logger } from "./daemon-poller";
 import { DaemonState, statusBarText, statusBarTooltip } from "./daemon-state";
+import { IdeaMapApi } from "./idea-map-api";
+import { DUPLICATES_VIEW_TYPE, DuplicatesView, IdeaMapHost, NoteTopicsView, TOPICS_VIEW_TYPE } from "./idea-map-views";
 import { RELATED_VIEW_TYPE, RelatedIdeasView, RelatedViewHost } from "./related-view";
 import { requestUrlFetch } from "./request-url-fetch";
 import { IdeaSearchModal } from "./search-modal";
@@ -20,10 +22,11 @@ export interface BridgeEnvironment {
 const VIEW_REFRESH_DELAY_MS = 250;
 const SETTINGS_POLL_DELAY_MS = 500;
 
-export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHost, RelatedViewHost {
+export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHost, RelatedViewHost, IdeaMapHost {
 	settings: BridgeSettings = { ...DEFAULT_SETTINGS };
 	environment: BridgeEnvironment = { fetch: requestUrlFetch(), timers: windowTimers, log: console };
 	api!: ApiClient;
+	ideaMap!: IdeaMapApi;
 	poller!: DaemonPoller;
 	private appliedIds = new AppliedWriteIds();
 	private handoff!: WriteHandoff;
@@ -37,6 +40,7 @@ export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHos
 		this.appliedIds = new AppliedWriteIds(stored.appliedWriteIds);
 		const { fetch, timers, log } = this.environment;
 		this.api = new ApiClient(() => this.settings, fetch);
+		this.ideaMap = new IdeaMapApi(() => this.settings, fetch);
 		this.handoff = new WriteHandoff(this.api, new VaultFrontmatter(this.app), this.appliedIds, () => this.persist());
 		this.poller = new DaemonPoller(
 			{
@@ -55,6 +59,10 @@ export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHos
 		this.registerView(RELATED_VIEW_TYPE, (leaf) => new RelatedIdeasView(leaf, this));
 		this.registerHoverLinkSource(RELATED_VIEW_TYPE, { display: "ideaweave bridge", defaultMod: true });
 		this.addRibbonIcon("lightbulb", "Open related ideas", () => void this.openRelatedView());
+		this.registerView(TOPICS_VIEW_TYPE, (leaf) => new NoteTopicsView(leaf, this));
+		this.registerView(DUPLICATES_VIEW_TYPE, (leaf) => new DuplicatesView(leaf, this));
+		this.addCommand({ id: "open-topic", name: "Open the active note's topic", callback: () => void this.openSideView(TOPICS_VIEW_TYPE) });
+		this.addCommand({ id: "open-duplicates", name: "Open duplicate notes", callback: () => void this.openSideView(DUPLICATES_VIEW_TYPE) });
 		this.addCommands();
 		this.addStatusBar();
 		this.addSettingTab(new BridgeSettingTab(this.app, this));
@@ -113,9 +121,24 @@ export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHos
 		await workspace.revealLeaf(leaf);
 	}
 
+	/** Opens (or reveals) a view of the idea map in the right sidebar. */
+	async openSideView(type: string): Promise<void> {
+		const { workspace } = this.app;
+		let leaf: WorkspaceLeaf | null = workspace.getLeavesOfType(type)[0] ?? null;
+		if (!leaf) {
+			leaf = workspace.getRightLeaf(false);
+			if (!leaf) return;
+			await leaf.setViewState({ type, active: true });
+		}
+		await workspace.revealLeaf(leaf);
+	}
+
 	refreshViews(): void {
 		for (const leaf of this.app.workspace.getLeavesOfType(RELATED_VIEW_TYPE)) {
 			if (leaf.view instanceof RelatedIdeasView) void leaf.view.refresh();
+		}
+		for (const leaf of this.app.workspace.getLeavesOfType(TOPICS_VIEW_TYPE)) {
+			if (leaf.view instanceof NoteTopicsView) void leaf.view.refresh();
 		}
 	}
 
