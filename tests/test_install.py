@@ -1,11 +1,11 @@
 """The user's path, twice over, as someone who never cloned the repository would take it:
 
 - the wheel: built by pip, installed into a fresh virtualenv outside the checkout;
-- `uv tool install` of a copy of the checkout (what a fresh clone holds), which is then moved away.
+- `uv tool install` of a copy of the checkout (what a fresh clone holds), the copy then deleted.
 
 Each install builds its models with its own `ideaweave models build` into a data folder of its own, then
-runs `apply` (and `doctor`) on a copy of the example vault. Caches make this take about a minute and a half
-after the first run: llama-cpp-python is compiled once and then taken from pip's wheel cache (uv is handed
+runs `apply` (and `doctor`) on a copy of the example vault. Caches make this take about two minutes on a
+busy two-core machine after the first run: llama-cpp-python is compiled once and then taken from pip's wheel cache (uv is handed
 that same wheel), the other dependencies come from pip's and uv's caches, and the model packages from pip's.
 """
 
