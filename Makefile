@@ -68,17 +68,14 @@ bench: install models
 	$(BIN)/python bench/scale_bench.py $(SCRATCH)/bench-2k --precomputed --queries 50 --edits 5 --idle-seconds 20
 
 # Release artefacts in dist/: the wheel and the sdist (version from daemon/ideaweave/__init__.py), and the
-# plugin as a folder and a zip to unpack into a vault's .obsidian/plugins/ (manifest.json, main.js,
-# styles.css, versions.json: what community plugins publish). The plugin's versions.json must name its version.
+# plugin zip to unpack into a vault's .obsidian/plugins/ (manifest.json, main.js, styles.css, versions.json:
+# what community plugins publish), packed by the plugin's release.mjs, which its release-zip test also
+# unpacks and loads. versions.json must map the plugin's version to its minAppVersion.
 dist: install plugin
 	$(BIN)/python -m pip install --quiet 'build>=1.2'
-	rm -rf $(DIST) && mkdir -p $(DIST)/ideaweave-bridge
+	rm -rf $(DIST) && mkdir -p $(DIST)
 	$(BIN)/python -m build --outdir $(DIST) .
-	cp $(PLUGIN)/manifest.json $(PLUGIN)/main.js $(PLUGIN)/styles.css $(PLUGIN)/versions.json $(DIST)/ideaweave-bridge/
-	@cd $(DIST) && ../$(BIN)/python -c 'import json, sys; v = json.load(open("ideaweave-bridge/manifest.json"))["version"]; \
-		sys.exit(0 if v in json.load(open("ideaweave-bridge/versions.json")) else f"versions.json has no entry for {v}")' && \
-		version=$$(../$(BIN)/python -c 'import json; print(json.load(open("ideaweave-bridge/manifest.json"))["version"])') && \
-		../$(BIN)/python -m zipfile -c ideaweave-bridge-$$version.zip ideaweave-bridge/
+	cd $(PLUGIN) && node release.mjs $(abspath $(DIST))
 	@ls -l $(DIST)
 
 clean:

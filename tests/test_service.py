@@ -1,10 +1,16 @@
 """`ideaweave service`: the unit and agent files it writes, checked by systemd's own parser, and removed
-without a trace. The tests write files only (--files-only): enabling a unit would touch the user manager
-of the machine running them. The generated unit is checked with `systemd-analyze verify`."""
+without a trace. The generated unit is checked with `systemd-analyze verify`. No test reaches a running
+user manager: enabling a unit for real would touch the user manager of the machine running the tests, and
+where they run in CI (a container) none can be started (`systemd --user` exits at once, and
+`systemctl --user` finds no bus). So the tests write files (--files-only), or run with a runtime folder of
+their own, where systemctl finds no manager: `enable` and `disable` then work on the files alone, as they
+do offline, and `install`'s call to the manager fails as it does for a user without one.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import plistlib
 import shutil
 import subprocess
@@ -67,6 +73,62 @@ def test_install_writes_a_unit_systemd_accepts_and_uninstall_removes_it(user_env
     assert sorted(p for p in user_env.rglob("*") if p.is_file()) == before
     assert cli.main(["service", "uninstall", "--files-only"]) == 0
     assert "nothing to remove" in capsys.readouterr().out
+
+
+def files_and_links(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+@pytest.fixture
+def no_user_manager(user_env, monkeypatch) -> Path:
+    """A runtime folder with no bus in it: systemctl reaches no manager, whatever the machine runs."""
+    runtime = user_env / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    return user_env
+
+
+def systemctl_enable_offline(unit: Path) -> Path:
+    """What enabling writes: the link in default.target.wants/, made by systemctl itself from the unit's
+    [Install] section (offline, so only files change)."""
+    env = dict(os.environ, SYSTEMD_OFFLINE="1")
+    enable = subprocess.run(["systemctl", "--user", "enable", unit.name], capture_output=True, text=True, env=env)
+    assert enable.returncode == 0, enable.stderr
+    link = unit.parent / "default.target.wants" / unit.name
+    assert link.is_symlink() and link.resolve() == unit
+    return link
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="systemctl is not installed")
+def test_without_a_user_manager_install_says_so_in_one_line_and_uninstall_removes_everything(no_user_manager, capsys):
+    vault = example_vault(no_user_manager)
+    before = files_and_links(no_user_manager)
+    assert cli.main(["service", "install", "--vault", str(vault)]) != 0
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert "`systemctl --user daemon-reload` failed" in line and "ideaweave service uninstall" in line
+    unit = no_user_manager / "config" / "systemd" / "user" / "ideaweave.service"
+    assert unit.is_file()
+    systemctl_enable_offline(unit)  # as if the manager had been there to enable it
+
+    assert cli.main(["service", "uninstall"]) == 0
+    assert f"removed {unit}" in capsys.readouterr().out
+    assert files_and_links(no_user_manager) == before
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="systemctl is not installed")
+def test_uninstall_removes_the_enable_link_even_when_systemctl_is_not_asked(no_user_manager, capsys):
+    vault = example_vault(no_user_manager)
+    before = files_and_links(no_user_manager)
+    assert cli.main(["service", "install", "--files-only", "--vault", str(vault)]) == 0
+    link = systemctl_enable_offline(no_user_manager / "config" / "systemd" / "user" / "ideaweave.service")
+    other = link.with_name("someone-else.service")  # a link that is not ideaweave's stays
+    other.symlink_to(no_user_manager / "elsewhere.service")
+
+    assert cli.main(["service", "uninstall", "--files-only"]) == 0
+    assert not link.is_symlink() and other.is_symlink()
+    other.unlink()
+    assert files_and_links(no_user_manager) == before
 
 
 def test_systemd_quoting_keeps_specifiers_and_variables_literal():

@@ -33,6 +33,9 @@ class ServicePlan:
     load: tuple[tuple[str, ...], ...]  # run after writing the file
     unload: tuple[tuple[str, ...], ...]  # run before removing it
     status: tuple[str, ...]
+    # Links the manager makes when it enables the file (systemd's default.target.wants/ entry). `disable`
+    # removes them, but only with a reachable manager: uninstall removes what is left.
+    enable_links: tuple[Path, ...] = ()
 
 
 def watch_command(executable: list[str], vault: Path, config: Path | None, private: bool) -> list[str]:
@@ -99,7 +102,8 @@ def plan_service(platform: str, env: dict[str, str], command: list[str], uid: in
         return ServicePlan("systemd", path, systemd_unit(command),
                            load=(("systemctl", "--user", "daemon-reload"), ("systemctl", "--user", "enable", "--now", UNIT_NAME)),
                            unload=(("systemctl", "--user", "disable", "--now", UNIT_NAME),),
-                           status=("systemctl", "--user", "show", UNIT_NAME, "--property=ActiveState,SubState,ActiveEnterTimestamp,MainPID"))
+                           status=("systemctl", "--user", "show", UNIT_NAME, "--property=ActiveState,SubState,ActiveEnterTimestamp,MainPID"),
+                           enable_links=(path.parent / "default.target.wants" / UNIT_NAME,))
     raise ServiceError(f"ideaweave service knows systemd (Linux) and launchd (macOS), not {platform}; "
                        "run `ideaweave watch` from your system's own start-up mechanism")
 
@@ -133,6 +137,9 @@ def uninstall(plan: ServicePlan, files_only: bool = False) -> bool:
         for cmd in plan.unload:
             _run(cmd)  # a service that is not loaded (or a manager that is not running) has nothing to stop
     plan.path.unlink()
+    for link in plan.enable_links:
+        if link.is_symlink() and Path(os.readlink(link)) == plan.path:
+            link.unlink()
     if not files_only and plan.manager == "systemd":
         _run(("systemctl", "--user", "daemon-reload"))
     return True

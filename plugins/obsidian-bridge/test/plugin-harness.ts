@@ -23,6 +23,8 @@ export interface HarnessOptions {
 	daemon?: FakeDaemon;
 	/** Plugin data as an earlier run of Obsidian saved it (defaults: the daemon's token, nothing applied). */
 	pluginData?: unknown;
+	/** The plugin class to start: the one built from src/ unless a test loads another build (the release zip's). */
+	pluginClass?: typeof IdeaweaveBridgePlugin;
 }
 
 export async function startPlugin(options: HarnessOptions = {}): Promise<Harness> {
@@ -36,7 +38,7 @@ export async function startPlugin(options: HarnessOptions = {}): Promise<Harness
 
 	const timers = new ManualTimers();
 	const warnings: string[] = [];
-	const plugin = new IdeaweaveBridgePlugin(fake.app, MANIFEST);
+	const plugin = new (options.pluginClass ?? IdeaweaveBridgePlugin)(fake.app, MANIFEST);
 	plugin.environment = { fetch: daemon.fetch, timers, log: { warn: (message) => warnings.push(message) } };
 	await plugin.onload();
 	fake.workspace.finishLayout();
