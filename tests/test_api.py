@@ -717,6 +717,27 @@ def test_the_real_server_answers_search_as_typed_and_by_passage(backend):
         running.shutdown()
 
 
+PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "obsidian-bridge"
+
+
+def test_the_plugins_search_modal_and_selection_command_work_against_the_real_api(backend):
+    """The plugin's own test (test/real-daemon.test.ts), run by node against this server."""
+    tsx = PLUGIN / "node_modules" / ".bin" / "tsx"
+    if not tsx.exists() or shutil.which("node") is None:
+        pytest.skip("the plugin's dependencies are not installed (cd plugins/obsidian-bridge && npm ci)")
+    running = serve(build_api(backend, TOKEN), "127.0.0.1", 0)
+    try:
+        result = subprocess.run(
+            [str(tsx), "--tsconfig", "test/tsconfig.json", "--test", "test/real-daemon.test.ts"],
+            cwd=PLUGIN, capture_output=True, text=True, timeout=180,
+            env={**os.environ, "IDEAWEAVE_TEST_API_URL": running.url, "IDEAWEAVE_TEST_API_TOKEN": TOKEN})
+    finally:
+        running.shutdown()
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report[-4000:]
+    assert "# pass 3" in report and "# skipped 0" in report, report[-4000:]
+
+
 def test_start_api_serves_the_vault_with_its_token(app):
     state = StandaloneState(pending=2)
     running = start_api(replace_app_port(app), state)

@@ -1,6 +1,7 @@
 // Starts the real plugin against the fake app, the fake daemon and hand-driven timers.
 
 import { Window } from "happy-dom";
+import type { FetchLike } from "../src/api-client";
 import IdeaweaveBridgePlugin from "../src/main";
 import { DEFAULT_SETTINGS } from "../src/settings";
 import { FakeApp, createFakeApp } from "./fake-app";
@@ -23,6 +24,8 @@ export interface HarnessOptions {
 	daemon?: FakeDaemon;
 	/** Plugin data as an earlier run of Obsidian saved it (defaults: the daemon's token, nothing applied). */
 	pluginData?: unknown;
+	/** How the plugin reaches a daemon, when not through the fake (a real daemon: the global fetch). */
+	fetch?: FetchLike;
 }
 
 export async function startPlugin(options: HarnessOptions = {}): Promise<Harness> {
@@ -37,7 +40,7 @@ export async function startPlugin(options: HarnessOptions = {}): Promise<Harness
 	const timers = new ManualTimers();
 	const warnings: string[] = [];
 	const plugin = new IdeaweaveBridgePlugin(fake.app, MANIFEST);
-	plugin.environment = { fetch: daemon.fetch, timers, log: { warn: (message) => warnings.push(message) } };
+	plugin.environment = { fetch: options.fetch ?? daemon.fetch, timers, log: { warn: (message) => warnings.push(message) } };
 	await plugin.onload();
 	fake.workspace.finishLayout();
 	await settle();
