@@ -135,46 +135,56 @@ def note_components(store: Store, query: Query, include_private: bool = False) -
     if not keywords and not query.match_any:
         keywords = store.fts_search(query.words, POOL, match_any=True)
     candidates = ({c.note_path for c in nearest} | {h.note_path for h in keywords}) - query.exclude
-    notes = store.notes_at(candidates)
-    paths = sorted(p for p, n in notes.items() if not n.is_template and (include_private or not n.private))
+    # (title, is_template, private, aliases): what scoring needs, without parsing every frontmatter.
+    flags = store.note_flags(only=candidates)
+    paths = sorted(p for p, (_t, template, private, _a) in flags.items() if not template and (include_private or not private))
     if not paths:
         return None
     index = {p: i for i, p in enumerate(paths)}
-    section, best_chunk, lead = _section_evidence(store, q, paths, index)
-    note_paths, note_vectors, _mean = store.note_means(only=paths)
-    whole = np.full(len(paths), -1.0)
-    for path, vector in zip(note_paths, note_vectors):
-        whole[index[path]] = float(vector @ q / max(float(np.linalg.norm(q)), 1e-9))
+    section, best_chunk, lead, whole = _section_evidence(store, q, paths, index)
     keyword = np.zeros(len(paths))
     for hit in keywords:
         if hit.note_path in index:
             keyword[index[hit.note_path]] = max(keyword[index[hit.note_path]], hit.score)
-    titles = [notes[p].title for p in paths]
+    titles = [flags[p][0] for p in paths]
     named = np.array([_names_title(query.text, t) for t in titles], dtype=float)
     parts = {"section": section, "note": whole, "lead": lead, "keywords": keyword, "title": named}
     return NoteEvidence(paths, titles, parts, best_chunk)
 
 
 def _section_evidence(store: Store, q: np.ndarray, paths: list[str], index: dict[str, int]):
-    """(best section cosine, its vector id, first section cosine) for each candidate, over all its sections."""
+    """For each candidate, over all its sections: the best section's cosine and vector id, the first
+    section's cosine, and the cosine of the note's mean section vector (the whole-note vector, as
+    `Store.note_means` makes it, from the vectors already gathered here)."""
     ordinals, note_ids, vector_ids = store.chunk_table(only=paths)
     path_of = store.note_path_by_id(only=paths)
-    vectors = store.gather_vectors(vector_ids) if len(vector_ids) else np.zeros((0, len(q)), np.float32)
-    sims = vectors @ (q / max(float(np.linalg.norm(q)), 1e-9)) / np.maximum(row_norms(vectors), 1e-9) if len(vectors) else np.zeros(0)
     best = np.full(len(paths), -1.0)
     best_vid = [-1] * len(paths)
     lead = np.full(len(paths), -1.0)
-    first_ordinal: dict[int, int] = {}
-    for ordinal, note_id, vid, sim in zip(ordinals.tolist(), note_ids.tolist(), vector_ids.tolist(), sims.tolist()):
-        i = index.get(path_of.get(note_id, ""))
-        if i is None:
-            continue
-        if sim > best[i]:
-            best[i], best_vid[i] = sim, vid
-        if ordinal <= first_ordinal.get(i, ordinal):
-            first_ordinal[i] = ordinal
-            lead[i] = sim
-    return best, best_vid, lead
+    whole = np.full(len(paths), -1.0)
+    if not len(vector_ids):
+        return best, best_vid, lead, whole
+    vectors = store.gather_vectors(vector_ids)
+    unit_q = q / max(float(np.linalg.norm(q)), 1e-9)
+    raw = vectors @ unit_q
+    sims = raw / np.maximum(row_norms(vectors), 1e-9)
+    # chunk_table orders chunks by note, then position: each note's chunks are one run, its first the lead.
+    starts = np.flatnonzero(np.r_[True, note_ids[1:] != note_ids[:-1]])
+    counts = np.diff(np.r_[starts, len(note_ids)])
+    rows = np.array([index.get(path_of.get(n, ""), -1) for n in note_ids[starts].tolist()], dtype=np.int64)
+    top = np.maximum.reduceat(sims, starts)
+    group = np.repeat(np.arange(len(starts)), counts)
+    _groups, first_top = np.unique(group[sims == top[group]], return_index=True)
+    top_at = np.flatnonzero(sims == top[group])[first_top]  # each note's first section with its best cosine
+    mean = np.add.reduceat(vectors, starts, axis=0) / counts[:, None]
+    note_cosine = np.add.reduceat(raw, starts) / counts / np.maximum(row_norms(mean), 1e-9)
+    known = rows >= 0
+    best[rows[known]] = sims[top_at[known]]
+    lead[rows[known]] = sims[starts[known]]
+    whole[rows[known]] = note_cosine[known]
+    for i, vid in zip(rows[known].tolist(), vector_ids[top_at[known]].tolist()):
+        best_vid[i] = vid
+    return best, best_vid, lead, whole
 
 
 def _names_title(query: str, title: str) -> bool:
