@@ -1,7 +1,7 @@
 """Search-as-you-type latency through the daemon's HTTP API, at 10,000 notes.
 
     python bench/search_latency.py [--workdir DIR] [--notes 10000] [--seed 0] [--queries 40]
-                                   [--min-prefix 3] [--rounds 1] [--prepare-only] [--profile FILE] [--json]
+                                   [--min-prefix 3] [--stand-in-index] [--prepare-only] [--profile FILE] [--json]
 
 Generates a vault (`bench/make_vault.py`, text recombined from the garden vault), indexes it once with the
 default embedding model and keeps vault and index under `--workdir` (a fresh temporary folder without it:
@@ -13,6 +13,12 @@ character at a time (the worst case: the plugin's modal waits for a pause in typ
 The queries are the search benchmark's real ones, the one-line teasers people wrote for the arbital-math
 notes (`shared/bench/vaults/arbital-math` next to this checkout; questions and problem statements, not
 keywords); without that vault, the first sentences of the generated notes.
+
+`--stand-in-index` indexes the notes with `scale_bench.py`'s deterministic stand-in for the model (minutes
+instead of half an hour or more on a busy machine) while the queries are still embedded by the real model,
+in the daemon, as the user waits for them: the sections, keywords and vectors searched are as many and as
+large as the real index's, only the vectors' meaning is not the model's. Its index is kept apart
+(`state-stand-in`).
 
 Prints the median and p95 per request (client-side, the whole HTTP exchange, JSON parsed). Target: p95 < 50 ms.
 `--profile FILE` runs the same requests in-process under cProfile and prints search's hotspots.
@@ -47,6 +53,7 @@ from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
 from ideaweave.search import search  # noqa: E402
 from harness import PERCENTILE_NOTE, distribution  # noqa: E402
+from scale_bench import PrecomputedEmbedder  # noqa: E402
 
 TARGET_P95_MS = 50.0
 WARMUP_REQUESTS = 5  # the first requests pay for imports and cold caches
@@ -60,26 +67,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--queries", type=int, default=40, help="real queries typed (default 40)")
     parser.add_argument("--min-prefix", type=int, default=3, help="the shortest prefix sent (the modal's minimum)")
+    parser.add_argument("--stand-in-index", action="store_true",
+                        help="index with the stand-in vectors; queries are still embedded by the real model")
     parser.add_argument("--prepare-only", action="store_true", help="generate and index, then stop")
     parser.add_argument("--profile", type=Path, help="also profile the same searches in-process, into this file")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)
 
 
-def prepare(work: Path, notes: int, seed: int) -> App:
-    """The generated vault under `work`, indexed (incrementally: a kept index is only brought up to date)."""
+def prepare(work: Path, notes: int, seed: int, stand_in: bool = False) -> App:
+    """The generated vault under `work`, indexed (incrementally: a kept index is only brought up to date),
+    and the app that serves it."""
     vault = work / "vault"
     if not vault.is_dir():
         subprocess.run([sys.executable, str(REPO / "bench/make_vault.py"), str(vault), "--notes", str(notes),
                         "--seed", str(seed)], check=True)
     threads = int(os.environ.get("IDEAWEAVE_EMBEDDING_THREADS", "1"))
-    settings = config.replace(Settings(), **{"state_dir": str(work / "state"), "embedding.threads": threads})
-    app = App(settings, vault.resolve())
+    settings = config.replace(Settings(), **{"state_dir": str(work / ("state-stand-in" if stand_in else "state")),
+                                             "embedding.threads": threads})
+    stand_in_model = PrecomputedEmbedder() if stand_in else None
+    app = App(settings, vault.resolve(), embedder=stand_in_model)
     started = time.perf_counter()
     report = app.indexer.run()
     print(f"index: {report.notes} notes, {report.embedded_chunks} chunks embedded in "
           f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return app
+    if stand_in_model is None:
+        return app
+    app.close()
+    # Served with the real model for the queries; this app never indexes (its model is not the index's).
+    real = App(settings, vault.resolve()).embedder
+    return App(settings, vault.resolve(), embedder=RealQueryModel(real, stand_in_model.model_id))
+
+
+class RealQueryModel:
+    """The real model, under the stand-in's model id: what a query costs, over a stand-in index."""
+
+    def __init__(self, real, model_id: str):
+        self.real, self.model_id = real, model_id
+        self.dim, self.max_tokens = real.dim, real.max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self.real.count_tokens(text)
+
+    def embed(self, texts):
+        return self.real.embed(texts)
+
+    def close(self) -> None:
+        self.real.close()
 
 
 _DESCRIPTION = re.compile(r"^description: (.*)$", re.M)
@@ -150,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     temporary = None if args.workdir else tempfile.TemporaryDirectory(prefix="ideaweave-search-latency-")
     work = args.workdir or Path(temporary.name)
     work.mkdir(parents=True, exist_ok=True)
-    app = prepare(work, args.notes, args.seed)
+    app = prepare(work, args.notes, args.seed, args.stand_in_index)
     try:
         if args.prepare_only:
             return 0
@@ -161,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds = measure_http(running.url, prefixes)
         finally:
             running.shutdown()
-        report = {"notes": len(app.store.note_paths()), "chunks": app.store.counts()["chunks"],
+        report = {"index": "stand-in vectors, real query model" if args.stand_in_index else "real model",
+                  "notes": len(app.store.note_paths()), "chunks": app.store.counts()["chunks"],
                   "exact_vector_search": app.store.vectors_exact, "queries": len(queries), "requests": len(seconds),
                   "per_request_ms": distribution(seconds, digits=1, scale=1000), "target_p95_ms": TARGET_P95_MS}
         if args.profile:
@@ -174,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         per = report["per_request_ms"]
-        print(f"{report['notes']} notes, {report['chunks']} chunks (vector search "
+        print(f"{report['notes']} notes, {report['chunks']} chunks, index: {report['index']} (vector search "
               f"{'exact' if report['exact_vector_search'] else 'approximate'}); {report['queries']} real queries typed "
               f"one character at a time: {report['requests']} requests through one kept-alive HTTP connection")
         print(f"per request: median {per['median']} ms, p95 {per['p95']} ms, max {per['max']} ms "
