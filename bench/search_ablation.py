@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
 from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings, replace  # noqa: E402
-from ideaweave.search import SEARCH_WEIGHTS, note_components, search  # noqa: E402
+from ideaweave.search import SEARCH_WEIGHTS, note_components, question_query, search  # noqa: E402
 
 DESCRIPTION = re.compile(r"^description: (.*)\n", re.M)
 
@@ -74,7 +74,7 @@ def main() -> None:
     results = [[h.path for h in search(app.store, app.embedder, queries[n], k=10)] for n in sample]
     rows["search (as shipped)"] = [score(r, n) for r, n in zip(results, sample)]
     seconds = (time.perf_counter() - started) / len(sample)
-    parts = [note_components(app.store, app.embedder, queries[n]) for n in sample]
+    parts = [note_components(app.store, question_query(app.embedder, queries[n])) for n in sample]
     variants = {f"{name} alone": {name: 1.0} for name in SEARCH_WEIGHTS}
     variants["fused (weights as shipped)"] = dict(SEARCH_WEIGHTS)
     for name in SEARCH_WEIGHTS:

@@ -123,7 +123,7 @@ def client(backend):
 
 
 ENDPOINTS = [
-    ("GET", "/status"), ("GET", "/related?note=Corrigibility.md"), ("GET", "/search?q=switch"),
+    ("GET", "/status"), ("GET", "/related?note=Corrigibility.md"), ("GET", "/search?q=switch"), ("POST", "/search"),
     ("GET", "/summary?note=Corrigibility.md"), ("POST", "/feedback"), ("POST", "/pause"), ("POST", "/resume"),
     ("GET", "/writes"), ("POST", "/writes/w-1/ack"), ("GET", "/openapi.json"),
     ("GET", "/topics"), ("GET", "/topics/t0-x"), ("GET", "/duplicates"), ("POST", "/duplicates/not"),
@@ -282,6 +282,46 @@ def test_search(client):
     assert len(body["results"]) <= 2
     assert set(body["results"][0]) == {"path", "title", "score", "heading", "passage", "why"}
     assert client.get("/search", params={"q": "   "}).json()["results"] == []
+
+
+SELECTION = "a rational agent resists being switched off unless it is uncertain about its objective"
+
+
+def test_search_by_a_selected_passage_leaves_its_own_note_out(client):
+    body = client.post("/search", json={"passage": SELECTION, "note": "Shutdown button.md", "k": 3}).json()
+    assert body["query"] == SELECTION
+    paths = [hit["path"] for hit in body["results"]]
+    assert paths[0] == "Corrigibility.md" and "Shutdown button.md" not in paths and len(paths) <= 3
+    assert all(set(hit) == {"path", "title", "score", "heading", "passage", "why"} for hit in body["results"])
+    # Without the note, the passage's own note is simply the best match.
+    alone = client.post("/search", json={"passage": SELECTION}).json()["results"]
+    assert alone[0]["path"] == "Shutdown button.md"
+
+
+def test_search_by_a_notes_section(client):
+    body = client.post("/search", json={"note": "Corrigibility.md", "heading": "shutdown problem"}).json()
+    assert "off switch" in body["query"] and "corrigible when" not in body["query"]
+    paths = [hit["path"] for hit in body["results"]]
+    assert paths[0] == "Shutdown button.md" and "Corrigibility.md" not in paths
+    whole = client.post("/search", json={"note": "Corrigibility.md"}).json()
+    assert "corrigible when" in whole["query"] and "Corrigibility.md" not in [h["path"] for h in whole["results"]]
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    ({}, 400, "passage"),
+    ({"heading": "Shutdown problem"}, 400, "give the note too"),
+    ({"passage": SELECTION, "note": "Corrigibility.md", "heading": "Shutdown problem"}, 400, "not both"),
+    ({"passage": 7}, 400, "passage"),
+    ({"passage": "x" * 20_001}, 400, "longer"),
+    ({"passage": SELECTION, "k": 0}, 400, "k:"),
+    ({"passage": SELECTION, "k": True}, 400, "k:"),
+    ({"note": "../outside/secret.md"}, 400, "note"),
+    ({"note": "Nowhere.md"}, 404, "no indexed note"),
+    ({"note": "Corrigibility.md", "heading": "No such heading"}, 404, "no heading"),
+])
+def test_passage_search_bodies_are_checked(client, body, status, says):
+    response = client.post("/search", json=body)
+    assert response.status_code == status and says in response.json()["error"]
 
 
 def test_summary_from_frontmatter_then_from_the_cache(client, app):
@@ -662,6 +702,42 @@ def test_real_server_on_loopback_answers_and_shuts_down(backend):
     assert not running.thread.is_alive()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", running.port)) != 0
+
+
+def test_the_real_server_answers_search_as_typed_and_by_passage(backend):
+    running = serve(build_api(backend, TOKEN), "127.0.0.1", 0)
+    try:
+        with httpx.Client(base_url=running.url, headers=AUTH, timeout=20) as kept_alive:  # as the plugin asks
+            typed = [kept_alive.get("/search", params={"q": prefix, "k": 3}).json()
+                     for prefix in ("tom", "tomatoes n", "tomatoes need sun")]
+            assert typed[-1]["results"][0]["path"] == "Gardening.md"
+            answer = kept_alive.post("/search", json={"passage": SELECTION, "note": "Shutdown button.md", "k": 3})
+            assert answer.status_code == 200
+            assert answer.json()["results"][0]["path"] == "Corrigibility.md"
+            assert httpx.post(f"{running.url}/search", json={"passage": SELECTION}, timeout=10).status_code == 401
+    finally:
+        running.shutdown()
+
+
+PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "obsidian-bridge"
+
+
+def test_the_plugins_search_modal_and_selection_command_work_against_the_real_api(backend):
+    """The plugin's own test (test/real-daemon.test.ts), run by node against this server."""
+    tsx = PLUGIN / "node_modules" / ".bin" / "tsx"
+    if not tsx.exists() or shutil.which("node") is None:
+        pytest.skip("the plugin's dependencies are not installed (cd plugins/obsidian-bridge && npm ci)")
+    running = serve(build_api(backend, TOKEN), "127.0.0.1", 0)
+    try:
+        result = subprocess.run(
+            [str(tsx), "--tsconfig", "test/tsconfig.json", "--test", "test/real-daemon.test.ts"],
+            cwd=PLUGIN, capture_output=True, text=True, timeout=180,
+            env={**os.environ, "IDEAWEAVE_TEST_API_URL": running.url, "IDEAWEAVE_TEST_API_TOKEN": TOKEN})
+    finally:
+        running.shutdown()
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report[-4000:]
+    assert "# pass 3" in report and "# skipped 0" in report, report[-4000:]
 
 
 def test_start_api_serves_the_vault_with_its_token(app):

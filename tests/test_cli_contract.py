@@ -8,6 +8,7 @@ a change to `schemas` that would break those tools fails a test too.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 from pathlib import Path
@@ -136,6 +137,29 @@ def test_search(vault, capsys):
     assert results["query"] == "tomatoes need sun" and results["results"][0]["path"] == "Gardening.md"
 
 
+def test_search_from_a_notes_section_or_a_passage_on_stdin(vault, capsys, monkeypatch):
+    section = run(capsys, "search", "--vault", str(vault), "-k", "3", "--no-index", "--from", "Corrigibility.md#Shutdown problem")
+    valid(schemas.SEARCH_RESULTS, section)
+    assert section["results"][0]["path"] == "Shutdown button.md"
+    assert "Corrigibility.md" not in [hit["path"] for hit in section["results"]]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a rational agent resists being switched off\n"))
+    piped = run(capsys, "search", "--vault", str(vault), "-k", "3", "--no-index", "-", "--from", "Shutdown button.md")
+    assert piped["results"][0]["path"] == "Corrigibility.md"
+    assert "Shutdown button.md" not in [hit["path"] for hit in piped["results"]]
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--from", "Corrigibility.md#No such heading"], "no heading 'No such heading'"),
+    (["--from", "Nowhere.md"], "no such note"),
+    (["a question", "--from", "Corrigibility.md"], "not both"),
+    ([], "give a query"),
+])
+def test_search_says_what_is_wrong_in_one_line(vault, capsys, argv, says):
+    status = cli.main(["search", "--vault", str(vault), "--no-index", *argv])
+    err = capsys.readouterr().err
+    assert status != 0 and says in err and len(err.strip().splitlines()) == 1
+
+
 def test_novelty(vault, capsys):
     report = run(capsys, "novelty", "--vault", str(vault), "Corrigibility.md")
     valid(schemas.NOVELTY_REPORT, report)
@@ -213,6 +237,12 @@ def test_the_cli_and_the_api_show_a_search_hit_alike(vault, api, capsys):
     valid(schemas.SEARCH_RESULTS, from_cli)
     valid(schemas.SEARCH_RESULTS, from_api)
     assert from_cli == from_api  # one question, one answer
+
+
+def test_the_cli_and_the_api_search_by_a_section_alike(vault, api, capsys):
+    from_cli = run(capsys, "search", "--vault", str(vault), "-k", "4", "--no-index", "--from", "Corrigibility.md#Shutdown problem")
+    from_api = api.post("/search", json={"note": "Corrigibility.md", "heading": "Shutdown problem", "k": 4}).json()
+    assert from_cli == from_api
 
 
 def test_the_cli_and_the_api_show_a_related_note_alike(vault, api, capsys):

@@ -11,7 +11,7 @@ import pytest
 from ideaweave import vectors
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
-from ideaweave.search import search
+from ideaweave.search import Passage, more_like, note_passage, search
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -57,3 +57,53 @@ def test_the_passage_of_a_note_without_headings_starts_with_its_first_paragraph(
     hits = search(app.store, app.embedder, "quokkas mangrove roots")
     hit = next(h for h in hits if h.path == "Plain.md")
     assert hit.passage.startswith("Quokkas hop between mangrove roots at dawn.")
+
+
+# ---- "more like this passage"
+
+SHUTDOWN = ("The agent can see the construction coming: whichever branch has the higher expected utility, it "
+            "wants to end up there, so it has a reason to influence whether the off button gets pressed.")
+
+
+def test_a_selected_passage_finds_the_other_notes_about_it_never_its_own(app):
+    hits = more_like(app.store, app.embedder, Passage(SHUTDOWN, source="Concepts/Corrigibility.md"), k=5)
+    paths = [h.path for h in hits]
+    assert "Concepts/Corrigibility.md" not in paths
+    assert paths[0] == "Papers/The off-switch game.md"
+    assert all(h.why and h.passage for h in hits)
+    # Without a source nothing is left out: the passage's own note is the best match.
+    assert more_like(app.store, app.embedder, Passage(SHUTDOWN), k=1)[0].path == "Concepts/Corrigibility.md"
+
+
+def test_a_notes_section_is_a_passage_to_search_by(app):
+    section = note_passage(app.store, "Concepts/Corrigibility.md", "shutdown  PROBLEM")  # as Obsidian matches
+    assert section is not None and section.source == "Concepts/Corrigibility.md"
+    assert "U_S" in section.text and "Utility indifference" not in section.text.split("\n\n", 1)[1]
+    assert section.vector_ids  # searched by the vectors the index holds: no model call
+    nested = note_passage(app.store, "Concepts/Corrigibility.md", "Corrigibility#Shutdown problem")
+    assert nested is not None and nested.text == section.text
+    whole = note_passage(app.store, "Concepts/Corrigibility.md")
+    assert len(whole.text) > len(section.text)
+    assert note_passage(app.store, "Concepts/Corrigibility.md", "No such heading") is None
+    assert note_passage(app.store, "Nowhere.md") is None
+
+    hits = more_like(app.store, app.embedder, section, k=5)
+    assert "Concepts/Corrigibility.md" not in [h.path for h in hits]
+    assert hits[0].path == "Papers/The off-switch game.md"
+
+
+def test_passage_search_keeps_private_notes_out_unless_asked_and_templates_always(app):
+    draft = note_passage(app.store, "Private/Unpublished interpretability result draft.md", "Claim")
+    passage = Passage(draft.text)  # no source: the private note itself would be the best match
+    shown = [h.path for h in more_like(app.store, app.embedder, passage, k=30)]
+    assert shown and not any(p.startswith(("Private/", "Templates/")) for p in shown)
+    asked = [h.path for h in more_like(app.store, app.embedder, passage, k=30, include_private=True)]
+    assert asked[0] == "Private/Unpublished interpretability result draft.md"
+    assert not any(p.startswith("Templates/") for p in asked)
+
+
+def test_templates_never_appear_even_when_private_notes_are_asked_for(app):
+    for query in ("daily note log ideas open tasks notes touched today", "One idea worth keeping, even a half-formed one"):
+        for include_private in (False, True):
+            assert all(not h.path.startswith("Templates/")
+                       for h in search(app.store, app.embedder, query, k=50, include_private=include_private))

@@ -44,7 +44,7 @@ from .errors import ConfigError, IdeaweaveError, LockError, StoreError
 from .failures import FAILURE_STAGES, NoteFailure
 from .handoff import PendingWrite, WriteQueue
 from .relate import Suggestion
-from .search import SearchHit, search
+from .search import Passage, SearchHit, more_like, note_passage, search
 from .store import FEEDBACK_ACTIONS as STORED_FEEDBACK_ACTIONS
 from .topics import Topic, vault_topics
 from .writer import Write, checksum
@@ -55,6 +55,9 @@ ALLOWED_ORIGIN = "app://obsidian.md"
 MAX_BODY_BYTES = 64 * 1024
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
+# A selected passage to search by ("what else have I written about this?"); the body limit allows it.
+MAX_PASSAGE_CHARS = 20_000
+MAX_HEADING_CHARS = 1000
 MAX_PATH_CHARS = 1024
 # The verbs POST /feedback takes, and the action each leaves in the store (None: the feedback is forgotten).
 STORED_ACTION_OF_VERB: dict[str, str | None] = {"pin": "pinned", "reject": "rejected", "clear": None}
@@ -127,6 +130,14 @@ class ApiBackend(Protocol):
     def related(self, note: str, k: int) -> list[RelatedIdea]: ...
 
     def search(self, query: str, k: int) -> list[SearchHit]: ...
+
+    def note_passage(self, note: str, heading: str | None) -> Passage | None:
+        """A note's text, or its section under `heading`, to search by; None without such a section."""
+        ...
+
+    def more_like(self, passage: Passage, k: int) -> list[SearchHit]:
+        """Other notes about `passage`, never the note it comes from."""
+        ...
 
     def summary(self, note: str) -> str | None: ...
 
@@ -266,6 +277,12 @@ class AppBackend:
 
     def search(self, query: str, k: int) -> list[SearchHit]:
         return search(self.app.store, self.app.embedder, query, k=k)
+
+    def note_passage(self, note: str, heading: str | None) -> Passage | None:
+        return note_passage(self.app.store, note, heading)
+
+    def more_like(self, passage: Passage, k: int) -> list[SearchHit]:
+        return more_like(self.app.store, self.app.embedder, passage, k=k)
 
     def summary(self, note: str) -> str | None:
         """The summary in the note's frontmatter, else the cached one; never computed here (it may take a model call)."""
@@ -569,6 +586,33 @@ class Endpoints:
         hits = await run_in_threadpool(self.backend.search, query, k)
         return JSONResponse({"query": query, "results": [hit.as_json() for hit in hits]})
 
+    async def search_by_passage(self, request: Request) -> JSONResponse:
+        """More like this: a passage (a selection, from `note` if given: left out of the answer), or the
+        note itself, or its section under `heading`."""
+        body = await self._json_object(request)
+        text = _optional_text(body, "passage", MAX_PASSAGE_CHARS)
+        heading = _optional_text(body, "heading", MAX_HEADING_CHARS)
+        k = _body_count(body, "k", default=20)
+        if body.get("note") is None:
+            if heading is not None:
+                raise _bad("heading: a heading names a section of a note; give the note too")
+            if text is None:
+                raise _bad("passage: give a passage, or a note (and a heading in it) to search by")
+            source = None
+        else:
+            source = await self._known_note(_text_field(body, "note"))
+        if text is not None:
+            if heading is not None:
+                raise _bad("heading: give a passage or a heading to search by, not both")
+            passage = Passage(text, source)
+        else:
+            passage = await run_in_threadpool(self.backend.note_passage, source, heading)
+            if passage is None:
+                raise HTTPException(404, f"heading: no heading {heading!r} in {source}" if heading
+                                    else f"note: {source} has no indexed text")
+        hits = await run_in_threadpool(self.backend.more_like, passage, k)
+        return JSONResponse({"query": passage.text, "results": [hit.as_json() for hit in hits]})
+
     async def summary(self, request: Request) -> JSONResponse:
         note = await self._known_note(_required(request, "note"))
         summary = await run_in_threadpool(self.backend.summary, note)
@@ -713,6 +757,24 @@ def _count(request: Request, name: str, default: int) -> int:
     return int(raw)
 
 
+def _optional_text(body: dict, name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _is_text(value):
+        raise _bad(f"{name}: text or null")
+    if len(value) > limit:
+        raise _bad(f"{name}: longer than {limit} characters")
+    return value
+
+
+def _body_count(body: dict, name: str, default: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
+        raise _bad(f"{name}: a whole number from 1 to {MAX_K}")
+    return value
+
+
 def _text_field(body: dict, name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
@@ -746,6 +808,7 @@ def build_api(backend: ApiBackend, token: str, allowed_origin: str = ALLOWED_ORI
         Route("/status", e.status, methods=["GET"]),
         Route("/related", e.related, methods=["GET"]),
         Route("/search", e.search, methods=["GET"]),
+        Route("/search", e.search_by_passage, methods=["POST"]),
         Route("/summary", e.summary, methods=["GET"]),
         Route("/feedback", e.feedback, methods=["POST"]),
         Route("/pause", e.pause, methods=["POST"]),
@@ -809,6 +872,14 @@ _REQUESTS = {
                                 "action": {"type": "string", "enum": list(FEEDBACK_VERBS)}}),
     "Ack": schemas.record({"applied": schemas.FLAG}, {"error": schemas.NULLABLE_TEXT}),
     "NotDuplicatesRequest": schemas.record({"a": _NOTE_PATH, "b": _NOTE_PATH}, {"not_duplicates": schemas.FLAG}),
+    # A passage, or a note (optionally a heading in it); a passage with a note leaves that note out.
+    "PassageSearch": {**schemas.record({}, {
+        "passage": {"type": ["string", "null"], "maxLength": MAX_PASSAGE_CHARS},
+        "note": {**_NOTE_PATH, "type": ["string", "null"]},
+        "heading": {"type": ["string", "null"], "maxLength": MAX_HEADING_CHARS},
+        "k": {**_K, "default": 20}}),
+        "anyOf": [{"required": ["passage"], "properties": {"passage": {"type": "string"}}},
+                  {"required": ["note"], "properties": {"note": {"type": "string"}}}]},
 }
 
 OPENAPI_SCHEMA: dict = {
@@ -822,7 +893,9 @@ OPENAPI_SCHEMA: dict = {
                                        [_NOTE_PARAM, _query("k", {**_K, "default": 10})])},
         "/search": {"get": _operation("Hybrid keyword and semantic search", "SearchResults", _INDEX_ERRORS,
                                       [_query("q", {"type": "string", "maxLength": MAX_QUERY_CHARS}, required=True),
-                                       _query("k", {**_K, "default": 20})])},
+                                       _query("k", {**_K, "default": 20})]),
+                    "post": _operation("More like this: other notes about a passage, a note or a section of it",
+                                       "SearchResults", _INDEX_ERRORS, body="PassageSearch")},
         "/summary": {"get": _operation("A note's summary", "Summary", _INDEX_ERRORS, [_NOTE_PARAM])},
         "/feedback": {"post": _operation("Pin, reject or clear a related note", "Ok", _INDEX_ERRORS, body="Feedback")},
         "/pause": {"post": _operation("Stop writing into notes", "Paused", _ERRORS)},
@@ -901,7 +974,9 @@ def serve(api: ASGIApp, host: str, port: int, startup_timeout: float = 10.0) -> 
     import uvicorn
 
     address = loopback_address(host)
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    # proto named, not left 0: asyncio turns Nagle's algorithm off only on sockets that say they are TCP,
+    # and with it on, every answer written in two parts waited for the client's delayed ACK (40 ms).
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))

@@ -107,14 +107,56 @@ def cmd_related(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .search import search
+    from .search import Passage, more_like, search
 
+    problem = search_usage_problem(args)
+    if problem:
+        print(f"ideaweave: search: {problem}", file=sys.stderr)
+        return 2
+    # Standard input is read only when asked for with '-': a script or a service whose standard input is
+    # merely not a terminal must not have its query taken from it.
+    text = sys.stdin.read() if args.query == "-" else None
+    if text is not None and not text.strip():
+        print("ideaweave: search -: standard input held no passage to search by", file=sys.stderr)
+        return 2
     app = open_indexed_app(args)
-    hits = search(app.store, app.embedder, args.query, k=args.k, include_private=args.include_private)
-    lines = [f"{h.score:.4f}  {h.path}{'#' + h.heading if h.heading else ''}\n        {h.passage[:120]}" for h in hits]
-    emit(args, {"query": args.query, "results": [h.as_json() for h in hits]}, "\n".join(lines) or "no results")
+    source, _, heading = (args.source or "").partition("#")
+    source = vault_relative(app, source) if source else None
+    if text is not None:
+        passage = Passage(text, source)
+    elif source is not None:
+        passage = note_passage_or_error(app, source, heading)
+    else:
+        passage = None
+    if passage is None:
+        hits = search(app.store, app.embedder, args.query, k=args.k, include_private=args.include_private)
+    else:
+        hits = more_like(app.store, app.embedder, passage, k=args.k, include_private=args.include_private)
+    lines = [f"{h.score:6.2f}  {h.path}{'#' + h.heading if h.heading else ''}  ({h.why})\n        {h.passage[:120]}"
+             for h in hits]
+    shown = args.query if passage is None else passage.text
+    emit(args, {"query": shown, "results": [h.as_json() for h in hits]}, "\n".join(lines) or "no results")
     app.close()
     return 0
+
+
+def search_usage_problem(args: argparse.Namespace) -> str | None:
+    if args.query is None and args.source is None:
+        return "give a query, '-' to search by a passage on standard input, or --from NOTE[#Heading]"
+    if args.query not in (None, "-") and args.source is not None:
+        return ("give a query or --from NOTE[#Heading], not both ('-' with --from NOTE searches by the passage on "
+                "standard input and leaves NOTE out)")
+    return None
+
+
+def note_passage_or_error(app: App, path: str, heading: str):
+    from .search import note_passage
+
+    passage = note_passage(app.store, path, heading or None)
+    if passage is None:
+        raise VaultError(f"{path}: no heading '{heading}' in the note" if heading
+                         else f"{path}: the note has no indexed text (empty, or a template)")
+    return passage
 
 
 def cmd_novelty(args: argparse.Namespace) -> int:
@@ -487,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
 
     p = command("search", cmd_search, "the notes a question or problem is about, each with its best passage and why")
-    p.add_argument("query")
+    p.add_argument("query", nargs="?", help="a question or problem; '-': search by the passage on standard input")
+    p.add_argument("--from", dest="source", metavar="NOTE[#Heading]",
+                   help="more like this: search by a note or one of its sections; that note is left out")
     p.add_argument("-k", type=int, default=20)
     p.add_argument("--include-private", action="store_true")
     p.add_argument("--no-index", action="store_true")

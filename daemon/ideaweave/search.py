@@ -5,6 +5,10 @@ Notes are scored, not chunks. Candidates come from the nearest sections (vectors
 its opening section, keyword relevance and whether the query names its title. The components are
 standardised over the candidates and added with weights, as `related` fuses its evidence; each hit
 carries its best passage, the heading it sits under, and why it was found.
+
+"More like this passage" goes through the same scorer: the passage (a selection, or a note's section)
+stands in for the query, its most frequent content words for the query's keywords, and the note it
+comes from is left out of the answer.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import numpy as np
 from .chunking import passage as chunk_passage
 from .corpus import STOPWORDS, normalise_title
 from .embedding import Embedder
+from .relate import keywords as content_words
 from .relate import zscore
 from .store import Store
 from .vectors import row_norms
 
-# Nearest sections and keyword hits fetched to find candidates.
-POOL = 200
+# Nearest sections and keyword hits fetched to find candidates. 100 rather than 200: every candidate's
+# sections are read and scored, and on the search ablation the notes found first come from well inside
+# the first 100 (MRR@10 0.733 with 200, 0.732 with 100, 0.731 with 50), at half the reading.
+POOL = 100
 # Measured on the search ablation (bench/RESULTS.md): the best section and the opening of a note carry most
 # of the signal, keywords break the ties that meaning alone leaves. The whole-note vector and a named
 # title add little on the benchmark vault (an encyclopedia, whose notes open with their definition) but
@@ -31,6 +38,11 @@ SEARCH_WEIGHTS = {"section": 1.0, "lead": 0.75, "note": 0.25, "keywords": 0.5, "
 # Words that make a question or a request, not its subject ("what is", "how do I").
 _QUESTION_WORDS = frozenset("what whats which who whom whose why how when where does do did is are was were can could "
                             "should would will i me my we our you your the a an of about explain tell find notes note".split())
+# Nor does the keyword search match stopwords: their weight in BM25 is next to nothing, but FTS5 scores
+# every section that holds one, and a stopword is in nearly all of them. Measured on the search
+# ablation's 200 queries: MRR@10 0.736 -> 0.733 (one query); at 10,000 notes the keyword query's p95
+# fell by half or more (bench/RESULTS.md).
+_NOT_SUBJECT = _QUESTION_WORDS | STOPWORDS
 
 
 @dataclass(frozen=True)
@@ -68,63 +80,118 @@ class NoteEvidence:
         return [self.paths[i] for i in order]
 
 
+@dataclass(frozen=True)
+class Query:
+    """What the note scorer searches for: a vector, the words keywords must match, and notes left out."""
+
+    text: str  # a question, or a passage
+    vector: np.ndarray
+    words: str  # what FTS5 matches
+    match_any: bool = False  # any word of `words` (a passage's content words), not all of them
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Passage:
+    """"More like this": text to search by, and the note it comes from (never part of the answer)."""
+
+    text: str
+    source: str | None = None
+    heading: str | None = None
+    # A note's sections as the index already holds them: searched by the mean of their vectors, which
+    # covers the whole section where embedding its text would cut it at the model's context.
+    vector_ids: tuple[int, ...] = ()
+
+
 def subject_words(query: str) -> str:
     """The query without the words that only make it a question: what the keyword search should match."""
     words = re.findall(r"[\w'-]+", query)
-    kept = [w for w in words if w.lower() not in _QUESTION_WORDS]
+    kept = [w for w in words if w.lower().strip("'-") not in _NOT_SUBJECT]
     return " ".join(kept or words)
 
 
-def note_components(store: Store, embedder: Embedder, query: str, include_private: bool = False) -> NoteEvidence | None:
-    """Evidence for the notes that the query's nearest sections or its keywords point at."""
+def question_query(embedder: Embedder, query: str) -> Query | None:
+    """A typed question or problem: its meaning, and its subject words, every one of which keywords must match."""
     query = query.strip()
     if not query:
         return None
-    q = embedder.embed([query])[0]
+    return Query(query, embedder.embed([query])[0], subject_words(query))
+
+
+def passage_query(store: Store, embedder: Embedder, passage: Passage) -> Query | None:
+    """A passage: its meaning, and its most frequent content words, any of which may match (a passage's
+    words are too many for every one to be in one note)."""
+    text = passage.text.strip()
+    if not text:
+        return None
+    if passage.vector_ids:
+        vectors = store.gather_vectors(list(passage.vector_ids))
+        vector = (vectors / np.maximum(row_norms(vectors), 1e-9)[:, None]).mean(axis=0)
+    else:
+        vector = embedder.embed([text])[0]
+    exclude = frozenset([passage.source]) if passage.source else frozenset()
+    return Query(text, vector, " ".join(content_words(text)), match_any=True, exclude=exclude)
+
+
+def note_components(store: Store, query: Query, include_private: bool = False) -> NoteEvidence | None:
+    """Evidence for the notes that the query's nearest sections or its keywords point at."""
+    q = query.vector
     _scores, vector_ids = store.search_vectors(q, POOL)
     nearest = store.chunks_for_vectors([int(v) for v in np.atleast_1d(vector_ids) if v >= 0])
-    keywords = store.fts_search(subject_words(query), POOL) or store.fts_search(subject_words(query), POOL, match_any=True)
-    candidates = {c.note_path for c in nearest} | {h.note_path for h in keywords}
-    notes = store.notes_at(candidates)
-    paths = sorted(p for p, n in notes.items() if not n.is_template and (include_private or not n.private))
+    keywords = store.fts_search(query.words, POOL, match_any=query.match_any)
+    if not keywords and not query.match_any:
+        keywords = store.fts_search(query.words, POOL, match_any=True)
+    candidates = ({c.note_path for c in nearest} | {h.note_path for h in keywords}) - query.exclude
+    # (title, is_template, private, aliases): what scoring needs, without parsing every frontmatter.
+    flags = store.note_flags(only=candidates)
+    paths = sorted(p for p, (_t, template, private, _a) in flags.items() if not template and (include_private or not private))
     if not paths:
         return None
     index = {p: i for i, p in enumerate(paths)}
-    section, best_chunk, lead = _section_evidence(store, q, paths, index)
-    note_paths, note_vectors, _mean = store.note_means(only=paths)
-    whole = np.full(len(paths), -1.0)
-    for path, vector in zip(note_paths, note_vectors):
-        whole[index[path]] = float(vector @ q / max(float(np.linalg.norm(q)), 1e-9))
+    section, best_chunk, lead, whole = _section_evidence(store, q, paths, index)
     keyword = np.zeros(len(paths))
     for hit in keywords:
         if hit.note_path in index:
             keyword[index[hit.note_path]] = max(keyword[index[hit.note_path]], hit.score)
-    titles = [notes[p].title for p in paths]
-    named = np.array([_names_title(query, t) for t in titles], dtype=float)
+    titles = [flags[p][0] for p in paths]
+    named = np.array([_names_title(query.text, t) for t in titles], dtype=float)
     parts = {"section": section, "note": whole, "lead": lead, "keywords": keyword, "title": named}
     return NoteEvidence(paths, titles, parts, best_chunk)
 
 
 def _section_evidence(store: Store, q: np.ndarray, paths: list[str], index: dict[str, int]):
-    """(best section cosine, its vector id, first section cosine) for each candidate, over all its sections."""
+    """For each candidate, over all its sections: the best section's cosine and vector id, the first
+    section's cosine, and the cosine of the note's mean section vector (the whole-note vector, as
+    `Store.note_means` makes it, from the vectors already gathered here)."""
     ordinals, note_ids, vector_ids = store.chunk_table(only=paths)
     path_of = store.note_path_by_id(only=paths)
-    vectors = store.gather_vectors(vector_ids) if len(vector_ids) else np.zeros((0, len(q)), np.float32)
-    sims = vectors @ (q / max(float(np.linalg.norm(q)), 1e-9)) / np.maximum(row_norms(vectors), 1e-9) if len(vectors) else np.zeros(0)
     best = np.full(len(paths), -1.0)
     best_vid = [-1] * len(paths)
     lead = np.full(len(paths), -1.0)
-    first_ordinal: dict[int, int] = {}
-    for ordinal, note_id, vid, sim in zip(ordinals.tolist(), note_ids.tolist(), vector_ids.tolist(), sims.tolist()):
-        i = index.get(path_of.get(note_id, ""))
-        if i is None:
-            continue
-        if sim > best[i]:
-            best[i], best_vid[i] = sim, vid
-        if ordinal <= first_ordinal.get(i, ordinal):
-            first_ordinal[i] = ordinal
-            lead[i] = sim
-    return best, best_vid, lead
+    whole = np.full(len(paths), -1.0)
+    if not len(vector_ids):
+        return best, best_vid, lead, whole
+    vectors = store.gather_vectors(vector_ids)
+    unit_q = q / max(float(np.linalg.norm(q)), 1e-9)
+    raw = vectors @ unit_q
+    sims = raw / np.maximum(row_norms(vectors), 1e-9)
+    # chunk_table orders chunks by note, then position: each note's chunks are one run, its first the lead.
+    starts = np.flatnonzero(np.r_[True, note_ids[1:] != note_ids[:-1]])
+    counts = np.diff(np.r_[starts, len(note_ids)])
+    rows = np.array([index.get(path_of.get(n, ""), -1) for n in note_ids[starts].tolist()], dtype=np.int64)
+    top = np.maximum.reduceat(sims, starts)
+    group = np.repeat(np.arange(len(starts)), counts)
+    _groups, first_top = np.unique(group[sims == top[group]], return_index=True)
+    top_at = np.flatnonzero(sims == top[group])[first_top]  # each note's first section with its best cosine
+    mean = np.add.reduceat(vectors, starts, axis=0) / counts[:, None]
+    note_cosine = np.add.reduceat(raw, starts) / counts / np.maximum(row_norms(mean), 1e-9)
+    known = rows >= 0
+    best[rows[known]] = sims[top_at[known]]
+    lead[rows[known]] = sims[starts[known]]
+    whole[rows[known]] = note_cosine[known]
+    for i, vid in zip(rows[known].tolist(), vector_ids[top_at[known]].tolist()):
+        best_vid[i] = vid
+    return best, best_vid, lead, whole
 
 
 def _names_title(query: str, title: str) -> bool:
@@ -138,7 +205,18 @@ def _names_title(query: str, title: str) -> bool:
 def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_private: bool = False,
            weights: dict[str, float] | None = None) -> list[SearchHit]:
     """The k notes most about `query`, best first, each with its best passage and why."""
-    evidence = note_components(store, embedder, query, include_private)
+    return ranked_hits(store, question_query(embedder, query), k, include_private, weights)
+
+
+def more_like(store: Store, embedder: Embedder, passage: Passage, k: int = 20,
+              include_private: bool = False) -> list[SearchHit]:
+    """The k other notes most about `passage` ("what else have I written about this?"), best first."""
+    return ranked_hits(store, passage_query(store, embedder, passage), k, include_private)
+
+
+def ranked_hits(store: Store, query: Query | None, k: int, include_private: bool = False,
+                weights: dict[str, float] | None = None) -> list[SearchHit]:
+    evidence = note_components(store, query, include_private) if query is not None else None
     if evidence is None:
         return []
     total = evidence.fused(weights or SEARCH_WEIGHTS)
@@ -154,6 +232,32 @@ def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_pr
         passage = chunk_passage(chunk.text, chunk.heading_path) if chunk else ""
         hits.append(SearchHit(path, evidence.titles[i], float(total[i]), heading, passage, _why(evidence, i, heading)))
     return hits
+
+
+def note_passage(store: Store, path: str, heading: str | None = None) -> Passage | None:
+    """A note's text, or the section under `heading` (with its subsections), as a passage to search by.
+
+    `heading` is matched as Obsidian resolves [[Note#Heading]]: case and spacing aside; "A#B" names
+    heading B under heading A. None when the note is not indexed or has no such heading.
+    """
+    chunks = store.chunks_of(path)
+    if heading:
+        wanted = [_heading_key(h) for h in heading.split("#") if h.strip()]
+        chunks = [c for c in chunks if _contains_in_order([_heading_key(h) for h in c.heading_path], wanted)]
+    if not chunks:
+        return None
+    vector_ids = tuple(c.vector_id for c in chunks if c.vector_id is not None)
+    return Passage("\n\n".join(c.text for c in chunks), path, heading or None,
+                   vector_ids if len(vector_ids) == len(chunks) else ())
+
+
+def _heading_key(heading: str) -> str:
+    return " ".join(heading.split()).casefold()
+
+
+def _contains_in_order(path: list[str], wanted: list[str]) -> bool:
+    rest = iter(path)
+    return all(any(h == w for h in rest) for w in wanted)
 
 
 def _why(evidence: NoteEvidence, i: int, heading: str | None) -> str:

@@ -26,6 +26,11 @@ IVF_PROBES = 16
 IVF_TRAINING_ITERATIONS = 10
 IVF_SAMPLE_PER_LIST = 40
 
+# One OpenMP thread for faiss, as for llama.cpp (embedding.threads): a query scans too little to share,
+# and OpenMP's waiting threads spin, so a second thread on a busy 2-core laptop made one search of 39,000
+# vectors take 96 ms instead of 12 ms (bench/search_latency.py, 10,000 notes).
+faiss.omp_set_num_threads(1)
+
 
 class VectorIndex(Protocol):
     """Nearest-neighbour search over unit vectors, keyed by `vectors.id`."""

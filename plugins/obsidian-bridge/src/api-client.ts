@@ -1,7 +1,9 @@
 import {
 	DaemonStatus,
 	Feedback,
+	MAX_PASSAGE_CHARS,
 	MalformedResponse,
+	PassageSearch,
 	PendingWrite,
 	RelatedIdea,
 	SearchHit,
@@ -72,6 +74,14 @@ export class ApiClient {
 
 	async search(query: string, k: number): Promise<SearchHit[]> {
 		return parseSearch(await this.request("GET", `/search?q=${encodeURIComponent(query)}&k=${k}`));
+	}
+
+	/** Other notes about a passage, or about a note or one of its sections (never that note itself). */
+	async searchByPassage(request: PassageSearch, k: number): Promise<SearchHit[]> {
+		const body = { ...request, k };
+		// Cut by UTF-16 units, never inside a character (a lone surrogate is not text the daemon accepts).
+		if (body.passage !== undefined) body.passage = body.passage.slice(0, MAX_PASSAGE_CHARS).replace(/[\uD800-\uDBFF]$/, "");
+		return parseSearch(await this.request("POST", "/search", body));
 	}
 
 	async feedback(feedback: Feedback): Promise<void> {

@@ -46,7 +46,21 @@ export interface SearchHit {
 	score: number;
 	heading: string | null;
 	passage: string;
+	why: string;
 }
+
+/**
+ * What POST /search searches by: a passage (from `note`, which the answer leaves out), or a note
+ * itself, or its section under `heading`.
+ */
+export interface PassageSearch {
+	passage?: string;
+	note?: string;
+	heading?: string;
+}
+
+/** The daemon refuses longer passages; a longer selection is searched by its beginning. */
+export const MAX_PASSAGE_CHARS = 20_000;
 
 export interface PendingWrite {
 	id: string;
@@ -159,6 +173,7 @@ export function parseSearch(body: unknown): SearchHit[] {
 			score: count(hit.score),
 			heading: headingOf(hit.heading),
 			passage: text(hit.passage),
+			why: text(hit.why),
 		};
 	});
 }

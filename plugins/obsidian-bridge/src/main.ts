@@ -1,4 +1,4 @@
-import { Notice, Plugin, WorkspaceLeaf } from "obsidian";
+import { Editor, Notice, Plugin, WorkspaceLeaf } from "obsidian";
 import { ApiClient, FetchLike, asApiError, normalizeAddress } from "./api-client";
 import { DaemonPoller, Logger } from "./daemon-poller";
 import { DaemonState, statusBarText, statusBarTooltip } from "./daemon-state";
@@ -6,7 +6,7 @@ import { IdeaMapApi } from "./idea-map-api";
 import { DUPLICATES_VIEW_TYPE, DuplicatesView, IdeaMapHost, NoteTopicsView, TOPICS_VIEW_TYPE } from "./idea-map-views";
 import { RELATED_VIEW_TYPE, RelatedIdeasView, RelatedViewHost } from "./related-view";
 import { requestUrlFetch } from "./request-url-fetch";
-import { IdeaSearchModal } from "./search-modal";
+import { IdeaSearchModal, PassageResultsModal, passageRequest } from "./search-modal";
 import { BridgeSettingTab, BridgeSettings, DEFAULT_SETTINGS, SettingsHost, connectionTestResult, parseStoredData } from "./settings";
 import { Debounced, Timers, debounced, windowTimers } from "./timers";
 import { VaultFrontmatter } from "./vault-frontmatter";
@@ -151,7 +151,12 @@ export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHos
 		this.addCommand({
 			id: "search-ideas",
 			name: "Search notes by meaning",
-			callback: () => new IdeaSearchModal(this.app, this.api).open(),
+			callback: () => new IdeaSearchModal(this.app, this.api, this.environment.timers).open(),
+		});
+		this.addCommand({
+			id: "more-like-this",
+			name: "What else have I written about this?",
+			editorCheckCallback: (checking, editor, ctx) => this.moreLikeThis(checking, editor, ctx.file?.path ?? null),
 		});
 		this.addCommand({
 			id: "refresh-related-ideas",
@@ -168,6 +173,20 @@ export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHos
 			name: "Resume writing into notes",
 			checkCallback: (checking) => this.pauseCommand(checking, false),
 		});
+	}
+
+	/**
+	 * Other notes about the selection, or, with nothing selected, about the section the cursor is in
+	 * (the whole note above its first heading). The note itself is never among them.
+	 */
+	private moreLikeThis(checking: boolean, editor: Editor, note: string | null): boolean {
+		const selection = editor.getSelection();
+		const source = note?.endsWith(".md") ? note : null;
+		if (!selection.trim() && source === null) return false;
+		if (checking) return true;
+		const request = passageRequest(selection, source, () => editor.getValue().split("\n"), editor.getCursor().line);
+		new PassageResultsModal(this.app, this.api, request).open();
+		return true;
 	}
 
 	private pauseCommand(checking: boolean, pause: boolean): boolean {

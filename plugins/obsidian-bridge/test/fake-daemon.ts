@@ -4,7 +4,7 @@
 
 import type { FetchLike } from "../src/api-client";
 import type { RequestUrlParam, RequestUrlResponse } from "./obsidian-stub";
-import { READY_STATUS, RELATED_TO_CORRIGIBILITY, RelatedIdeaJson, SEARCH_HITS } from "./fixtures";
+import { NOTE_PATHS, PASSAGE_HITS, READY_STATUS, RELATED_TO_CORRIGIBILITY, RelatedIdeaJson, SEARCH_HITS } from "./fixtures";
 
 export interface RecordedRequest {
 	method: string;
@@ -29,6 +29,12 @@ export class FakeDaemon {
 	status: Record<string, unknown> = structuredClone(READY_STATUS);
 	related = new Map<string, RelatedIdeaJson[]>([["Corrigibility.md", structuredClone(RELATED_TO_CORRIGIBILITY)]]);
 	searchHits = structuredClone(SEARCH_HITS);
+	/** Answers for particular queries (any other query gets `searchHits`). */
+	searchAnswers = new Map<string, typeof SEARCH_HITS>();
+	passageHits = structuredClone(PASSAGE_HITS);
+	/** When true, GET /search waits in `heldSearches` until a test releases it (a slow answer). */
+	holdSearches = false;
+	readonly heldSearches: Array<{ q: string; release: () => void }> = [];
 	pending: WriteJson[] = [];
 	readonly acks: Array<{ id: string; applied: boolean; error: string | null }> = [];
 	readonly requests: RecordedRequest[] = [];
@@ -40,6 +46,11 @@ export class FakeDaemon {
 	onAck: (id: string) => void = () => {};
 
 	readonly fetch: FetchLike = async (url, init) => {
+		const parsed = new URL(url);
+		if (this.holdSearches && init.method === "GET" && parsed.pathname === "/search") {
+			const q = parsed.searchParams.get("q") ?? "";
+			await new Promise<void>((release) => this.heldSearches.push({ q, release }));
+		}
 		const answer = this.answer(url, init.method, init.headers, init.body);
 		return { status: answer.status, text: async () => JSON.stringify(answer.body) };
 	};
@@ -79,8 +90,12 @@ export class FakeDaemon {
 				if (!ideas) return { status: 404, body: { error: `unknown note: ${params.note}` } };
 				return ok({ note: params.note, related: ideas.slice(0, Number(params.k ?? 10)) });
 			}
-			case "GET /search":
-				return ok({ query: params.q, results: this.searchHits.slice(0, Number(params.k ?? 20)) });
+			case "GET /search": {
+				const hits = this.searchAnswers.get(params.q) ?? this.searchHits;
+				return ok({ query: params.q, results: hits.slice(0, Number(params.k ?? 20)) });
+			}
+			case "POST /search":
+				return this.searchByPassage(body);
 			case "POST /feedback":
 				return this.feedback(body);
 			case "GET /writes":
@@ -94,6 +109,15 @@ export class FakeDaemon {
 			default:
 				return { status: 404, body: { error: `no route ${method} ${path}` } };
 		}
+	}
+
+	private searchByPassage(body: { passage?: string; note?: string; heading?: string; k?: number }): Answer {
+		if (body.note !== undefined && !NOTE_PATHS.includes(body.note)) {
+			return { status: 404, body: { error: `note: no indexed note ${body.note}` } };
+		}
+		if (body.passage === undefined && body.note === undefined) return { status: 400, body: { error: "passage: missing" } };
+		const hits = this.passageHits.filter((hit) => hit.path !== body.note).slice(0, body.k ?? 20);
+		return ok({ query: body.passage ?? body.note, results: hits });
 	}
 
 	private feedback(body: { note: string; target: string; action: string }): Answer {

@@ -80,6 +80,7 @@ export const SEARCH_HITS = [
 		score: 0.81,
 		heading: "Off-switch game",
 		passage: "A robot uncertain about the human's utility defers to the off-switch, because the human knows more.",
+		why: "section 'Off-switch game' matches; shares keywords",
 	},
 	{
 		path: "Corrigibility.md",
@@ -87,6 +88,20 @@ export const SEARCH_HITS = [
 		score: 0.77,
 		heading: null,
 		passage: "A corrigible agent lets its principals correct it, retrain it or switch it off without resistance.",
+		why: "its text matches",
+	},
+];
+
+/** What the fake daemon finds for any passage (less the note the passage comes from). */
+export const PASSAGE_HITS = [
+	...SEARCH_HITS,
+	{
+		path: "Alignment/Reward hacking.md",
+		title: "Reward hacking",
+		score: 0.52,
+		heading: "Examples",
+		passage: "A boat-racing agent circles a lagoon collecting targets instead of finishing the race.",
+		why: "section 'Examples' matches",
 	},
 ];
 

@@ -234,11 +234,28 @@ export interface PluginManifest {
 	isDesktopOnly?: boolean;
 }
 
+export interface EditorPosition {
+	line: number;
+	ch: number;
+}
+
+/** The part of the editor the plugin reads: its text, the selection and the cursor. */
+export abstract class Editor {
+	abstract getValue(): string;
+	abstract getSelection(): string;
+	abstract getCursor(side?: "from" | "to" | "head" | "anchor"): EditorPosition;
+}
+
+export interface MarkdownFileInfo {
+	file: TFile | null;
+}
+
 export interface Command {
 	id: string;
 	name: string;
 	callback?: () => unknown;
 	checkCallback?: (checking: boolean) => boolean | void;
+	editorCheckCallback?: (checking: boolean, editor: Editor, ctx: MarkdownFileInfo) => boolean | void;
 }
 
 export interface HoverLinkSource {

@@ -1,6 +1,7 @@
 // Starts the real plugin against the fake app, the fake daemon and hand-driven timers.
 
 import { Window } from "happy-dom";
+import type { FetchLike } from "../src/api-client";
 import IdeaweaveBridgePlugin from "../src/main";
 import { DEFAULT_SETTINGS } from "../src/settings";
 import { FakeApp, createFakeApp } from "./fake-app";
@@ -25,6 +26,8 @@ export interface HarnessOptions {
 	pluginData?: unknown;
 	/** The plugin class to start: the one built from src/ unless a test loads another build (the release zip's). */
 	pluginClass?: typeof IdeaweaveBridgePlugin;
+	/** How the plugin reaches a daemon, when not through the fake (a real daemon: the global fetch). */
+	fetch?: FetchLike;
 }
 
 export async function startPlugin(options: HarnessOptions = {}): Promise<Harness> {
@@ -39,7 +42,7 @@ export async function startPlugin(options: HarnessOptions = {}): Promise<Harness
 	const timers = new ManualTimers();
 	const warnings: string[] = [];
 	const plugin = new (options.pluginClass ?? IdeaweaveBridgePlugin)(fake.app, MANIFEST);
-	plugin.environment = { fetch: daemon.fetch, timers, log: { warn: (message) => warnings.push(message) } };
+	plugin.environment = { fetch: options.fetch ?? daemon.fetch, timers, log: { warn: (message) => warnings.push(message) } };
 	await plugin.onload();
 	fake.workspace.finishLayout();
 	await settle();

@@ -4,6 +4,7 @@ import { FakeDaemon } from "./fake-daemon";
 import { ACTIVE_NOTE } from "./fixtures";
 import { settle } from "./manual-timers";
 import { Harness, MANIFEST, click, startPlugin, statusBarText, texts } from "./plugin-harness";
+import { TYPING_PAUSE_MS } from "../src/search-modal";
 
 function runCommand(h: Harness, id: string): void {
 	const command = h.plugin.commands.get(id);
@@ -27,6 +28,7 @@ describe("search command", () => {
 		runCommand(h, "search-ideas");
 		const modal = h.app.modalLayerEl;
 		await type(modal.querySelector("input")!, "off switch");
+		await h.timers.advance(TYPING_PAUSE_MS);
 
 		assert.deepEqual(texts(modal, ".suggestion-item .ideaweave-idea-title"), ["Shutdown problem", "Corrigibility"]);
 		assert.deepEqual(texts(modal, ".suggestion-item .ideaweave-score"), ["0.81", "0.77"]);
@@ -45,6 +47,7 @@ describe("search command", () => {
 		h = await startPlugin({ daemon });
 		runCommand(h, "search-ideas");
 		await type(h.app.modalLayerEl.querySelector("input")!, "reward hacking");
+		await h.timers.advance(TYPING_PAUSE_MS);
 
 		assert.match(texts(h.app.modalLayerEl, ".suggestion-empty")[0], /daemon is not running.*ideaweave watch/);
 	});
