@@ -35,7 +35,8 @@ install: $(INSTALLED)
 models: $(INSTALLED)
 	@$(BIN)/python models/build.py
 
-test: test-python test-plugin
+# The plugin first: a Python test runs the plugin's own test against the real API, with its node modules.
+test: test-plugin test-python
 
 test-python: install models
 	$(BIN)/python -m pytest $(ARGS)

@@ -16,6 +16,7 @@ import { ACTIVE_NOTE } from "./fixtures";
 import { settle } from "./manual-timers";
 import * as obsidian from "./obsidian-stub";
 import { Harness, openRelatedView, startPlugin, statusBarText, texts } from "./plugin-harness";
+import { TYPING_PAUSE_MS } from "../src/search-modal";
 
 const PLUGIN_DIR = join(__dirname, "..");
 const RELEASE_FILES = ["main.js", "manifest.json", "styles.css", "versions.json"];
@@ -119,6 +120,7 @@ describe("release zip", () => {
 		const input = h.app.modalLayerEl.querySelector("input")!;
 		input.value = "off switch";
 		input.dispatchEvent(new input.ownerDocument.defaultView!.Event("input"));
+		await h.timers.advance(TYPING_PAUSE_MS); // search as you type asks once typing pauses
 		await settle();
 		assert.ok(h.app.modalLayerEl.querySelectorAll(".suggestion-item").length > 0, "search shows results");
 
