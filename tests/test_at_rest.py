@@ -6,6 +6,7 @@ index.encrypt = "all" for every note. Real model, real SQLite, the real daemon o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import stat
@@ -14,7 +15,7 @@ from pathlib import Path
 import keyring
 import numpy as np
 import pytest
-from ideaweave import config
+from ideaweave import config, schemas
 from ideaweave.app import App
 from ideaweave.cli import main as cli_main
 from ideaweave.corpus import Corpus
@@ -23,6 +24,7 @@ from ideaweave.sealing import HIDDEN_PREFIX, PASSPHRASE_ENV, SEALED_PREFIX, Keyc
 from ideaweave.search import search
 from ideaweave.store import ChunkRecord, NoteRecord, Store
 
+from test_cli_contract import valid
 from test_watch import NOTES, eventually, meta, running_daemon, settle, write_vault
 
 PASSPHRASE = "a passphrase for the secure notes"
@@ -256,7 +258,15 @@ def test_unlock_lock_and_a_wrong_passphrase_at_the_command_line(tmp_path, monkey
     assert cli_main(["unlock", *args]) != 0
     assert "wrong passphrase" in capsys.readouterr().err
     monkeypatch.setenv(PASSPHRASE_ENV, "first")
-    assert cli_main(["unlock", *args]) == 0 and keys[0].exists()
+    capsys.readouterr()
+    assert cli_main(["unlock", *args, "--json"]) == 0 and keys[0].exists()
+    valid(schemas.UNLOCK_REPORT, json.loads(capsys.readouterr().out))
+    assert cli_main(["status", *args, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    valid(schemas.STATUS_REPORT, status)
+    assert status["sealing"]["unlocked"] and status["sealing"]["locked_notes"] == 0
+    assert cli_main(["lock", *args, "--json"]) == 0
+    valid(schemas.LOCK_REPORT, json.loads(capsys.readouterr().out))
 
 
 # ------------------------------------------------------------------ the store's part
@@ -344,3 +354,46 @@ def test_a_store_without_its_key_shows_no_secure_note_and_refuses_to_store_one(t
     assert len(vector_ids) == 1 and locked.gather_vectors(vector_ids).shape == (1, 4)
     assert [p for p in Corpus(locked).paths] == ["public.md"]
     locked.close()
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def test_doctor_says_where_the_state_is_and_finds_a_private_notes_words_in_it(tmp_path, embedder):
+    from ideaweave.doctor import _at_rest_check, secrets_of
+
+    vault = make_vault(tmp_path / "vault")
+    app = app_for(vault, tmp_path, embedder)
+    app.indexer.run()
+    app.close()
+    state, env = tmp_path / "state", env_for(tmp_path)
+    check = _at_rest_check(vault.resolve(), app.settings, state, env)
+    assert check["ok"] and check["private_notes"] == 2 and check["path"] == str(state)
+    assert check["key_store"] == "passphrase" and check["plaintext"] == []
+    (state / "copied-by-an-older-version.txt").write_text("the Zyxomorphic draft", encoding="utf-8")
+    check = _at_rest_check(vault.resolve(), app.settings, state, env)
+    assert not check["ok"] and check["plaintext"] == [{"note": BY_FOLDER, "file": "copied-by-an-older-version.txt"}]
+    assert "forget" in check["problem"]
+    # The secrets are the private notes' titles and the long words no public note uses.
+    secrets = secrets_of([("a.md", "shared vocabulary everywhere", False),
+                          ("Secret plan.md", "shared vocabulary hushhushword", True)])
+    assert secrets == {"Secret plan.md": {"secret plan", "hushhushword"}}
+
+
+def test_a_private_note_that_is_skipped_or_fails_is_remembered_by_its_pseudonym(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {
+        "Public.md": "# Public\n\nCompost and watering.\n",
+        "Private/Oversized quasar memo.md": "# Memo\n\n" + "quasar words " * 400,
+        "Private/Broken gryphon note.md": "# Broken\n\nA note made to fail while it is chunked.\n",
+    })
+    app = app_for(vault, tmp_path, embedder, **{"index.max_note_bytes": 2000,
+                                               "debug.fail": ["chunk:Private/Broken gryphon note.md"]})
+    report = app.indexer.run()
+    assert [p for p, _ in report.skipped] == ["Private/Oversized quasar memo.md"]
+    assert [f.path for f in report.failed] == ["Private/Broken gryphon note.md"]
+    assert [p for p, _, _ in app.store.problems()] == ["Private/Broken gryphon note.md"]
+    assert app.indexer.run().read == 0  # neither is read again until it changes
+    app.close()
+    data = b"".join(every_byte(tmp_path / "state").values()).lower()
+    for secret in (b"oversized", b"quasar", b"gryphon"):
+        assert secret not in data, secret

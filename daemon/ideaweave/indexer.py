@@ -17,7 +17,7 @@ from .chunking import Chunk, chunk_note
 from .embedding import Embedder
 from .failures import INDEX_STAGES, NO_FAULTS, WARNING_STAGES, FaultPlan, NoteFailure, NoteGuard, is_about_the_note
 from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Store
-from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, link_names, split_wikilink
+from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, glob_matcher, link_names, split_wikilink
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,8 @@ class Indexer:
                 log.warning("%s: skipped: %s", f.path, note.reason)
                 if known is not None:
                     self.store.delete_notes([f.path])
-                self.store.set_skipped(f.path, note.reason, f.size, f.mtime_ns)
+                if self._may_name(f.path):
+                    self.store.set_skipped(f.path, note.reason, f.size, f.mtime_ns)
                 return
             self._stats[f.path] = (note.size, note.mtime_ns)
             if not self.store.accepts(note.private):
@@ -292,8 +293,15 @@ class Indexer:
         if failure.path in known:
             self.store.delete_notes([failure.path])
         size, mtime_ns = self._stats.get(failure.path, (None, None))
-        self.store.record_problem(failure.path, failure.stage, failure.reason, size, mtime_ns)
+        if self._may_name(failure.path):
+            self.store.record_problem(failure.path, failure.stage, failure.reason, size, mtime_ns)
         report.failed.append(failure)
+
+    def _may_name(self, path: str) -> bool:
+        """May the store remember something about `path` under that name? A note in a private folder (any
+        note, when every note is sealed) is remembered by its pseudonym; without the key, not at all."""
+        secure = self.store.seal_all or any(glob_matcher(p)(path) for p in self.scanner.rules.private_folders)
+        return not secure or self.store.hide_path(path)
 
     def _embed_missing(self) -> int:
         """Chunks stored without a vector (a model change, an interrupted run) get one now."""

@@ -337,6 +337,17 @@ class Store:
                     self._load_sealed_vectors()
             return self._veil.sealer
 
+    def hide_path(self, path: str) -> bool:
+        """Name `path` by its pseudonym from now on (a secure note the store has no row of yet, such as one
+        that failed or was skipped); False when there is no key to make one with."""
+        if path in self._veil.hidden:
+            return True
+        if self._writing_sealer() is None:
+            return False
+        with self._transaction() as db:
+            self._hide(db, path)
+        return True
+
     def is_hidden(self, path: str) -> bool:
         """Is the note at `path` kept sealed (its path a pseudonym in the database)?"""
         return path in self._veil.hidden
