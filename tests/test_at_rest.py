@@ -397,3 +397,27 @@ def test_a_private_note_that_is_skipped_or_fails_is_remembered_by_its_pseudonym(
     data = b"".join(every_byte(tmp_path / "state").values()).lower()
     for secret in (b"oversized", b"quasar", b"gryphon"):
         assert secret not in data, secret
+
+
+def test_changing_index_encrypt_reseals_the_notes_indexed_before(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
+    state = tmp_path / "state"
+    first = app_for(vault, tmp_path, embedder)
+    first.indexer.run()
+    assert search(first.store, first.embedder, "compost heap", k=3)
+    first.close()
+    assert b"compost heap" in b"".join(every_byte(state).values()).lower()
+
+    sealed = app_for(vault, tmp_path, embedder, **{"index.encrypt": "all"})
+    report = sealed.indexer.run()
+    assert report.embedded_chunks == 0 and len(report.changed) == 4  # read again, nothing embedded again
+    assert sealed.store.fts_search("compost", 5) == [] and "Garden/Compost.md" in sealed.store.note_paths()
+    assert "compost heap" in " ".join(c.text for c in sealed.store.chunks_of("Garden/Compost.md")).lower()
+    sealed.close()
+    data = b"".join(every_byte(state).values()).lower()
+    assert b"compost heap" not in data and b"garden/compost" not in data
+
+    plain = app_for(vault, tmp_path, embedder)
+    plain.indexer.run()
+    assert plain.store.fts_search("compost", 5) and not sealed_vector_rows(state)
+    plain.close()

@@ -212,6 +212,7 @@ class Store:
             store = cls(connection, state_dir, dim, model_id, keychain, seal_all)
             store._adopt_model()
             store._adopt_key(keychain.current() if keychain else None)
+            store._mark_for_resealing()
             store._load_vectors()
         except BaseException:
             connection.close()
@@ -306,12 +307,38 @@ class Store:
             self._veil.locked_rows = bool(hidden or sealed_notes)
             self.locked_notes = sealed_notes
             return
+        opened = {}
         for pseudonym, sealed_path in hidden:
             try:
-                self._veil.add(sealer.open_text(sealed_path), pseudonym)
+                opened[sealer.open_text(sealed_path)] = pseudonym
             except SealingError:
                 log.warning("a secure note's path does not open with this key; it stays hidden")
                 self._veil.locked_rows = True
+        stored = self.note_paths_as_stored() if opened else []
+        if len(stored) > sealed_notes:
+            # Indexed again in plain while the key was away (it stopped being secure): that row wins.
+            plain = set(stored) & set(opened)
+            if plain:
+                with self._transaction():
+                    for path in plain:
+                        self._raw.execute("DELETE FROM notes WHERE path = ?", (opened[path],))
+        for path, pseudonym in opened.items():
+            self._veil.add(path, pseudonym)
+
+    def note_paths_as_stored(self) -> list[str]:
+        """Every note's path column as it is, pseudonyms included."""
+        with self._lock:
+            return [row[0] for row in self._raw.execute("SELECT path FROM notes")]
+
+    def _mark_for_resealing(self) -> None:
+        """Notes sealed otherwise than the settings now ask (index.encrypt changed, a flag was set while
+        locked) get no size and no content hash: the next scan reads them again and stores them as asked."""
+        mismatch = "sealed != (private OR ?) AND content_hash != ''"
+        with self._lock:
+            if not self._raw.execute(f"SELECT 1 FROM notes WHERE {mismatch} LIMIT 1", (int(self.seal_all),)).fetchone():
+                return
+        with self._transaction():
+            self._raw.execute(f"UPDATE notes SET content_hash = '', size = -1 WHERE {mismatch}", (int(self.seal_all),))
 
     @property
     def unlocked(self) -> bool:
