@@ -421,3 +421,25 @@ def test_changing_index_encrypt_reseals_the_notes_indexed_before(tmp_path, embed
     plain.indexer.run()
     assert plain.store.fts_search("compost", 5) and not sealed_vector_rows(state)
     plain.close()
+
+
+def test_the_watch_ledger_names_secure_notes_by_their_pseudonyms(tmp_path):
+    from ideaweave.watch import SyncLedger
+
+    state = tmp_path / "state"
+    store = sealed_store(state, tmp_path)
+    store.replace_note(record("Private/Quasar plan.md", True), [], [], [])
+    ledger = SyncLedger(state / "watch-ledger.json", "f", hide=store.pseudonym, show=store.real_path)
+    ledger.close({"Private/Quasar plan.md", "public.md"})
+    text = (state / "watch-ledger.json").read_text()
+    assert "quasar" not in text.lower() and "public.md" in text
+    assert stat.S_IMODE((state / "watch-ledger.json").stat().st_mode) == 0o600
+    assert sorted(ledger.take()) == ["Private/Quasar plan.md", "public.md"]
+    store.close()
+    # A process without the key cannot name the secure note: it syncs every note instead.
+    ledger.close({"Private/Quasar plan.md"})
+    lock_out(tmp_path)
+    place = KeyPlace(state, "test-entry", tmp_path / "runtime", "passphrase")
+    locked = Store.open(state, 4, "m", Keychain(place, {}))
+    assert SyncLedger(state / "watch-ledger.json", "f", hide=locked.pseudonym, show=locked.real_path).take() is None
+    locked.close()

@@ -571,6 +571,9 @@ class Store:
                 db.execute("DELETE FROM tags WHERE note_id = ?", (old_id,))
             if sealed:
                 self._hide(db, note.path)
+                if self.seal_all:  # every link target is a secure note too: never written under its path
+                    for target in {link.target_path for link in links if link.target_path}:
+                        self._hide(db, target)
             else:
                 self._unhide(note.path)
             note_id = _upsert_note(db, note, seal, sealed)
