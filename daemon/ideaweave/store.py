@@ -182,7 +182,7 @@ class Store:
         self.locked_notes = 0  # secure notes indexed but unreadable without the key
         self._sealed_vectors: VectorIndex = FlatIndex.empty(dim)  # memory only: never saved
         self._sealed_ids: set[int] = set()
-        self._scrub = False  # plaintext was replaced by sealed rows: checkpoint the WAL after the commit
+        self._scrub = False  # plaintext was replaced by sealed rows: checkpoint the WAL at the next flush
         self.state_dir = state_dir
         self.dim = dim
         self.model_id = model_id
@@ -251,9 +251,13 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _scrub_log(self) -> None:
+        """Plaintext was replaced by sealed rows: old page images in the write-ahead log may still hold it.
+        Done at flush() (once per indexing run), not per note: a checkpoint writes and syncs the database."""
+        with self._lock:
             if self._scrub:
                 self._scrub = False
-                # Old page images in the write-ahead log may still hold the plaintext just replaced.
                 self._raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
@@ -525,6 +529,7 @@ class Store:
         """Persist the faiss index if the vectors changed since it was last saved (and, with
         `min_interval`, if it was last saved at least that many seconds ago)."""
         with self._lock:
+            self._scrub_log()
             if time.monotonic() - self._saved_at < min_interval:
                 return
             meta = self._meta()
