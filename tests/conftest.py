@@ -41,3 +41,23 @@ def no_network():
     from ideaweave.privacy import install_socket_guard
 
     install_socket_guard()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sealing_passphrase(tmp_path_factory):
+    """Private notes are stored sealed, with a key this machine can only get from a passphrase (it has no
+    keyring): every test's app, and every CLI it runs, finds one, and leaves the unlocked key in a
+    runtime folder of the session's own. Tests of the locked state take these away."""
+    import os
+
+    from ideaweave.sealing import PASSPHRASE_ENV
+
+    saved = {name: os.environ.get(name) for name in (PASSPHRASE_ENV, "XDG_RUNTIME_DIR")}
+    os.environ[PASSPHRASE_ENV] = "correct horse battery staple"
+    os.environ["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -108,3 +108,32 @@ def test_a_store_from_a_newer_version_is_refused(state_dir: Path):
     connection.close()
     with pytest.raises(StoreError, match="newer ideaweave"):
         Store.open(state_dir, DIM, MODEL)
+
+
+def test_upgrading_an_index_of_version_3_drops_the_plaintext_of_its_private_notes(tmp_path: Path):
+    """Before migration 4, a private note's text, title and words were in the index in plain."""
+    database = tmp_path / "index.sqlite3"
+    connection = sqlite3.connect(database, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    migrate(connection, MIGRATIONS[:3])
+    for note_id, path, private in ((1, "Public note.md", 0), (2, "Private/Zyxomorphic secret.md", 1)):
+        connection.execute("INSERT INTO notes (id, path, title, size, mtime_ns, content_hash, private, indexed_at)"
+                           " VALUES (?, ?, ?, 1, 1, ?, ?, 0)", (note_id, path, Path(path).stem, f"c{note_id}", private))
+        words = "ordinary public compost words" if not private else "the quixotic vermiculite draft"
+        connection.execute("INSERT INTO chunks (id, note_id, ordinal, start_offset, end_offset, hash, text)"
+                           " VALUES (?, ?, 0, 0, 10, ?, ?)", (note_id, note_id, f"h{note_id}", words))
+        connection.execute("INSERT INTO chunk_search (rowid, title, heading, text) VALUES (?, ?, '', ?)",
+                           (note_id, Path(path).stem, words))
+    connection.execute("INSERT INTO summaries (content_hash, mode, summary) VALUES ('k', 'extractive', 'vermiculite')")
+    connection.close()
+    assert b"vermiculite" in database.read_bytes()  # (closing checkpointed the log into the file)
+
+    connection = open_database(database)
+    assert [row[0] for row in connection.execute("SELECT path FROM notes")] == ["Public note.md"]
+    assert connection.execute("SELECT rowid FROM chunk_search WHERE chunk_search MATCH 'compost'").fetchall() == [(1,)]
+    assert connection.execute("SELECT count(*) FROM summaries").fetchone()[0] == 0
+    connection.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file()).lower()
+    for secret in (b"vermiculite", b"quixotic", b"zyxomorphic"):
+        assert secret not in data, secret

@@ -500,9 +500,10 @@ def test_notes_keep_their_flags_and_frontmatter(store: Store):
     import datetime
 
     frontmatter = {"tags": ["x"], "created": datetime.date(2024, 5, 1), "nested": {"k": 1}}
-    store.replace_note(note("t.md", private=True, is_template=True, frontmatter=frontmatter), [], [], ["x"])
+    # (A private note's are kept sealed: tests/test_at_rest.py.)
+    store.replace_note(note("t.md", is_template=True, frontmatter=frontmatter), [], [], ["x"])
     stored = store.note("t.md")
-    assert stored.private and stored.is_template
+    assert not stored.private and stored.is_template
     assert stored.frontmatter == {"tags": ["x"], "created": "2024-05-01", "nested": {"k": 1}}
     assert stored_tags(store) == [("t.md", "x")]
     assert store.note("nope.md") is None

@@ -23,6 +23,7 @@ from .indexer import Indexer
 from .modelfiles import models_dir, require_model, resolve_model
 from .relate import Relater
 from .related import RelatedNotes
+from .sealing import Keychain, KeyPlace, runtime_dir_for
 from .store import Store
 from .vault import ScanRules, VaultScanner, find_vault_root
 from .writer import Keys
@@ -56,6 +57,12 @@ def state_dir_for(root: Path, settings: Settings, env: dict[str, str]) -> Path:
         return Path(settings.state_dir).expanduser()
     base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "ideaweave" / vault_id(root)
+
+
+def key_place(state_dir: Path, settings: Settings, env: dict[str, str]) -> KeyPlace:
+    """Where a vault's key is kept: named in the keyring after its state folder (one key per index)."""
+    entry = "index-" + hashlib.sha256(str(Path(state_dir).expanduser().resolve()).encode()).hexdigest()[:16]
+    return KeyPlace(Path(state_dir), entry, runtime_dir_for(env), settings.index.key_store)
 
 
 def scan_rules(settings: Settings) -> ScanRules:
@@ -119,11 +126,42 @@ class App:
             return self._embedder
 
     @property
+    def keychain(self) -> Keychain:
+        """Where the key of this vault's secure notes is kept (see sealing)."""
+        return self._once("keychain", lambda: Keychain(key_place(self.state_dir, self.settings, self.env), self.env))
+
+    @property
     def store(self) -> Store:
         with self._building:
             if self._store is None:
-                self._store = Store.open(self.state_dir, self.embedder.dim, self.embedder.model_id)
+                self._store = Store.open(self.state_dir, self.embedder.dim, self.embedder.model_id, self.keychain,
+                                         seal_all=self.settings.index.encrypt == "all")
+            if self._store.text_source is None:
+                self._store.text_source = self.chunk_texts
             return self._store
+
+    def chunk_texts(self, path: str) -> dict[str, str]:
+        """{chunk hash: text} of the note as it is now: what the store shows of a secure note's chunks,
+        whose text it does not keep."""
+        from .chunking import chunk_note
+        from .vault import Skipped
+
+        try:
+            stat = (self.root / path).stat()
+        except OSError:
+            return {}
+        cache = self._once("chunk_texts", dict)  # ranking asks for one note's passages many times
+        seen = cache.get(path)
+        if seen is not None and seen[0] == (stat.st_size, stat.st_mtime_ns):
+            return seen[1]
+        note = self.scanner.read(path)
+        if isinstance(note, Skipped):
+            return {}
+        texts = {c.hash: c.text for c in chunk_note(note, self.settings.embedding.max_tokens, self.embedder.count_tokens)}
+        if len(cache) >= 256:
+            cache.clear()
+        cache[path] = ((stat.st_size, stat.st_mtime_ns), texts)
+        return texts
 
     @property
     def indexer(self) -> Indexer:

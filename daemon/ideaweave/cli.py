@@ -18,7 +18,7 @@ from .app import App, resolve_vault
 from .config import Settings, example_toml, load_settings, replace
 from .calibrate import calibration_record, describe_weights
 from .duplicates import MIN_CLOSENESS
-from .errors import IdeaweaveError, VaultError
+from .errors import ConfigError, IdeaweaveError, VaultError
 from .failures import FAILURE_STAGES, WARNING_STAGES, NoteFailure
 from .privacy import enter_private_mode
 from .progress import ProgressBar
@@ -81,6 +81,8 @@ def cmd_index(args: argparse.Namespace) -> int:
              f"chunks in {report.seconds:.1f} s; {len(report.skipped)} skipped")
     for path, reason in report.skipped:
         human += f"\n  skipped {path}: {reason}"
+    if report.locked:
+        human += f"\n{_notes(len(report.locked))} not indexed: secure notes need their key ({app.keychain.state})"
     emit(args, data, human)
     app.close()
     return 0
@@ -190,6 +192,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "last_indexed": last, "index_bytes": app.store.size_on_disk(),
         "private_mode": app.settings.private_mode,
         "ranking": describe_weights(app.settings.relate.weights, calibration_record(app.store)),
+        "sealing": _sealing_status(app),
     }
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
@@ -197,6 +200,7 @@ def cmd_status(args: argparse.Namespace) -> int:
              "search     " + ("exact (every vector scanned)" if search["exact"] else
                              f"approximate: {search['clusters']} clusters, the {search['probed']} nearest scanned"),
              f"indexed    {_when(last)}", f"ranking    {data['ranking']}", f"private    {'on: nothing can reach the network' if data['private_mode'] else 'off'}",
+             f"sealed     {_sealing_line(data['sealing'])}",
              f"skipped    {len(data['skipped'])}"]
     human += [f"  {s['path']}: {s['reason']}" for s in data["skipped"]]
     human.append(f"not written {len(data['not_written'])}")
@@ -208,6 +212,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     emit(args, data, "\n".join(human))
     app.close()
     return 0
+
+
+def _sealing_status(app: App) -> dict:
+    """What the state folder keeps sealed, and whether this process holds the key."""
+    store = app.store
+    return {"encrypt": app.settings.index.encrypt, "unlocked": store.unlocked, "key": app.keychain.state,
+            "locked_notes": store.locked_notes}
+
+
+def _sealing_line(sealing: dict) -> str:
+    what = "every note" if sealing["encrypt"] == "all" else "private notes"
+    line = f"{what}; key {sealing['key']}"
+    if sealing["locked_notes"]:
+        line += f"; {_notes(sealing['locked_notes'])} not readable without it (treated as unindexed)"
+    return line
 
 
 def _notes(count: int) -> str:
@@ -301,12 +320,63 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_forget(args: argparse.Namespace) -> int:
     import shutil
 
+    from .sealing import forget_key
+
     app = open_app(args)
+    key_removed = forget_key(app.keychain.place)  # before the folder: sealing.json names the entry
     existed = app.state_dir.exists()
     if existed:
         shutil.rmtree(app.state_dir)
-    emit(args, {"vault": str(app.root), "state_dir": str(app.state_dir), "removed": existed},
-         f"removed {app.state_dir}" if existed else f"nothing to remove: {app.state_dir} does not exist")
+    human = f"removed {app.state_dir}" if existed else f"nothing to remove: {app.state_dir} does not exist"
+    emit(args, {"vault": str(app.root), "state_dir": str(app.state_dir), "removed": existed,
+                "keyring_entry_removed": key_removed},
+         human + ("; removed its key from the keyring" if key_removed else ""))
+    return 0
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Give this session the key of the vault's secure notes, from a passphrase (a new key on first use)."""
+    import getpass
+
+    from .sealing import PASSPHRASE_ENV, read_record, set_passphrase, unlock
+
+    app = open_app(args)
+    place = app.keychain.place
+    record = read_record(place)
+    if record is not None and record.get("store") == "keyring":
+        emit(args, {"state_dir": str(app.state_dir), "store": "keyring", "unlocked": False},
+             "this vault's key is in the keyring: nothing to unlock")
+        return 0
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if not passphrase:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"no terminal to ask for the passphrase: run `ideaweave unlock` in one, or set {PASSPHRASE_ENV}")
+        passphrase = getpass.getpass("passphrase for this vault's secure notes: ")
+        if record is None and getpass.getpass("the same passphrase again: ") != passphrase:
+            raise ConfigError("the two passphrases differ; nothing was changed")
+    if not passphrase:
+        raise ConfigError("an empty passphrase protects nothing; nothing was changed")
+    if record is None:
+        set_passphrase(place, passphrase)
+        how = "made a new key for this vault's secure notes, wrapped by the passphrase"
+    else:
+        unlock(place, passphrase)
+        how = "unlocked"
+    where = place.runtime_key
+    emit(args, {"state_dir": str(app.state_dir), "store": "passphrase", "unlocked": True,
+                "session_key": str(where) if where else None},
+         f"{how}; the key stays in {where.parent if where else 'this process'} until `ideaweave lock` or logout")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    """Take the passphrase's key away from this session again."""
+    from .sealing import lock
+
+    app = open_app(args)
+    removed = lock(app.keychain.place)
+    emit(args, {"state_dir": str(app.state_dir), "locked": removed},
+         "locked: the key is gone from this session" if removed else "nothing to lock")
     return 0
 
 
@@ -365,7 +435,6 @@ def _models_text(directory: Path, listings: list[dict]) -> str:
 
 
 def _models_build(args: argparse.Namespace, directory: Path, downloads: Path) -> int:
-    from .errors import ConfigError
     from .modelbuild.build import build_models
 
     if args.settings.private_mode:
@@ -569,7 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, text in (("status", cmd_status, "what the index holds"),
                              ("watch", cmd_watch, "the daemon: keep every note's related and summary current"),
-                             ("forget", cmd_forget, "remove every trace of this vault's index (the notes are untouched)"),
+                             ("forget", cmd_forget, "remove every trace of this vault's index and its key (the notes are untouched)"),
+                             ("unlock", cmd_unlock, "enter the passphrase that unlocks the index of secure notes (when no keyring is used)"),
+                             ("lock", cmd_lock, "forget the unlocked key in this session"),
                              ("doctor", cmd_doctor, "check models, llama.cpp, the state folder and the vault")):
         command(name, func, text)
 

@@ -50,6 +50,8 @@ class IndexSettings:
     template_folder: str = setting("", "Folder of note templates, never embedded; empty: the folder set in .obsidian/templates.json, if any.")
     private_folders: list[str] = setting([], "Glob patterns of private notes: indexed for themselves, but never named or quoted in other notes.")
     max_note_bytes: int = setting(2_000_000, "Notes larger than this are skipped and reported.")
+    encrypt: str = setting("private", "What the state folder keeps sealed: \"private\" (private notes: no text, sealed vectors and names) or \"all\" (every note; keyword search then finds nothing).")
+    key_store: str = setting("auto", "Where the key of sealed notes is kept: \"keyring\" (the system keyring), \"passphrase\" (`ideaweave unlock`), or \"auto\" (the keyring when one is usable).")
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"watch.observer must be \"auto\", \"native\" or \"polling\", not {settings.watch.observer!r}")
     if settings.relate.weights not in ("auto", "fixed"):
         raise ConfigError(f"relate.weights must be \"auto\" or \"fixed\", not {settings.relate.weights!r}")
+    if settings.index.encrypt not in ("private", "all"):
+        raise ConfigError(f"index.encrypt must be \"private\" or \"all\", not {settings.index.encrypt!r}")
+    if settings.index.key_store not in ("auto", "keyring", "passphrase"):
+        raise ConfigError(f"index.key_store must be \"auto\", \"keyring\" or \"passphrase\", not {settings.index.key_store!r}")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
     if not 1 <= settings.embedding.threads <= 256:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from . import __version__
-from .app import state_dir_for, resolve_vault
+from .app import key_place, scan_rules, state_dir_for, resolve_vault
 from .config import Settings
 from .errors import IdeaweaveError
 from .modelfiles import check_model, models_dir, resolve_model
+from .sealing import keyring_usable, read_record
+from .vault import Skipped, VaultScanner
+
+# Words this long or longer are distinctive enough that finding one of a private note's own in the
+# state folder means its text leaked (shorter ones turn up in binary data by chance).
+SECRET_WORD_CHARS = 8
+_WORD = re.compile(r"[^\W\d_]{%d,}" % SECRET_WORD_CHARS)
 
 
 def _model_check(name: str, path: Path, needed: bool) -> dict:
@@ -40,10 +49,63 @@ def _state_check(state_dir: Path) -> dict:
         return entry
     mode = stat.S_IMODE(state_dir.stat().st_mode)
     entry["mode"] = oct(mode)
-    if mode & 0o077:
-        entry.update(ok=False, problem=f"{state_dir}: readable by other users (mode {oct(mode)}); run chmod 700 on it")
+    loose = [str(p) for p in [state_dir, *state_dir.rglob("*")] if stat.S_IMODE(p.lstat().st_mode) & 0o077]
+    if loose:
+        entry.update(ok=False, problem=f"readable by other users: {', '.join(loose[:3])}; run chmod -R go= {state_dir}")
     elif not os.access(state_dir, os.W_OK):
         entry.update(ok=False, problem=f"{state_dir}: not writable")
+    return entry
+
+
+def secrets_of(notes: Iterable[tuple[str, str, bool]]) -> dict[str, set[str]]:
+    """For each private note (of (path, text, private) triples): its title and the long words only
+    private notes use, lower case: what must not be found in the state folder."""
+    notes = list(notes)
+    public_words = {w for _, text, private in notes if not private for w in _WORD.findall(text.lower())}
+    return {path: {Path(path).stem.lower()} | (set(_WORD.findall(text.lower())) - public_words)
+            for path, text, private in notes if private}
+
+
+def plaintext_found(files: Mapping[str, bytes], secrets: Mapping[str, set[str]]) -> list[tuple[str, str]]:
+    """(private note, state file) for every state file that holds one of that note's secrets."""
+    found = []
+    lowered = {name: data.lower() for name, data in files.items()}
+    for path, words in sorted(secrets.items()):
+        needles = [w.encode("utf-8") for w in words if w]
+        for name, data in sorted(lowered.items()):
+            if any(needle in data for needle in needles):
+                found.append((path, name))
+    return found
+
+
+def _at_rest_check(root: Path, settings: Settings, state_dir: Path, env: dict[str, str]) -> dict:
+    """Where the index is, how its secure notes are kept, and whether any private note's words are in it."""
+    record = read_record(key_place(state_dir, settings, env)) or {}
+    entry = {"name": "private notes at rest", "path": str(state_dir), "ok": True, "problem": None,
+             "encrypt": settings.index.encrypt, "key_store": record.get("store") or settings.index.key_store,
+             "keyring_usable": keyring_usable(), "private_notes": 0, "plaintext": []}
+    scanner = VaultScanner(root, scan_rules(settings))
+    notes = []
+    for f in scanner.scan():
+        note = scanner.read(f.path)
+        if not isinstance(note, Skipped):
+            notes.append((f.path, note.text, note.private or settings.index.encrypt == "all"))
+    secrets = secrets_of(notes)
+    entry["private_notes"] = len(secrets)
+    how = f"index.encrypt = {settings.index.encrypt!r}, key kept by {entry['key_store']}"
+    if not state_dir.exists():
+        entry["note"] = f"{how}; {len(secrets)} secure notes; no index yet"
+        return entry
+    files = {str(p.relative_to(state_dir)): p.read_bytes() for p in sorted(state_dir.rglob("*")) if p.is_file()}
+    found = plaintext_found(files, secrets)
+    entry["plaintext"] = [{"note": note, "file": name} for note, name in found]
+    if found:
+        note, name = found[0]
+        entry.update(ok=False, problem=f"{len(found)} plaintext traces of private notes in the index (first: {note} "
+                                       f"in {name}); run `ideaweave forget`, then index again")
+    else:
+        entry["note"] = (f"{how}; {len(secrets)} secure notes; none of their titles or words is in the state folder "
+                         f"({len(files)} files scanned)")
     return entry
 
 
@@ -60,7 +122,9 @@ def diagnose(settings: Settings, cli_vault: str | None, cwd: Path, env: dict[str
         notes = sum(1 for _ in root.rglob("*.md"))
         checks.append({"name": "vault", "path": str(root), "ok": True, "markdown_files": notes, "problem": None,
                        "obsidian": (root / ".obsidian").is_dir()})
-        checks.append(_state_check(state_dir_for(root, settings, env)))
+        state_dir = state_dir_for(root, settings, env)
+        checks.append(_state_check(state_dir))
+        checks.append(_at_rest_check(root, settings, state_dir, env))
     except IdeaweaveError as exc:
         checks.append({"name": "vault", "ok": False, "problem": str(exc)})
     return {"ok": all(c["ok"] for c in checks), "version": __version__, "private_mode": settings.private_mode,

@@ -17,7 +17,7 @@ from .chunking import Chunk, chunk_note
 from .embedding import Embedder
 from .failures import INDEX_STAGES, NO_FAULTS, WARNING_STAGES, FaultPlan, NoteFailure, NoteGuard, is_about_the_note
 from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Store
-from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, link_names, split_wikilink
+from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, glob_matcher, link_names, split_wikilink
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     relinked: list[str] = field(default_factory=list)  # notes whose links now point elsewhere
     failed: list[NoteFailure] = field(default_factory=list)  # notes this run could not index
+    locked: list[str] = field(default_factory=list)  # secure notes left unindexed: their key is not at hand
 
     def as_json(self) -> dict:
         return {
@@ -57,7 +58,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3), "read": self.read, "changed": self.changed,
             "deleted": self.deleted, "renamed": [list(pair) for pair in self.renamed],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-            "failed": [f.as_json() for f in self.failed],
+            "failed": [f.as_json() for f in self.failed], "locked": len(self.locked),
         }
 
 
@@ -188,8 +189,9 @@ class Indexer:
         if full:
             report.embedded_chunks += self._embed_missing()
         appeared = {f.path for f in plan.to_read if f.path not in known}
-        if plan.deleted or appeared:
-            names = {LinkResolver.name_of_path(p) for p in set(plan.deleted) | appeared}
+        if plan.deleted or appeared or report.locked:
+            # A locked secure note is no link target: a link to it must not name its path here.
+            names = {LinkResolver.name_of_path(p) for p in set(plan.deleted) | appeared | set(report.locked)}
             report.relinked = self._reresolve_links(names, skip=set(report.changed))
         if report.renamed and self.related_key:
             self._follow_renames(report.renamed)
@@ -212,9 +214,18 @@ class Indexer:
                 log.warning("%s: skipped: %s", f.path, note.reason)
                 if known is not None:
                     self.store.delete_notes([f.path])
-                self.store.set_skipped(f.path, note.reason, f.size, f.mtime_ns)
+                if self._may_name(f.path):
+                    self.store.set_skipped(f.path, note.reason, f.size, f.mtime_ns)
                 return
             self._stats[f.path] = (note.size, note.mtime_ns)
+            if not self.store.accepts(note.private):
+                # A secure note without its key: not indexed (an old plain copy of it is dropped), and
+                # not remembered as skipped either, which would put its path into the state folder.
+                if known is not None:
+                    self.store.delete_notes([f.path])
+                self.resolver.remove(f.path)
+                report.locked.append(f.path)
+                return
             if known is not None and known.content_hash == note.content_hash:
                 self.store.touch_note(f.path, note.size, note.mtime_ns)
                 return
@@ -263,14 +274,17 @@ class Indexer:
         """Embed the chunks of these notes that have no vector yet; how many were embedded."""
         for note, _ in items:
             self.faults.check("embed", note.path)
-        return self._embed_texts({c.hash: c.text for _, chunks in items for c in chunks})
+        public = {c.hash for note, chunks in items if not self.store.seals(note.private) for c in chunks}
+        sealed = {c.hash for note, chunks in items if self.store.seals(note.private) for c in chunks} - public
+        return self._embed_texts({c.hash: c.text for _, chunks in items for c in chunks}, sealed)
 
-    def _embed_texts(self, texts: dict[str, str]) -> int:
-        """Embed and store the texts (by chunk hash) that have no vector yet; how many there were."""
+    def _embed_texts(self, texts: dict[str, str], sealed: set[str] = frozenset()) -> int:
+        """Embed and store the texts (by chunk hash) that have no vector yet; how many there were.
+        `sealed`: the hashes only secure notes have, whose vectors are stored sealed."""
         missing = sorted(self.store.missing_vectors(texts))
         for start in range(0, len(missing), EMBED_GROUP):
             group = missing[start:start + EMBED_GROUP]
-            self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]))
+            self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]), sealed=sealed & set(group))
         return len(missing)
 
     def _failed(self, failure: NoteFailure, known: dict[str, NoteStat], report: IndexReport) -> None:
@@ -279,8 +293,15 @@ class Indexer:
         if failure.path in known:
             self.store.delete_notes([failure.path])
         size, mtime_ns = self._stats.get(failure.path, (None, None))
-        self.store.record_problem(failure.path, failure.stage, failure.reason, size, mtime_ns)
+        if self._may_name(failure.path):
+            self.store.record_problem(failure.path, failure.stage, failure.reason, size, mtime_ns)
         report.failed.append(failure)
+
+    def _may_name(self, path: str) -> bool:
+        """May the store remember something about `path` under that name? A note in a private folder (any
+        note, when every note is sealed) is remembered by its pseudonym; without the key, not at all."""
+        secure = self.store.seal_all or any(glob_matcher(p)(path) for p in self.scanner.rules.private_folders)
+        return not secure or self.store.hide_path(path)
 
     def _embed_missing(self) -> int:
         """Chunks stored without a vector (a model change, an interrupted run) get one now."""
@@ -288,11 +309,15 @@ class Indexer:
             return 0
         by_note = {}
         for path in self.store.note_paths():
-            texts = {c.hash: c.text for c in self.store.chunks_of(path) if c.vector_id is None}
+            # A secure note's chunks come back with their text read again from the note ("" if it changed
+            # since: that one is indexed again when the watcher or the next scan sees the change).
+            texts = {c.hash: c.text for c in self.store.chunks_of(path) if c.vector_id is None and c.text}
             if texts:
                 by_note[path] = texts
+        sealed = {h for path, texts in by_note.items() if self.store.is_hidden(path) for h in texts}
+        sealed -= {h for path, texts in by_note.items() if not self.store.is_hidden(path) for h in texts}
         try:
-            return self._embed_texts({h: t for texts in by_note.values() for h, t in texts.items()})
+            return self._embed_texts({h: t for texts in by_note.values() for h, t in texts.items()}, sealed)
         except Exception as exc:
             if not is_about_the_note(exc):
                 raise
@@ -300,7 +325,7 @@ class Indexer:
         for path, texts in by_note.items():  # one note's text broke the batch: note by note
             with self._guard.note(path) as at:
                 at.stage = "embed"
-                embedded += self._embed_texts(texts)
+                embedded += self._embed_texts(texts, set(texts) if self.store.is_hidden(path) else set())
         return embedded
 
     def _follow_renames(self, renamed: Sequence[tuple[str, str]]) -> None:

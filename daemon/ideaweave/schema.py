@@ -134,7 +134,34 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (path, stage)
     );
     """,
+    """
+    -- Secure notes (private ones; every note with index.encrypt = "all") keep no plaintext here: their
+    -- rows carry a pseudonym for a path, sealed values for text, and no chunk text (see sealing.py).
+    ALTER TABLE notes ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE vectors ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE hidden_paths (
+        pseudonym TEXT PRIMARY KEY,
+        sealed_path TEXT NOT NULL
+    );
+    -- Keyword search never sees a secure note.
+    DROP VIEW chunk_search_source;
+    CREATE VIEW chunk_search_source AS
+        SELECT chunks.id AS id, notes.title AS title, chunks.heading AS heading,
+               chunks.text AS text
+        FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE notes.sealed = 0;
+    -- Private notes indexed by an older ideaweave are in plain text: forgotten here, so that the next
+    -- index reads them again and keeps them sealed; their vectors stay until then, and are sealed when
+    -- the notes come back. Cached summaries cannot be told apart by note: all go (they are remade).
+    INSERT INTO chunk_search (chunk_search) VALUES ('delete-all');
+    DELETE FROM notes WHERE private = 1;
+    INSERT INTO chunk_search (chunk_search) VALUES ('rebuild');
+    DELETE FROM summaries;
+    """,
 ]
+
+# The first version whose databases keep no plaintext of a private note: opening an older one rewrites
+# it, and the pages that held the plaintext are scrubbed (secure_delete) and checkpointed away.
+SEALING_VERSION = 4
 
 
 def open_database(database: Path) -> sqlite3.Connection:
@@ -142,7 +169,9 @@ def open_database(database: Path) -> sqlite3.Connection:
     (the migrations it lacks applied). One connection serves every thread: the store serialises them."""
     connection = _connect(database)
     try:
-        migrate(connection, MIGRATIONS)
+        applied = migrate(connection, MIGRATIONS)
+        if SEALING_VERSION in applied:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except BaseException:
         connection.close()
         raise
@@ -200,6 +229,9 @@ def _connect(database: Path) -> sqlite3.Connection:
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = NORMAL")
+        # Deleted rows are overwritten with zeros, not left in free pages: a note that becomes private
+        # leaves no readable trace of its plaintext rows in the file.
+        connection.execute("PRAGMA secure_delete = ON")
     except sqlite3.DatabaseError as error:
         connection.close()
         raise StoreError(

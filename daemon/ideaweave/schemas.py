@@ -84,14 +84,17 @@ STATUS_REPORT = record({
     "vector_search": VECTOR_SEARCH, "skipped": list_of(NOTE_REASON), "not_written": list_of(NOTE_REASON),
     "failed": list_of(NOTE_FAILURE), "warnings": list_of(NOTE_FAILURE),
     "last_indexed": {"type": ["number", "null"]}, "index_bytes": COUNT, "private_mode": FLAG,
-    "ranking": TEXT})
+    "ranking": TEXT,
+    "sealing": record({"encrypt": {"enum": ["private", "all"]}, "unlocked": FLAG, "key": TEXT, "locked_notes": COUNT})})
 
 DOCTOR_REPORT = record({"ok": FLAG, "version": TEXT, "private_mode": FLAG,
                         "checks": list_of(record({"name": TEXT, "ok": FLAG, "problem": NULLABLE_TEXT}))})
 
 TOKEN_REPORT = record({"token": {"type": "string", "minLength": 32}, "path": TEXT, "rotated": FLAG})
 
-FORGET_REPORT = record({"vault": TEXT, "state_dir": TEXT, "removed": FLAG})
+FORGET_REPORT = record({"vault": TEXT, "state_dir": TEXT, "removed": FLAG, "keyring_entry_removed": FLAG})
+UNLOCK_REPORT = record({"state_dir": TEXT, "store": {"enum": ["keyring", "passphrase"]}, "unlocked": FLAG})
+LOCK_REPORT = record({"state_dir": TEXT, "locked": FLAG})
 
 MODEL_LISTING = record({
     "file": TEXT, "path": TEXT, "exists": FLAG, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_TEXT,
@@ -139,6 +142,7 @@ CLI_OUTPUT = {
     "index": INDEX_REPORT, "apply": APPLY_REPORT, "apply --dry-run": APPLY_DRY_RUN_REPORT,
     "related": RELATED_RESULTS, "search": SEARCH_RESULTS, "novelty": NOVELTY_REPORT, "status": STATUS_REPORT,
     "doctor": DOCTOR_REPORT, "config": CONFIG_REPORT, "token": TOKEN_REPORT, "forget": FORGET_REPORT,
+    "unlock": UNLOCK_REPORT, "lock": LOCK_REPORT,
     "models": MODELS_REPORT, "models build": MODELS_BUILD_REPORT, "models add": MODELS_ADD_REPORT,
     "service install": SERVICE_INSTALL_REPORT, "service uninstall": SERVICE_UNINSTALL_REPORT,
     "service status": SERVICE_STATUS_REPORT,

@@ -20,18 +20,26 @@ Choices a caller should know:
   its duration, so an API thread may read while the indexer writes. Calls are short,
   so serialising them costs little; other processes may read through WAL.
 
-The tables and their migrations are in `schema`; the faiss indexes in `vectors`.
+- Secure notes (private ones; every note when `seal_all`) keep no plaintext here: the database holds
+  a keyed pseudonym for the path, sealed values for the title, headings, frontmatter, links, tags and
+  what was written, no chunk text (passages are read again from the note through `text_source`), and
+  sealed vectors; their vectors live in memory only (`_sealed_vectors`), never in the faiss file.
+  Callers see none of this: the connection translates paths and opens sealed values on the way
+  (`_Veil`). Without the key such notes are invisible, as if never indexed (`locked_notes` counts them).
+
+The tables and their migrations are in `schema`; the faiss indexes in `vectors`; the cipher in `sealing`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +49,7 @@ import numpy as np
 
 from .errors import StoreError
 from .schema import open_database
+from .sealing import HIDDEN_PREFIX, SEALED_PREFIX, Keychain, Sealer, SealingError
 from .vectors import (
     IVF_SAMPLE_PER_LIST,
     FlatIndex,
@@ -137,6 +146,7 @@ class StoredChunk(ChunkRecord):
     id: int
     note_path: str
     vector_id: int | None
+    sealed: bool = False  # a secure note's: its text was read again from the note (empty if it changed)
 
 
 class FtsHit(NamedTuple):
@@ -159,9 +169,20 @@ class WrittenRecord:
 class Store:
     """The SQLite + faiss + FTS5 index of one vault. Open with `Store.open`."""
 
-    def __init__(self, connection: sqlite3.Connection, state_dir: Path, dim: int, model_id: str) -> None:
-        self._db = connection
+    def __init__(self, connection: sqlite3.Connection, state_dir: Path, dim: int, model_id: str,
+                 keychain: Keychain | None = None, seal_all: bool = False) -> None:
+        self._raw = connection  # untranslated: for moving rows between a path and its pseudonym
+        self._veil = _Veil()
+        self._db = _VeiledConnection(connection, self._veil)
         self._lock = threading.RLock()
+        self.keychain = keychain
+        self.seal_all = seal_all
+        # path -> {chunk hash: chunk text}, read from the note: the text of secure notes' chunks.
+        self.text_source: Callable[[str], Mapping[str, str]] | None = None
+        self.locked_notes = 0  # secure notes indexed but unreadable without the key
+        self._sealed_vectors: VectorIndex = FlatIndex.empty(dim)  # memory only: never saved
+        self._sealed_ids: set[int] = set()
+        self._scrub = False  # plaintext was replaced by sealed rows: checkpoint the WAL at the next flush
         self.state_dir = state_dir
         self.dim = dim
         self.model_id = model_id
@@ -175,8 +196,10 @@ class Store:
         self._closed = False
 
     @classmethod
-    def open(cls, state_dir: Path, dim: int, model_id: str) -> Store:
-        """Open (creating or upgrading) the index in `state_dir`."""
+    def open(cls, state_dir: Path, dim: int, model_id: str, keychain: Keychain | None = None,
+             seal_all: bool = False) -> Store:
+        """Open (creating or upgrading) the index in `state_dir`. `keychain`: where the key of secure notes
+        is found (None: this store cannot keep secure notes); `seal_all`: every note is secure."""
         state_dir = Path(state_dir)
         database = state_dir / DATABASE_NAME
         try:
@@ -186,8 +209,10 @@ class Store:
             raise StoreError(f"Cannot create the index in {state_dir}: {error.strerror}.") from error
         connection = open_database(database)
         try:
-            store = cls(connection, state_dir, dim, model_id)
+            store = cls(connection, state_dir, dim, model_id, keychain, seal_all)
             store._adopt_model()
+            store._adopt_key(keychain.current() if keychain else None)
+            store._mark_for_resealing()
             store._load_vectors()
         except BaseException:
             connection.close()
@@ -226,6 +251,14 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _scrub_log(self) -> None:
+        """Plaintext was replaced by sealed rows: old page images in the write-ahead log may still hold it.
+        Done at flush() (once per indexing run), not per note: a checkpoint writes and syncs the database."""
+        with self._lock:
+            if self._scrub:
+                self._scrub = False
+                self._raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
@@ -266,6 +299,141 @@ class Store:
         self.stored_model_id, self.stored_dim = meta["model_id"], int(meta["dim"])
         self.model_changed = (self.stored_model_id, self.stored_dim) != (self.model_id, self.dim)
 
+    # ---- secure notes
+
+    def _adopt_key(self, sealer: Sealer | None) -> None:
+        """Use `sealer` for secure notes: learn their paths (or, without a key, how many are hidden)."""
+        self._veil.sealer = sealer
+        with self._lock:
+            hidden = self._raw.execute("SELECT pseudonym, sealed_path FROM hidden_paths").fetchall()
+            sealed_notes = self._raw.execute("SELECT count(*) FROM notes WHERE sealed = 1").fetchone()[0]
+        if sealer is None:
+            self._veil.locked_rows = bool(hidden or sealed_notes)
+            self.locked_notes = sealed_notes
+            return
+        opened = {}
+        for pseudonym, sealed_path in hidden:
+            try:
+                opened[sealer.open_text(sealed_path)] = pseudonym
+            except SealingError:
+                log.warning("a secure note's path does not open with this key; it stays hidden")
+                self._veil.locked_rows = True
+        stored = self.note_paths_as_stored() if opened else []
+        if len(stored) > sealed_notes:
+            # Indexed again in plain while the key was away (it stopped being secure): that row wins.
+            plain = set(stored) & set(opened)
+            if plain:
+                with self._transaction():
+                    for path in plain:
+                        self._raw.execute("DELETE FROM notes WHERE path = ?", (opened[path],))
+        for path, pseudonym in opened.items():
+            self._veil.add(path, pseudonym)
+
+    def note_paths_as_stored(self) -> list[str]:
+        """Every note's path column as it is, pseudonyms included."""
+        with self._lock:
+            return [row[0] for row in self._raw.execute("SELECT path FROM notes")]
+
+    def _mark_for_resealing(self) -> None:
+        """Notes sealed otherwise than the settings now ask (index.encrypt changed, a flag was set while
+        locked) get no size and no content hash: the next scan reads them again and stores them as asked."""
+        mismatch = "sealed != (private OR ?) AND content_hash != ''"
+        with self._lock:
+            if not self._raw.execute(f"SELECT 1 FROM notes WHERE {mismatch} LIMIT 1", (int(self.seal_all),)).fetchone():
+                return
+        with self._transaction():
+            self._raw.execute(f"UPDATE notes SET content_hash = '', size = -1 WHERE {mismatch}", (int(self.seal_all),))
+
+    @property
+    def unlocked(self) -> bool:
+        return self._veil.sealer is not None
+
+    def seals(self, private: bool) -> bool:
+        """Is a note of this privacy kept sealed here?"""
+        return private or self.seal_all
+
+    def accepts(self, private: bool) -> bool:
+        """Can a note of this privacy be indexed now? A secure one needs the key (made now if there is
+        none yet and one can be made); without it the note stays unindexed."""
+        if not self.seals(private):
+            return True
+        return self._writing_sealer() is not None
+
+    def _writing_sealer(self) -> Sealer | None:
+        with self._lock:
+            if self._veil.sealer is None and self.keychain is not None:
+                sealer = self.keychain.for_writing()
+                if sealer is not None:
+                    self._adopt_key(sealer)
+                    self._load_sealed_vectors()
+            return self._veil.sealer
+
+    def hide_path(self, path: str) -> bool:
+        """Name `path` by its pseudonym from now on (a secure note the store has no row of yet, such as one
+        that failed or was skipped); False when there is no key to make one with."""
+        if path in self._veil.hidden:
+            return True
+        if self._writing_sealer() is None:
+            return False
+        with self._transaction() as db:
+            self._hide(db, path)
+        return True
+
+    def is_hidden(self, path: str) -> bool:
+        """Is the note at `path` kept sealed (its path a pseudonym in the database)?"""
+        return path in self._veil.hidden
+
+    def pseudonym(self, path: str) -> str:
+        """How the state folder may name `path`: its pseudonym when it is a secure note's."""
+        return self._veil.hidden.get(path, path)
+
+    def real_path(self, name: str) -> str | None:
+        """The path a name from `pseudonym` stands for (None: a secure note this store cannot see)."""
+        if name.startswith(HIDDEN_PREFIX):
+            return self._veil.shown.get(name)
+        return name
+
+    def _seal_text(self, text: str) -> str:
+        sealer = self._veil.sealer
+        if sealer is None:
+            raise StoreError("a secure note cannot be stored without its key; run `ideaweave unlock`")
+        return sealer.seal_text(text)
+
+    def _hide(self, db, path: str) -> str:
+        """Keep `path` as a pseudonym from now on (inside a transaction): rows already stored under the
+        plain path (a note that just became private) move to the pseudonym, their values sealed."""
+        sealer = self._veil.sealer
+        assert sealer is not None
+        pseudonym = sealer.pseudonym(path)
+        if self._veil.hidden.get(path) == pseudonym:
+            return pseudonym
+        raw = self._raw
+        raw.execute("INSERT OR REPLACE INTO hidden_paths (pseudonym, sealed_path) VALUES (?, ?)",
+                    (pseudonym, sealer.seal_text(path)))
+        moved = 0
+        for table, column in _PATH_COLUMNS:
+            moved += raw.execute(f"UPDATE OR REPLACE {table} SET {column} = ? WHERE {column} = ?",
+                                 (pseudonym, path)).rowcount
+        for table, column in (("written", "values_json"), ("write_issues", "reason"), ("note_problems", "reason"),
+                              ("skipped", "reason")):
+            for rowid, value in raw.execute(f"SELECT rowid, {column} FROM {table} WHERE path = ?", (pseudonym,)).fetchall():
+                if not value.startswith(SEALED_PREFIX):
+                    raw.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (sealer.seal_text(value), rowid))
+        if moved:
+            self._scrub = True
+        self._veil.add(path, pseudonym)
+        return pseudonym
+
+    def _unhide(self, path: str) -> None:
+        """`path` is no longer a secure note's (inside a transaction): its rows take the plain path again."""
+        pseudonym = self._veil.hidden.get(path)
+        if pseudonym is None:
+            return
+        for table, column in _PATH_COLUMNS:
+            self._raw.execute(f"UPDATE OR REPLACE {table} SET {column} = ? WHERE {column} = ?", (path, pseudonym))
+        self._raw.execute("DELETE FROM hidden_paths WHERE pseudonym = ?", (pseudonym,))
+        self._veil.remove(path)
+
     def _require_current_model(self) -> None:
         if self.model_changed:
             raise StoreError(
@@ -277,6 +445,7 @@ class Store:
     # ---- keeping faiss in step with SQLite
 
     def _load_vectors(self) -> None:
+        self._load_sealed_vectors()
         index = load_index(self.vectors_path, self.stored_dim)
         if index is not None and self._index_matches(index):
             self._vectors = index
@@ -287,12 +456,32 @@ class Store:
         self.vectors_rebuilt = self._meta().get("faiss_generation") != "-1"
         self._save_vectors()
 
+    def _load_sealed_vectors(self) -> None:
+        """Open the sealed vectors into memory (with the key; without it they stay unread)."""
+        with self._lock:
+            self._sealed_vectors, self._sealed_ids = FlatIndex.empty(self.stored_dim), set()
+            sealer = self._veil.sealer
+            if sealer is None:
+                return
+            cursor = self._raw.execute("SELECT id, hash, vector FROM vectors WHERE sealed = 1 ORDER BY id")
+            while batch := cursor.fetchmany(20_000):
+                ids, blobs = [], []
+                for vector_id, vector_hash, blob in batch:
+                    try:
+                        blobs.append(sealer.open(blob, vector_hash.encode("ascii")))
+                    except SealingError:
+                        continue  # another key's, or altered: that chunk counts as not embedded
+                    ids.append(vector_id)
+                if ids:
+                    self._sealed_vectors.add(np.array(ids, dtype=np.int64), _decode_vectors(blobs, self.stored_dim))
+                    self._sealed_ids.update(ids)
+
     def _index_matches(self, index: VectorIndex) -> bool:
         meta = self._meta()
         if meta.get("faiss_generation") != meta.get("vectors_generation"):
             return False
         with self._lock:
-            cursor = self._db.execute("SELECT id FROM vectors ORDER BY id")
+            cursor = self._raw.execute("SELECT id FROM vectors WHERE sealed = 0 ORDER BY id")
             table_ids = np.fromiter((row[0] for row in cursor), dtype=np.int64)
         return np.array_equal(np.sort(index.ids()), table_ids)
 
@@ -308,12 +497,12 @@ class Store:
 
     def _rebuild_vectors(self) -> VectorIndex:
         with self._lock:
-            count = self._db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+            count = self._raw.execute("SELECT count(*) FROM vectors WHERE sealed = 0").fetchone()[0]
             if wanted_kind(count, self._vectors) == "ivf":
                 index: VectorIndex = IvfIndex.trained(self.stored_dim, self._vector_sample(count), count)
             else:
                 index = FlatIndex.empty(self.stored_dim)
-            cursor = self._db.execute("SELECT id, vector FROM vectors ORDER BY id")
+            cursor = self._raw.execute("SELECT id, vector FROM vectors WHERE sealed = 0 ORDER BY id")
             while batch := cursor.fetchmany(50_000):
                 ids = np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch))
                 index.add(ids, _decode_vectors([row[1] for row in batch], self.stored_dim))
@@ -321,7 +510,8 @@ class Store:
 
     def _vector_sample(self, count: int) -> np.ndarray:
         """A reproducible random sample of stored vectors to learn the clusters from."""
-        ids = np.array([row[0] for row in self._db.execute("SELECT id FROM vectors ORDER BY id")], dtype=np.int64)
+        ids = np.array([row[0] for row in self._raw.execute("SELECT id FROM vectors WHERE sealed = 0 ORDER BY id")],
+                       dtype=np.int64)
         size = min(len(ids), IVF_SAMPLE_PER_LIST * ivf_lists(count))
         chosen = np.sort(np.random.default_rng(0).choice(ids, size=size, replace=False))
         rows = self._rows_where_in("SELECT vector FROM vectors", chosen.tolist(), column="id")
@@ -339,6 +529,7 @@ class Store:
         """Persist the faiss index if the vectors changed since it was last saved (and, with
         `min_interval`, if it was last saved at least that many seconds ago)."""
         with self._lock:
+            self._scrub_log()
             if time.monotonic() - self._saved_at < min_interval:
                 return
             meta = self._meta()
@@ -368,8 +559,13 @@ class Store:
     ) -> None:
         """Insert or replace a note with its chunks, links and tags, in one transaction.
 
-        Also clears any `skipped` entry for the path: the note is indexed now.
+        Also clears any `skipped` entry for the path: the note is indexed now. A secure note (see
+        `seals`) is stored sealed and without its text; StoreError when its key is not at hand.
         """
+        sealed = self.seals(note.private)
+        if sealed and self._writing_sealer() is None:
+            raise StoreError("a secure note cannot be indexed without its key; run `ideaweave unlock`")
+        seal = self._seal_text if sealed else (lambda text: text)
         with self._transaction() as db:
             old_id = _note_id(db, note.path)
             if old_id is not None:
@@ -378,22 +574,74 @@ class Store:
                 db.execute("DELETE FROM chunks WHERE note_id = ?", (old_id,))
                 db.execute("DELETE FROM links WHERE source_id = ?", (old_id,))
                 db.execute("DELETE FROM tags WHERE note_id = ?", (old_id,))
-            note_id = _upsert_note(db, note)
+            if sealed:
+                self._hide(db, note.path)
+                if self.seal_all:  # every link target is a secure note too: never written under its path
+                    for target in {link.target_path for link in links if link.target_path}:
+                        self._hide(db, target)
+            else:
+                self._unhide(note.path)
+            note_id = _upsert_note(db, note, seal, sealed)
             db.executemany(
                 "INSERT INTO chunks (note_id, ordinal, heading, heading_path_json, start_offset, end_offset, hash, text)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (note_id, c.ordinal, c.heading, json.dumps(list(c.heading_path), ensure_ascii=False),
-                     c.start, c.end, c.hash, c.text)
+                    (note_id, c.ordinal, seal(c.heading) if c.heading else "",
+                     seal(json.dumps(list(c.heading_path), ensure_ascii=False)),
+                     c.start, c.end, c.hash, "" if sealed else c.text)  # a secure note's text is read again from it
                     for c in chunks
                 ],
             )
             _index_chunks(db, note_id)
-            _insert_links(db, note_id, links)
-            db.executemany("INSERT OR IGNORE INTO tags (note_id, tag) VALUES (?, ?)", [(note_id, t) for t in tags])
+            _insert_links(db, note_id, links, seal)
+            db.executemany("INSERT OR IGNORE INTO tags (note_id, tag) VALUES (?, ?)", [(note_id, seal(t)) for t in tags])
             db.execute("DELETE FROM skipped WHERE path = ?", (note.path,))
             # New content: what failed for the old content is tried again.
             db.execute("DELETE FROM note_problems WHERE path = ?", (note.path,))
+            moved = self._settle_vectors(db, [c.hash for c in chunks])
+            if self._scrub and old_id is not None:
+                # The note was public until now: merge the keyword index so its words leave it entirely.
+                db.execute("INSERT INTO chunk_search (chunk_search) VALUES ('optimize')")
+        self._move_vectors(moved)
+
+    def _settle_vectors(self, db, hashes: Sequence[str]) -> list[tuple[int, bool, np.ndarray]]:
+        """Seal the vectors of `hashes` that only secure notes use, and open those a public note uses too
+        (its text is public anyway). Returns (id, sealed now, vector) of those that changed, for faiss."""
+        moved = []
+        for batch in _batches(sorted(set(hashes))):
+            rows = self._raw.execute(
+                "SELECT vectors.id, vectors.hash, vectors.sealed, vectors.vector,"
+                " NOT EXISTS (SELECT 1 FROM chunks JOIN notes ON notes.id = chunks.note_id"
+                "             WHERE chunks.hash = vectors.hash AND notes.sealed = 0)"
+                f" FROM vectors WHERE hash IN ({','.join('?' * len(batch))})", batch).fetchall()
+            for vector_id, vector_hash, sealed, blob, wanted in rows:
+                if bool(sealed) == bool(wanted):
+                    continue
+                sealer = self._veil.sealer
+                if sealer is None:
+                    continue  # a vector sealed by a key this process lacks stays as it is
+                context = vector_hash.encode("ascii")
+                plain = sealer.open(blob, context) if sealed else blob
+                stored = sealer.seal(plain, context) if wanted else plain
+                self._raw.execute("UPDATE vectors SET vector = ?, sealed = ? WHERE id = ?", (stored, int(wanted), vector_id))
+                moved.append((vector_id, bool(wanted), _decode_vectors([plain], self.stored_dim)[0]))
+                self._scrub = self._scrub or bool(wanted)
+        if moved:
+            self._bump_generation(db)
+        return moved
+
+    def _move_vectors(self, moved: list[tuple[int, bool, np.ndarray]]) -> None:
+        """Carry the changes of `_settle_vectors` into the two vector indexes, after the commit."""
+        if not moved:
+            return
+        with self._lock:
+            for vector_id, sealed, vector in moved:
+                ids, row = np.array([vector_id], dtype=np.int64), vector[None, :]
+                source, target = (self._vectors, self._sealed_vectors) if sealed else (self._sealed_vectors, self._vectors)
+                source.remove(ids)
+                target.add(ids, row)
+                (self._sealed_ids.add if sealed else self._sealed_ids.discard)(vector_id)
+            self._fit_index_to_size()
 
     def touch_note(self, path: str, size: int, mtime_ns: int) -> bool:
         """Record a new size/mtime for a note whose content did not change."""
@@ -432,6 +680,10 @@ class Store:
             overwritten = _note_id(db, new)
             if overwritten is not None:
                 _delete_note(db, overwritten)
+            if old in self._veil.hidden:  # a secure note keeps its secrecy under its new name
+                self._hide(db, new)
+                if title is not None:
+                    title = self._seal_text(title)
             if title is None:
                 db.execute("UPDATE notes SET path = ? WHERE id = ?", (new, note_id))
             else:
@@ -453,7 +705,7 @@ class Store:
             if note_id is None:
                 return False
             db.execute("DELETE FROM links WHERE source_id = ?", (note_id,))
-            _insert_links(db, note_id, links)
+            _insert_links(db, note_id, links, self._seal_text if path in self._veil.hidden else _same)
             return True
 
     # ---- vectors
@@ -468,8 +720,9 @@ class Store:
             present.update(row[0] for row in self._rows(f"SELECT hash FROM vectors WHERE hash IN ({marks})", batch))
         return wanted - present
 
-    def add_vectors(self, hashes: Sequence[str], matrix: np.ndarray) -> int:
+    def add_vectors(self, hashes: Sequence[str], matrix: np.ndarray, sealed: Iterable[str] = ()) -> int:
         """Store one vector per hash (rows of `matrix`, shape (n, dim)); known hashes are skipped.
+        The vectors of the hashes in `sealed` (chunks of secure notes) are stored sealed.
 
         Returns how many were new.
         """
@@ -478,23 +731,38 @@ class Store:
         if matrix.shape != (len(hashes), self.dim):
             raise ValueError(f"expected a ({len(hashes)}, {self.dim}) matrix, got {matrix.shape}")
         stored = normalise_rows(matrix).astype("<f2")
+        sealed = set(sealed)
+        sealer = self._writing_sealer() if sealed else None
+        if sealed and sealer is None:
+            raise StoreError("vectors of a secure note cannot be stored without its key; run `ideaweave unlock`")
         with self._lock:
-            new_ids, new_rows = [], []
+            new_ids, new_rows, new_sealed = [], [], []
             with self._transaction() as db:
                 for row, vector_hash in enumerate(hashes):
-                    inserted = db.execute(
-                        "INSERT INTO vectors (hash, vector) VALUES (?, ?) ON CONFLICT(hash) DO NOTHING RETURNING id",
-                        (vector_hash, stored[row].tobytes()),
+                    secret = vector_hash in sealed
+                    blob = stored[row].tobytes()
+                    if secret:
+                        blob = sealer.seal(blob, vector_hash.encode("ascii"))
+                    inserted = self._raw.execute(
+                        "INSERT INTO vectors (hash, vector, sealed) VALUES (?, ?, ?) ON CONFLICT(hash) DO NOTHING RETURNING id",
+                        (vector_hash, blob, int(secret)),
                     ).fetchall()
                     if inserted:
                         new_ids.append(inserted[0][0])
                         new_rows.append(row)
+                        new_sealed.append(secret)
                 if new_ids:
                     self._bump_generation(db)
             # After the commit: SQLite may run ahead of faiss (healed at open), never behind.
             if new_ids:
-                self._vectors.add(np.array(new_ids, dtype=np.int64), stored[new_rows].astype(np.float32))
-                self._fit_index_to_size()
+                ids, secret = np.array(new_ids, dtype=np.int64), np.array(new_sealed, dtype=bool)
+                vectors = stored[new_rows].astype(np.float32)
+                if secret.any():
+                    self._sealed_vectors.add(ids[secret], vectors[secret])
+                    self._sealed_ids.update(ids[secret].tolist())
+                if (~secret).any():
+                    self._vectors.add(ids[~secret], vectors[~secret])
+                    self._fit_index_to_size()
         return len(new_ids)
 
     def gc_vectors(self, everything: bool = True) -> int:
@@ -521,9 +789,18 @@ class Store:
                 if removed:
                     self._bump_generation(db)
             if removed:
-                self._vectors.remove(np.array(removed, dtype=np.int64))
-                self._fit_index_to_size()
+                self._remove_from_indexes(removed)
         return len(removed)
+
+    def _remove_from_indexes(self, removed: Sequence[int]) -> None:
+        secret = [i for i in removed if i in self._sealed_ids]
+        if secret:
+            self._sealed_vectors.remove(np.array(secret, dtype=np.int64))
+            self._sealed_ids.difference_update(secret)
+        public = [i for i in removed if i not in set(secret)]
+        if public:
+            self._vectors.remove(np.array(public, dtype=np.int64))
+            self._fit_index_to_size()
 
     def reset_vectors(self) -> None:
         """Drop every vector and adopt the configured model; chunks stay and await embedding."""
@@ -535,6 +812,7 @@ class Store:
             self.stored_model_id, self.stored_dim = self.model_id, self.dim
             self.model_changed = False
             self._vectors = FlatIndex.empty(self.dim)
+            self._sealed_vectors, self._sealed_ids = FlatIndex.empty(self.dim), set()
             self._save_vectors()
 
     def search_vectors(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -547,20 +825,27 @@ class Store:
         if queries.shape[1] != self.dim:
             raise ValueError(f"expected queries of {self.dim} dimensions, got {queries.shape}")
         with self._lock:
-            k = min(k, len(self._vectors))
-            if k <= 0:
-                scores, ids = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-            else:
-                scores, ids = self._vectors.search(normalise_rows(queries), k)
+            queries = normalise_rows(queries)
+            parts = [index.search(queries, min(k, len(index))) for index in (self._vectors, self._sealed_vectors)
+                     if min(k, len(index)) > 0]
+        if not parts:
+            scores, ids = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        elif len(parts) == 1:
+            scores, ids = parts[0]
+        else:  # the best k of both, best first
+            scores, ids = np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1)
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            scores, ids = np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
         return (scores[0], ids[0]) if single else (scores, ids)
 
     # ---- reads for ranking
 
     def note_paths(self) -> list[str]:
-        return [row[0] for row in self._rows("SELECT path FROM notes ORDER BY path")]
+        return sorted(row[0] for row in self._rows("SELECT path FROM notes"))  # by the real paths, not pseudonyms
 
     def notes(self) -> list[StoredNote]:
-        return [_stored_note(row) for row in self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes ORDER BY path")]
+        return sorted((_stored_note(row) for row in self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes")),
+                      key=lambda note: note.path)
 
     def last_indexed(self) -> float | None:
         return self._rows("SELECT max(indexed_at) FROM notes")[0][0]
@@ -569,9 +854,10 @@ class Store:
         """How vectors are searched: exactly, or in the nearest clusters of an inverted file."""
         with self._lock:
             index = self._vectors
+            total = len(index) + len(self._sealed_vectors)
             if isinstance(index, IvfIndex):
-                return {"exact": False, "clusters": index.lists, "probed": index.probes, "vectors": len(index)}
-            return {"exact": True, "vectors": len(index)}
+                return {"exact": False, "clusters": index.lists, "probed": index.probes, "vectors": total}
+            return {"exact": True, "vectors": total}
 
     def template_paths(self) -> set[str]:
         return {row[0] for row in self._rows("SELECT path FROM notes WHERE is_template")}
@@ -591,8 +877,23 @@ class Store:
             " ORDER BY chunks.ordinal", (path,)))
 
     def chunks_of(self, path: str) -> list[StoredChunk]:
-        return [_stored_chunk(row) for row in self._rows(
-            f"{_CHUNK_SELECT} WHERE notes.path = ? ORDER BY chunks.ordinal", (path,))]
+        return self._with_texts([_stored_chunk(row) for row in self._rows(
+            f"{_CHUNK_SELECT} WHERE notes.path = ? ORDER BY chunks.ordinal", (path,))])
+
+    def _with_texts(self, chunks: list[StoredChunk]) -> list[StoredChunk]:
+        """Secure notes' chunks with their text read again from the note (the store keeps none): the
+        chunk of the same hash in the note as it is now, or "" once the note has changed."""
+        if not any(c.sealed for c in chunks):
+            return chunks
+        texts: dict[str, Mapping[str, str]] = {}
+        filled = []
+        for chunk in chunks:
+            if chunk.sealed:
+                if chunk.note_path not in texts:
+                    texts[chunk.note_path] = self.text_source(chunk.note_path) if self.text_source else {}
+                chunk = dataclasses.replace(chunk, text=texts[chunk.note_path].get(chunk.hash, ""))
+            filled.append(chunk)
+        return filled
 
     def chunks_for_vectors(self, vector_ids: Iterable[int]) -> list[StoredChunk]:
         """Every chunk that uses one of the vectors, in the order of `vector_ids`."""
@@ -602,7 +903,7 @@ class Store:
         found = [_stored_chunk(r) for r in self._rows_where_in(
             f"SELECT {_CHUNK_COLUMNS} FROM vectors JOIN chunks ON chunks.hash = vectors.hash"
             " JOIN notes ON notes.id = chunks.note_id", order, column="vectors.id")]
-        return sorted(found, key=lambda c: (order[c.vector_id], c.note_path, c.ordinal))
+        return self._with_texts(sorted(found, key=lambda c: (order[c.vector_id], c.note_path, c.ordinal)))
 
     @property
     def vectors_exact(self) -> bool:
@@ -615,15 +916,25 @@ class Store:
         ids = np.asarray(vector_ids, dtype=np.int64)
         with self._lock:
             try:
-                return self._vectors.gather(ids)
+                return self._gather(ids)
             except StoreError:
                 # The database is the truth: a vector index that lost step with it is rebuilt from it
                 # here, once, instead of stopping the daemon until a restart would do the same.
                 log.warning("the vector index was out of step with the database; rebuilt it")
                 self._vectors = self._rebuild_vectors()
+                self._load_sealed_vectors()
                 with self._transaction() as db:
                     self._bump_generation(db)  # saved by the next flush()
-                return self._vectors.gather(ids)
+                return self._gather(ids)
+
+    def _gather(self, ids: np.ndarray) -> np.ndarray:
+        if not self._sealed_ids:
+            return self._vectors.gather(ids)
+        secret = np.fromiter((int(i) in self._sealed_ids for i in ids), dtype=bool, count=len(ids))
+        out = np.empty((len(ids), self.stored_dim), np.float32)
+        out[secret] = self._sealed_vectors.gather(ids[secret])
+        out[~secret] = self._vectors.gather(ids[~secret])
+        return out
 
     def chunk_table(self, only: Iterable[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ordinals, note_ids, vector_ids), int64, of every embedded chunk (of the notes `only`, when
@@ -632,6 +943,8 @@ class Store:
         self._require_current_model()
         select = ("SELECT chunks.ordinal, chunks.note_id, vectors.id FROM chunks"
                   " JOIN notes ON notes.id = chunks.note_id JOIN vectors ON vectors.hash = chunks.hash")
+        if not self.unlocked:  # without the key, secure notes and sealed vectors are not there
+            select += " WHERE notes.sealed = 0 AND vectors.sealed = 0"
         if only is None:
             with self._lock:  # read in slices: no list of a Python tuple per chunk
                 cursor = self._db.execute(f"{select} ORDER BY notes.path, chunks.ordinal")
@@ -653,9 +966,13 @@ class Store:
         with self._lock:
             embedded = sorted(self._rows_where_in(f"SELECT id, path FROM notes WHERE {has_vectors}", only),
                               key=lambda row: row[1])
-            chunks_sql = "SELECT chunks.note_id, vectors.vector FROM chunks JOIN vectors ON vectors.hash = chunks.hash"
+            chunks_sql = ("SELECT chunks.note_id, vectors.vector, vectors.sealed, vectors.hash FROM chunks"
+                          " JOIN vectors ON vectors.hash = chunks.hash")
+            if not self.unlocked:
+                chunks_sql += " WHERE vectors.sealed = 0"
             if only is not None:
-                chunks_sql += f" WHERE chunks.note_id IN ({','.join(str(int(note_id)) for note_id, _ in embedded)})"
+                chunks_sql += (" AND" if not self.unlocked else " WHERE") + \
+                    f" chunks.note_id IN ({','.join(str(int(note_id)) for note_id, _ in embedded)})"
             chunks_sql += " ORDER BY chunks.note_id, chunks.ordinal"
             if not embedded:
                 return [], np.zeros((0, self.dim), np.float32), np.zeros(self.dim, np.float32)
@@ -667,7 +984,8 @@ class Store:
             cursor = self._db.execute(chunks_sql)
             while fetched := cursor.fetchmany(batch):
                 note_ids = np.fromiter((r[0] for r in fetched), dtype=np.int64, count=len(fetched))
-                vectors = _decode_vectors([r[1] for r in fetched], self.dim)
+                vectors = _decode_vectors([self._open_vector(blob, sealed, vector_hash)
+                                           for _, blob, sealed, vector_hash in fetched], self.dim)
                 del fetched
                 inside = note_ids < len(row_of)
                 rows = np.where(inside, row_of[np.where(inside, note_ids, 0)], -1)
@@ -689,12 +1007,15 @@ class Store:
             sums = sums[present]
         return paths, sums, chunk_mean
 
+    def _open_vector(self, blob: bytes, sealed: int, vector_hash: str) -> bytes:
+        return self._veil.sealer.open(blob, vector_hash.encode("ascii")) if sealed else blob
+
     def note_flags(self, only: Iterable[str] | None = None) -> dict[str, tuple[str, bool, bool, list[str]]]:
         """path -> (title, is_template, private, aliases) of every note (or of `only`): what ranking
         needs of notes."""
         rows = self._rows_where_in(
             "SELECT path, title, is_template, private,"
-            " CASE WHEN instr(frontmatter_json, '\"alias') > 0 THEN frontmatter_json ELSE '' END FROM notes", only)
+            " CASE WHEN instr(frontmatter_json, '\"alias') > 0 OR sealed THEN frontmatter_json ELSE '' END FROM notes", only)
         flags = {}
         for path, title, is_template, private, frontmatter_json in rows:
             aliases: list[str] = []
@@ -707,11 +1028,11 @@ class Store:
 
     def chunk_at(self, path: str, ordinal: int) -> StoredChunk | None:
         rows = self._rows(f"{_CHUNK_SELECT} WHERE notes.path = ? AND chunks.ordinal = ?", (path, int(ordinal)))
-        return _stored_chunk(rows[0]) if rows else None
+        return self._with_texts([_stored_chunk(rows[0])])[0] if rows else None
 
     def chunks_by_id(self, chunk_ids: Iterable[int]) -> dict[int, StoredChunk]:
         rows = self._rows_where_in(_CHUNK_SELECT, {int(i) for i in chunk_ids}, column="chunks.id")
-        return {row[0]: _stored_chunk(row) for row in rows}
+        return {chunk.id: chunk for chunk in self._with_texts([_stored_chunk(row) for row in rows])}
 
     def notes_at(self, paths: Iterable[str]) -> dict[str, StoredNote]:
         """The stored notes among `paths`, by path."""
@@ -794,7 +1115,7 @@ class Store:
                 "INSERT INTO skipped (path, reason, size, mtime_ns) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, size = excluded.size,"
                 " mtime_ns = excluded.mtime_ns",
-                (path, reason, size, mtime_ns),
+                (path, self._sealed_if_hidden(path, reason), size, mtime_ns),
             )
 
     def skipped(self) -> list[tuple[str, str]]:
@@ -814,13 +1135,14 @@ class Store:
                 "INSERT INTO written (path, checksum, values_json, written_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(path) DO UPDATE SET checksum = excluded.checksum,"
                 " values_json = excluded.values_json, written_at = excluded.written_at",
-                (path, checksum, _to_json(values), time.time()),
+                (path, checksum, self._sealed_if_hidden(path, _to_json(values)), time.time()),
             )
 
     def update_written_values(self, path: str, values: Mapping[str, object]) -> None:
         """Change what is remembered as written into a note, without a new write (same checksum)."""
         with self._transaction() as db:
-            db.execute("UPDATE written SET values_json = ? WHERE path = ?", (_to_json(values), path))
+            db.execute("UPDATE written SET values_json = ? WHERE path = ?",
+                       (self._sealed_if_hidden(path, _to_json(values)), path))
 
     def last_written(self, path: str) -> WrittenRecord | None:
         rows = self._rows("SELECT path, checksum, values_json, written_at FROM written WHERE path = ?", (path,))
@@ -868,14 +1190,23 @@ class Store:
         rows = self._rows("SELECT summary FROM summaries WHERE content_hash = ? AND mode = ?", (content_hash, mode))
         return (True, rows[0][0]) if rows else (False, None)
 
-    def cache_summary(self, content_hash: str, mode: str, summary: str | None) -> None:
+    def cache_summary(self, content_hash: str, mode: str, summary: str | None, sealed: bool = False) -> None:
+        """Cache a summary; `sealed` (a secure note's): only sealed, or not at all without the key."""
+        if sealed and summary is not None:
+            if self._veil.sealer is None:
+                return
+            summary = self._seal_text(summary)
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO summaries (content_hash, mode, summary) VALUES (?, ?, ?)",
                        (content_hash, mode, summary))
 
+    def _sealed_if_hidden(self, path: str, text: str) -> str:
+        return self._seal_text(text) if path in self._veil.hidden else text
+
     def set_write_issue(self, path: str, reason: str) -> None:
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO write_issues (path, reason, at) VALUES (?, ?, ?)", (path, reason, time.time()))
+            db.execute("INSERT OR REPLACE INTO write_issues (path, reason, at) VALUES (?, ?, ?)",
+                       (path, self._sealed_if_hidden(path, reason), time.time()))
 
     def clear_write_issue(self, path: str) -> None:
         with self._transaction() as db:
@@ -891,7 +1222,8 @@ class Store:
         """Remember that `stage` failed (or warned) for the note at `path` as it is now."""
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO note_problems (path, stage, reason, size, mtime_ns, at)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", (path, stage, reason, size, mtime_ns, time.time()))
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (path, stage, self._sealed_if_hidden(path, reason), size, mtime_ns, time.time()))
 
     def problems(self, stages: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
         """(path, stage, reason) of the notes' recorded problems (of `stages`, when given), by path."""
@@ -958,7 +1290,7 @@ def _string_keys(value: object, seen: frozenset[int] = frozenset()) -> object:
 _NOTE_COLUMNS = "id, path, title, size, mtime_ns, content_hash, is_template, private, indexed_at, frontmatter_json"
 
 _CHUNK_COLUMNS = ("chunks.id, notes.path, chunks.ordinal, chunks.heading, chunks.heading_path_json,"
-                  " chunks.start_offset, chunks.end_offset, chunks.hash, chunks.text, vectors.id")
+                  " chunks.start_offset, chunks.end_offset, chunks.hash, chunks.text, vectors.id, notes.sealed")
 _CHUNK_SELECT = (f"SELECT {_CHUNK_COLUMNS} FROM chunks JOIN notes ON notes.id = chunks.note_id"
                  " LEFT JOIN vectors ON vectors.hash = chunks.hash")
 _RESOLVED_LINKS = ("SELECT DISTINCT notes.path, links.target_path FROM links JOIN notes ON notes.id = links.source_id"
@@ -971,10 +1303,10 @@ def _stored_note(row: tuple) -> StoredNote:
 
 
 def _stored_chunk(row: tuple) -> StoredChunk:
-    chunk_id, path, ordinal, heading, heading_path_json, start, end, chunk_hash, text, vector_id = row
+    chunk_id, path, ordinal, heading, heading_path_json, start, end, chunk_hash, text, vector_id, sealed = row
     return StoredChunk(id=chunk_id, note_path=path, ordinal=ordinal, heading=heading,
                        heading_path=tuple(json.loads(heading_path_json)), start=start, end=end, hash=chunk_hash,
-                       text=text, vector_id=vector_id)
+                       text=text, vector_id=vector_id, sealed=bool(sealed))
 
 
 def _written(row: tuple) -> WrittenRecord:
@@ -987,31 +1319,40 @@ def _note_id(db: sqlite3.Connection, path: str) -> int | None:
     return row[0] if row else None
 
 
-def _upsert_note(db: sqlite3.Connection, note: NoteRecord) -> int:
+def _same(text: str) -> str:
+    return text
+
+
+def _upsert_note(db: sqlite3.Connection, note: NoteRecord, seal: Callable[[str], str] = _same,
+                 sealed: bool = False) -> int:
     return db.execute(
         "INSERT INTO notes (path, title, size, mtime_ns, content_hash, is_template, private, indexed_at,"
-        " frontmatter_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " frontmatter_json, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(path) DO UPDATE SET title = excluded.title, size = excluded.size,"
         " mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash, is_template = excluded.is_template,"
-        " private = excluded.private, indexed_at = excluded.indexed_at, frontmatter_json = excluded.frontmatter_json"
-        " RETURNING id",
-        (note.path, note.title, note.size, note.mtime_ns, note.content_hash, int(note.is_template),
-         int(note.private), time.time(), _to_json(dict(note.frontmatter))),
+        " private = excluded.private, indexed_at = excluded.indexed_at, frontmatter_json = excluded.frontmatter_json,"
+        " sealed = excluded.sealed RETURNING id",
+        (note.path, seal(note.title), note.size, note.mtime_ns, note.content_hash, int(note.is_template),
+         int(note.private), time.time(), seal(_to_json(dict(note.frontmatter))), int(sealed)),
     ).fetchone()[0]
 
 
-def _insert_links(db: sqlite3.Connection, note_id: int, links: Sequence[LinkRecord]) -> None:
+def _insert_links(db: sqlite3.Connection, note_id: int, links: Sequence[LinkRecord],
+                  seal: Callable[[str], str] = _same) -> None:
+    # A secure note's link texts are its words: sealed. Where they point (another note's path) is not.
     db.executemany(
         "INSERT INTO links (source_id, target_path, raw, heading, kind) VALUES (?, ?, ?, ?, ?)",
-        [(note_id, link.target_path, link.raw, link.heading, link.kind) for link in links],
+        [(note_id, link.target_path, seal(link.raw), seal(link.heading) if link.heading else link.heading, link.kind)
+         for link in links],
     )
 
 
 def _index_chunks(db: sqlite3.Connection, note_id: int) -> None:
+    # Secure notes are never in the keyword index (its words would be their plaintext).
     db.execute(
         "INSERT INTO chunk_search (rowid, title, heading, text)"
         " SELECT chunks.id, notes.title, chunks.heading, chunks.text"
-        " FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE chunks.note_id = ?",
+        " FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE chunks.note_id = ? AND notes.sealed = 0",
         (note_id,),
     )
 
@@ -1022,7 +1363,7 @@ def _unindex_chunks(db: sqlite3.Connection, note_id: int) -> None:
     db.execute(
         "INSERT INTO chunk_search (chunk_search, rowid, title, heading, text)"
         " SELECT 'delete', chunks.id, notes.title, chunks.heading, chunks.text"
-        " FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE chunks.note_id = ?",
+        " FROM chunks JOIN notes ON notes.id = chunks.note_id WHERE chunks.note_id = ? AND notes.sealed = 0",
         (note_id,),
     )
 
@@ -1034,6 +1375,110 @@ def _chunk_hashes(db: sqlite3.Connection, note_id: int) -> list[str]:
 def _delete_note(db: sqlite3.Connection, note_id: int) -> None:
     _unindex_chunks(db, note_id)
     db.execute("DELETE FROM notes WHERE id = ?", (note_id,))  # cascades to chunks, links, tags
+
+
+# ---------------------------------------------------------------- secure notes' paths and sealed cells
+
+# Every column that holds a note's path: a secure note's path is its pseudonym in each.
+_PATH_COLUMNS = (("notes", "path"), ("links", "target_path"), ("written", "path"), ("write_issues", "path"),
+                 ("note_problems", "path"), ("skipped", "path"), ("feedback", "note_path"), ("feedback", "target_path"))
+_MARK = "\x1e"  # what both HIDDEN_PREFIX and SEALED_PREFIX start with
+
+
+class _Veil:
+    """Between callers and the database: paths of secure notes go in as their pseudonyms and come out
+    as paths again; sealed cells come out opened. Without the key, a row holding a pseudonym or a
+    sealed cell is not there at all (a secure note is then as if never indexed)."""
+
+    def __init__(self) -> None:
+        self.hidden: dict[str, str] = {}  # path -> pseudonym
+        self.shown: dict[str, str] = {}  # pseudonym -> path
+        self.sealer: Sealer | None = None
+        self.locked_rows = False  # the database holds secure notes this process cannot open
+
+    @property
+    def active(self) -> bool:
+        return bool(self.hidden) or self.locked_rows
+
+    def add(self, path: str, pseudonym: str) -> None:
+        self.hidden[path], self.shown[pseudonym] = pseudonym, path
+
+    def remove(self, path: str) -> None:
+        self.shown.pop(self.hidden.pop(path, ""), None)
+
+    def params(self, params: Sequence[object] | Mapping) -> Sequence[object] | Mapping:
+        if isinstance(params, Mapping):
+            return params
+        hidden = self.hidden
+        return tuple(hidden.get(p, p) if type(p) is str else p for p in params)
+
+    def row(self, row: tuple) -> tuple | None:
+        if not any(type(v) is str and v[:1] == _MARK for v in row):
+            return row
+        out = []
+        for value in row:
+            if type(value) is str and value[:1] == _MARK:
+                if value.startswith(HIDDEN_PREFIX):
+                    value = self.shown.get(value)
+                    if value is None:
+                        return None
+                elif value.startswith(SEALED_PREFIX):
+                    if self.sealer is None:
+                        return None
+                    try:
+                        value = self.sealer.open_text(value)
+                    except SealingError:
+                        return None
+            out.append(value)
+        return tuple(out)
+
+
+class _VeiledCursor:
+    def __init__(self, cursor: sqlite3.Cursor, veil: _Veil) -> None:
+        self._cursor, self._veil = cursor, veil
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> tuple | None:
+        while (row := self._cursor.fetchone()) is not None:
+            if (row := self._veil.row(row)) is not None:
+                return row
+        return None
+
+    def fetchall(self) -> list[tuple]:
+        return [r for r in map(self._veil.row, self._cursor.fetchall()) if r is not None]
+
+    def fetchmany(self, size: int) -> list[tuple]:
+        while rows := self._cursor.fetchmany(size):
+            shown = [r for r in map(self._veil.row, rows) if r is not None]
+            if shown:
+                return shown
+        return []
+
+    def __iter__(self) -> Iterator[tuple]:
+        return (r for r in map(self._veil.row, self._cursor) if r is not None)
+
+
+class _VeiledConnection:
+    """The store's connection, seen through its veil (a plain connection while there is nothing to hide)."""
+
+    def __init__(self, connection: sqlite3.Connection, veil: _Veil) -> None:
+        self._connection, self._veil = connection, veil
+
+    def execute(self, sql: str, params: Sequence[object] = ()):
+        if not self._veil.active:
+            return self._connection.execute(sql, params)
+        return _VeiledCursor(self._connection.execute(sql, self._veil.params(params)), self._veil)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]):
+        if self._veil.active:
+            rows = [self._veil.params(r) for r in rows]
+        return self._connection.executemany(sql, rows)
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 # ---------------------------------------------------------------- files

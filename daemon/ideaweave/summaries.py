@@ -49,7 +49,8 @@ class Summaries:
         if found:
             return cached
         summary = self.summarizer.summarize(note)
-        self.store.cache_summary(key, self.summarizer.mode, summary)
+        # A secure note's summary is its words: cached sealed, or (without the key) not at all.
+        self.store.cache_summary(key, self.summarizer.mode, summary, sealed=self.store.seals(note.private))
         return summary
 
     def cached(self, path: str) -> str | None:

@@ -174,7 +174,9 @@ def sync_fingerprint(settings) -> str:
 
 def sync_ledger(app: App) -> SyncLedger:
     """The ledger of the daemon that watches `app`'s vault, in its state folder."""
-    return SyncLedger(app.state_dir / "watch-ledger.json", sync_fingerprint(app.settings))
+    # Secure notes are named by their pseudonyms in the ledger, as in the rest of the state folder.
+    return SyncLedger(app.state_dir / "watch-ledger.json", sync_fingerprint(app.settings),
+                      hide=lambda path: app.store.pseudonym(path), show=lambda name: app.store.real_path(name))
 
 
 class SyncLedger:
@@ -186,8 +188,9 @@ class SyncLedger:
     version, the start-up pass syncs every note again.
     """
 
-    def __init__(self, path: Path, fingerprint: str):
+    def __init__(self, path: Path, fingerprint: str, hide=lambda path: path, show=lambda name: name):
         self.path, self.fingerprint = path, fingerprint
+        self.hide, self.show = hide, show
 
     def take(self) -> list[str] | None:
         """The notes left unsynced at the last clean stop (and remove the ledger); None: sync every note."""
@@ -200,11 +203,15 @@ class SyncLedger:
         if not isinstance(record, dict) or record.get("fingerprint") != self.fingerprint:
             return None
         unsynced = record.get("unsynced")
-        return [p for p in unsynced if isinstance(p, str)] if isinstance(unsynced, list) else None
+        if not isinstance(unsynced, list):
+            return None
+        paths = [self.show(p) for p in unsynced if isinstance(p, str)]
+        # A secure note this process cannot name (no key) cannot be synced by it: sync everything instead.
+        return None if None in paths else paths
 
     def close(self, unsynced: Iterable[str]) -> None:
         """Record a clean stop: every note is in step but these (a 0600 file, like all state)."""
-        record = {"fingerprint": self.fingerprint, "unsynced": sorted(unsynced)}
+        record = {"fingerprint": self.fingerprint, "unsynced": sorted(self.hide(p) for p in unsynced)}
         replace_file(self.path, json.dumps(record).encode("utf-8"))
 
 
