@@ -98,7 +98,8 @@ def test_passage_search_keeps_private_notes_out_unless_asked_and_templates_alway
     shown = [h.path for h in more_like(app.store, app.embedder, passage, k=30)]
     assert shown and not any(p.startswith(("Private/", "Templates/")) for p in shown)
     asked = [h.path for h in more_like(app.store, app.embedder, passage, k=30, include_private=True)]
-    assert asked[0] == "Private/Unpublished interpretability result draft.md"
+    # Among the first: a private note keeps no keyword index rows at rest, so only its vectors find it.
+    assert "Private/Unpublished interpretability result draft.md" in asked[:3]
     assert not any(p.startswith("Templates/") for p in asked)
 
 
