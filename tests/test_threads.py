@@ -110,3 +110,10 @@ def test_a_thread_that_adds_little_is_left_to_the_user():
     controller = ThreadController(ThreadPolicy(max_threads=2, start=1))
     _rate, used = run(controller, lambda i, t: {1: 2650.0, 2: 2900.0}[t], 600)
     assert used[-100:].count(1) >= 90 and controller.steady == 1
+
+
+def test_a_trial_of_one_more_thread_that_collapses_ends_after_one_batch():
+    controller = ThreadController(ThreadPolicy(max_threads=2, start=1))
+    rate, used = run(controller, lambda i, t: CONTENDED[t], 400)
+    assert controller.trials >= 2 and used.count(2) == controller.trials
+    assert rate >= 0.97 * fixed_rate(CONTENDED, 1)

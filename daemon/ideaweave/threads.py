@@ -123,6 +123,14 @@ class ThreadController:
     def _trial_step(self, threads: int, rate: float) -> None:
         trial = self._trial
         trial.rates[threads].append(rate)
+        if (threads == trial.candidate > self.steady and self._reference is not None
+                and rate < self.policy.collapse * self._reference):
+            # One more thread collapsed at once (no core was really free): each further batch at this
+            # count would cost several batches' time. The current count wins without more pairs.
+            trial.rates[self.steady] = trial.rates[self.steady] or [self._reference]
+            trial.rates[threads] = [rate]
+            self._decide(trial)
+            return
         other = self.steady if threads == trial.candidate else trial.candidate
         if len(trial.rates[other]) < self.policy.pairs:
             self.threads = other  # alternate, so both counts see the same texts and the same load

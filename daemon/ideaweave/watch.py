@@ -173,7 +173,7 @@ class WatchStats:
     pass_done: int = 0
     pass_total: int = 0
     pass_started: float = 0.0
-    edits_during_pass: int = 0  # batches of the user's changes handled ahead of a long pass's backlog
+    edits_during_pass: int = 0  # batches of changes (not only own writes) handled ahead of a long pass's backlog
 
     def start_phase(self, phase: str, total: int) -> None:
         self.pass_phase, self.pass_done, self.pass_total, self.pass_started = phase, 0, total, time.monotonic()
@@ -576,8 +576,10 @@ class VaultWatcher:
             return  # the loop rescans or waits once the pass is over
         batch = self.batcher.take(time.monotonic())
         if batch:
+            handled = self.stats.batches
             self._handle_safely(batch)
-            self.stats.edits_during_pass += 1
+            if self.stats.batches > handled and self.stats.history[-1].paths:  # not only the pass's own writes
+                self.stats.edits_during_pass += 1
 
     def _wait_for_power(self) -> None:
         while self.battery.paused() and not self.stop.is_set():
