@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
+# torch's CPU-only wheels (about 200 MB); where this index cannot be reached, PyPI's torch is installed,
+# which runs the same CPU kernels but also brings the CUDA libraries (several GB).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PLUGIN := plugins/obsidian-bridge
 SCRATCH := .scratch
 DIST := dist
@@ -17,7 +21,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # Keep the model tooling and llama.cpp quiet and offline.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: all install models test test-python test-plugin plugin run bench dist clean
+.PHONY: all install models test test-python test-plugin plugin run bench bench-install bench-threads dist clean
 
 all: install models
 
@@ -58,15 +62,31 @@ run: install models
 		$(BIN)/ideaweave watch -v --vault $(SCRATCH)/example-vault $(ARGS); \
 	fi
 
-# The quick benchmarks (a few minutes): embedder throughput on real chunks, then every scale figure on a
+# The quick benchmarks (a few minutes): embedder throughput on real chunks against sentence-transformers,
+# embedding threads (fixed and auto, idle and contended), then every scale figure on a
 # generated 2,000-note vault with precomputed vectors. The full runs (10k notes embedded for real, 100k
 # notes) are in bench/RESULTS.md with their commands.
-bench: install models
-	$(BIN)/python bench/embed_throughput.py --quick
+# The baseline the figures are compared with (sentence-transformers on torch, CPU) is the `bench` extra.
+$(BENCH_INSTALLED): pyproject.toml $(INSTALLED)
+	@$(BIN)/python -c 'import torch' 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet --retries 0 --timeout 20 --index-url $(TORCH_CPU_INDEX) 'torch>=2.2' || \
+		echo "PyTorch's CPU-only index is not reachable: torch comes from PyPI (with its CUDA libraries)"
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+bench-install: $(BENCH_INSTALLED)
+
+bench: install models bench-install
+	$(BIN)/python bench/embed_throughput.py --quick --require-baseline
+	$(BIN)/python bench/embed_threads.py --chunks 200
 	@test -d $(SCRATCH)/bench-2k || { rm -rf $(SCRATCH)/bench-2k.part && \
 		$(BIN)/python bench/make_vault.py $(SCRATCH)/bench-2k.part --notes 2000 --seed 0 && \
 		mv $(SCRATCH)/bench-2k.part $(SCRATCH)/bench-2k; }
 	$(BIN)/python bench/scale_bench.py $(SCRATCH)/bench-2k --precomputed --queries 50 --edits 5 --idle-seconds 20
+
+# Embedding threads, fixed 1 and 2 against "auto", idle and with a busy process competing (a few minutes).
+bench-threads: install models
+	$(BIN)/python bench/embed_threads.py
 
 # Release artefacts in dist/: the wheel and the sdist (version from daemon/ideaweave/__init__.py), and the
 # plugin zip to unpack into a vault's .obsidian/plugins/ (manifest.json, main.js, styles.css, versions.json:

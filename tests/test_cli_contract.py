@@ -172,6 +172,29 @@ def test_status(vault, capsys):
     assert status["notes"] == len(NOTES) and status["vector_search"]["exact"] is True
 
 
+def test_status_shows_a_running_daemons_start_up_pass(vault, capsys):
+    import subprocess
+    import sys
+
+    from ideaweave.watch import PASS_FILE
+
+    state_dir = Path(run(capsys, "status", "--vault", str(vault))["state_dir"])
+    progress = {"phase": "writing", "done": 1200, "total": 10003, "rate": 3.1, "eta_seconds": 2840}
+    (state_dir / PASS_FILE).write_text(json.dumps({"pid": os.getpid(), "updated": 0.0, **progress}))
+    try:
+        status = run(capsys, "status", "--vault", str(vault))
+        valid(schemas.STATUS_REPORT, status)
+        assert {k: status["pass"][k] for k in progress} == progress
+        assert cli.main(["status", "--vault", str(vault)]) == 0
+        assert "start-up   writing 1200/10003 notes (3.1 notes/s, about 47 min left)" in capsys.readouterr().out
+        # A file left by a daemon that is gone (killed) is not shown.
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        (state_dir / PASS_FILE).write_text(json.dumps({"pid": int(gone.stdout), "updated": 0.0, **progress}))
+        assert run(capsys, "status", "--vault", str(vault))["pass"] is None
+    finally:
+        (state_dir / PASS_FILE).unlink(missing_ok=True)
+
+
 def test_doctor(vault, capsys):
     report = cli.main(["doctor", "--vault", str(vault), "--json"])
     data = json.loads(capsys.readouterr().out)

@@ -76,3 +76,25 @@ def test_bad_environment_value(tmp_path):
 def test_explicit_missing_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+@pytest.mark.parametrize("text, env, threads", [
+    ("", {}, "auto"),
+    ("[embedding]\nthreads = 3\n", {}, 3),
+    ("[embedding]\nthreads = \"auto\"\nmax_threads = 4\n", {}, "auto"),
+    ("[embedding]\nthreads = 3\n", {"IDEAWEAVE_EMBEDDING_THREADS": "auto"}, "auto"),
+    ("", {"IDEAWEAVE_EMBEDDING_THREADS": "2"}, 2),
+])
+def test_embedding_threads_are_auto_or_a_number(tmp_path, text, env, threads):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    assert load_settings(config, env=env).embedding.threads == threads
+
+
+@pytest.mark.parametrize("text", ["[embedding]\nthreads = \"many\"\n", "[embedding]\nthreads = 0\n",
+                                  "[embedding]\nthreads = true\n", "[embedding]\nmax_threads = -1\n"])
+def test_bad_embedding_threads_are_a_clear_error(tmp_path, text):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match="threads"):
+        load_settings(config, env={})

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ideaweave.embedding import LlamaEmbedder, plan_batches
+from ideaweave.embedding import EmbedderOptions, LlamaEmbedder, plan_batches
 from ideaweave.errors import ModelError
+from ideaweave.threads import ThreadController, ThreadPolicy
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "minilm_reference.json").read_text(encoding="utf-8"))
 
@@ -85,3 +86,23 @@ def test_q8_survives_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(40, 384)" in result.stdout
+
+
+def test_auto_threads_change_the_count_on_the_live_context_and_embed_the_same(embedder):
+    import llama_cpp
+
+    sentences = REFERENCE["sentences"]
+    texts = [" ".join(sentences[(i + j) % len(sentences)] for j in range(6)) + f" ({i})" for i in range(80)]
+    auto = LlamaEmbedder(embedder.path, EmbedderOptions(threads="auto", max_threads=2))
+    try:
+        assert auto.thread_mode["mode"] == "auto" and 1 <= auto.threads <= 2
+        # Start at two with a trial due at once, so the run must decode at both counts whatever the
+        # machine's load (a trial of one fewer never waits for a free core).
+        auto.controller = ThreadController(ThreadPolicy(max_threads=2, start=2, first_probe_seconds=0.0))
+        vectors = auto.embed(texts)
+        assert auto.controller.trials >= 1 and set(auto.batches_by_threads) == {1, 2}
+        assert llama_cpp.llama_n_threads(auto._ctx.ctx) == auto.threads
+    finally:
+        auto.close()
+    reference = embedder.embed(texts)
+    assert np.sum(vectors * reference, axis=1).min() > 0.9999

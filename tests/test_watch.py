@@ -818,3 +818,57 @@ def test_kill_9_at_random_moments_leaves_notes_intact_and_the_index_consistent(t
         Indexer(VaultScanner(vault, scan_rules(Settings())), store, embedder, Settings().embedding.max_tokens).run()
     assert survivor == contents(tmp_path / "clean")
     print("kills:", phases)
+
+
+# ------------------------------------------------------------------ edits first: the user's saves go ahead of a long pass
+
+
+def _short_notes(count: int, seed: int) -> dict[str, str]:
+    """Notes of one paragraph: quick to embed, so that the start-up pass is mostly ranking and writing."""
+    rng = random.Random(seed)
+    words = " ".join(NOTES.values()).replace("#", " ").split()
+    return {f"Bulk/Note {i:03d}.md": f"# Note {i}\n\n" + " ".join(rng.choice(words) for _ in range(40)) + ".\n"
+            for i in range(count)}
+
+
+def test_a_note_saved_during_the_start_up_pass_is_written_ahead_of_its_backlog(tmp_path, embedder):
+    from ideaweave.watch import SYNC_SLICE, read_pass_progress
+
+    notes = {**NOTES, **_short_notes(300, seed=3)}
+    vault = write_vault(tmp_path / "vault", notes)
+    app = make_app(vault, tmp_path, embedder)
+    app.indexer.run()  # indexed already (as after a crash): the start-up pass ranks and writes every note
+    last = max(notes)  # the backlog reaches this note last
+    with running_daemon(app, wait_ready=False) as stats:
+        eventually(lambda: stats.pass_phase == "writing" and stats.pass_done >= 2 * SYNC_SLICE, timeout=120,
+                   what="the start-up pass is writing")
+        progress = stats.start_up_pass
+        assert progress.total == len(notes) and 0 < progress.done < progress.total and progress.rate > 0
+        assert progress.eta_seconds is not None and progress.eta_seconds > 0
+        eventually(lambda: read_pass_progress(app.state_dir) is not None, what="status can read the progress")
+        published = read_pass_progress(app.state_dir)
+        assert published["phase"] == "writing" and published["total"] == len(notes)
+
+        saved = time.monotonic()
+        (vault / last).write_text("# Tomato blight\n\nTomato plants lose their leaves to blight in wet summers; "
+                                  "water the soil, not the leaves, and pick off brown leaves early.\n")
+        seen = {}
+
+        def written_with_new_text():
+            summary = meta(vault, last).get("summary") or ""
+            if "blight" in summary and related_of(vault, last):
+                seen.setdefault("done", stats.pass_done)
+                seen.setdefault("phase", stats.pass_phase)
+                return True
+            return False
+
+        eventually(written_with_new_text, timeout=60, what="the saved note is indexed, ranked and written")
+        latency = time.monotonic() - saved
+        # Written while the pass still had most of its backlog to go, not when its turn came.
+        assert seen["phase"] == "writing" and seen["done"] < len(notes) - 4 * SYNC_SLICE, (seen, len(notes))
+        eventually(lambda: stats.edits_during_pass >= 1, what="the batch is counted as handled during the pass")
+        assert any("Garden/Tomatoes.md" in link or "Tomatoes" in link for link in related_of(vault, last))
+        assert stats.ready_event.wait(300), "the start-up pass finished"
+        assert stats.start_up_pass is None and read_pass_progress(app.state_dir) is None
+        assert all(related_of(vault, rel) for rel in notes)
+    print(f"saved during the pass, written {latency:.1f} s later, at {seen['done']}/{len(notes)} notes")

@@ -93,12 +93,14 @@ class Status:
     bridge_connected: bool
     failed: tuple[NoteFailure, ...] = ()  # notes that failed at some stage, until they change
     version: str = __version__
+    # The start-up pass (or a rescan) under way: phase, notes done and total, rate, seconds left; else None.
+    long_pass: dict | None = None
 
     def as_json(self) -> dict:
         return {"vault": self.vault, "notes": self.notes, "chunks": self.chunks, "indexing": self.indexing.as_json(),
                 "queue": self.queue, "paused": self.paused, "private_mode": self.private_mode,
                 "last_error": self.last_error, "bridge_connected": self.bridge_connected,
-                "failed": [f.as_json() for f in self.failed], "version": self.version}
+                "failed": [f.as_json() for f in self.failed], "version": self.version, "pass": self.long_pass}
 
 
 @dataclass(frozen=True)
@@ -256,9 +258,11 @@ class AppBackend:
         counts = self.app.store.counts()
         state = self.state
         indexing = Indexing(state.indexing_done, state.indexing_total, state.indexing_active)
+        progress = getattr(state, "start_up_pass", None)  # only a watching daemon runs long passes
         return Status(str(self.root), counts["notes"], counts["chunks"], indexing, state.pending, self.paused,
                       self.app.settings.private_mode, state.last_error, self.writes.connected,
-                      tuple(NoteFailure(*row) for row in self.app.store.problems(FAILURE_STAGES)))
+                      tuple(NoteFailure(*row) for row in self.app.store.problems(FAILURE_STAGES)),
+                      long_pass=progress.as_json() if progress is not None else None)
 
     def has_note(self, path: str) -> bool:
         return self.app.store.note(path) is not None

@@ -120,6 +120,7 @@ class App:
             if self._embedder is None:
                 path = require_model(self.embedding_model_path, hash_it=self.settings.models.verify)
                 options = EmbedderOptions(threads=self.settings.embedding.threads,
+                                          max_threads=self.settings.embedding.max_threads,
                                           batch_tokens=self.settings.embedding.batch_tokens,
                                           flash_attn=self.settings.embedding.flash_attn)
                 self._embedder = LlamaEmbedder(path, options)

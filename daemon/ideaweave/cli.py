@@ -178,6 +178,8 @@ def cmd_novelty(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .watch import read_pass_progress
+
     app = open_app(args)
     counts = app.store.counts()
     last = app.store.last_indexed()
@@ -193,6 +195,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "private_mode": app.settings.private_mode,
         "ranking": describe_weights(app.settings.relate.weights, calibration_record(app.store)),
         "sealing": _sealing_status(app),
+        "pass": read_pass_progress(app.state_dir),
     }
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
@@ -202,6 +205,8 @@ def cmd_status(args: argparse.Namespace) -> int:
              f"indexed    {_when(last)}", f"ranking    {data['ranking']}", f"private    {'on: nothing can reach the network' if data['private_mode'] else 'off'}",
              f"sealed     {_sealing_line(data['sealing'])}",
              f"skipped    {len(data['skipped'])}"]
+    if data["pass"] is not None:
+        human.insert(4, f"start-up   {describe_pass(data['pass'])}")
     human += [f"  {s['path']}: {s['reason']}" for s in data["skipped"]]
     human.append(f"not written {len(data['not_written'])}")
     human += [f"  {s['path']}: {s['reason']}" for s in data["not_written"]]
@@ -227,6 +232,12 @@ def _sealing_line(sealing: dict) -> str:
     if sealing["locked_notes"]:
         line += f"; {_notes(sealing['locked_notes'])} not readable without it (treated as unindexed)"
     return line
+def describe_pass(progress: dict) -> str:
+    """A running daemon's long pass in words: `writing 1200/10003 notes (3.1 notes/s, about 47 min left)`."""
+    from .watch import PassProgress
+
+    return PassProgress(progress["phase"], progress["done"], progress["total"], progress["rate"],
+                        progress["eta_seconds"]).describe()
 
 
 def _notes(count: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
-    threads: int = setting(1, "CPU threads llama.cpp uses for embedding. One is the measured best on a shared 2-core laptop: spinning threads collapse when another process is busy.")
+    threads: int | str = setting("auto", "CPU threads llama.cpp uses for embedding: \"auto\" measures throughput batch by batch and keeps the count that is fastest now (starting from the idle cores less one, backing off when another process competes); a number fixes the count.")
+    max_threads: int = setting(0, "With threads = \"auto\": the most threads it may use; 0: every physical core.")
     batch_tokens: int = setting(512, "Tokens packed into one llama.cpp batch (n_batch = n_ubatch). Larger batches waste attention work across packed texts.")
     max_tokens: int = setting(256, "Token budget of one chunk; must not exceed batch_tokens or the model's context.")
     flash_attn: bool = setting(True, "Use flash attention in llama.cpp.")
@@ -129,6 +131,10 @@ class Settings:
 def _coerce(value, tp, where: str):
     """Check a TOML value against a field type (ints are accepted for floats)."""
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:  # `int | str`: a number, or a word such as "auto"
+        if isinstance(value, bool) or not isinstance(value, typing.get_args(tp)):
+            raise ConfigError(f"{where}: expected a whole number or a string, got {value!r}")
+        return value
     if origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
@@ -153,6 +159,8 @@ def _coerce(value, tp, where: str):
 def _from_env(text: str, tp, where: str):
     """Parse an environment variable's text as the field's type."""
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:
+        return int(text) if text.strip().isdigit() else text.strip()
     try:
         if origin is list:
             return [part.strip() for part in text.split(",") if part.strip()]
@@ -235,8 +243,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"index.key_store must be \"auto\", \"keyring\" or \"passphrase\", not {settings.index.key_store!r}")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
-    if not 1 <= settings.embedding.threads <= 256:
-        raise ConfigError(f"embedding.threads must be between 1 and 256, not {settings.embedding.threads}")
+    threads = settings.embedding.threads
+    if threads != "auto" and not (isinstance(threads, int) and 1 <= threads <= 256):
+        raise ConfigError(f"embedding.threads must be \"auto\" or a number between 1 and 256, not {threads!r}")
+    if not 0 <= settings.embedding.max_threads <= 256:
+        raise ConfigError(f"embedding.max_threads must be between 0 and 256, not {settings.embedding.max_threads}")
     if not 32 <= settings.embedding.max_tokens <= settings.embedding.batch_tokens:
         raise ConfigError(
             f"embedding.max_tokens ({settings.embedding.max_tokens}) must be at least 32 and at most "

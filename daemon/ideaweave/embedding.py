@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -17,6 +19,7 @@ import numpy as np
 
 from .errors import ModelError
 from .llama import file_model_id, load_model, new_context
+from .threads import FreeCores, ThreadController, ThreadPolicy, cpu_cores, initial_threads
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,12 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class EmbedderOptions:
-    threads: int = 1
+    # A count, or "auto": the count that is fastest now, measured batch by batch (see `threads`),
+    # at most max_threads (0: every core).
+    threads: int | str = 1
     batch_tokens: int = 512
     flash_attn: bool = True
+    max_threads: int = 0
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, max_seqs: int) -> list[list[int]]:
@@ -81,20 +87,45 @@ class LlamaEmbedder:
         self.batch_tokens = min(options.batch_tokens, n_ctx_train)
         self.max_tokens = self.batch_tokens
         self.max_seqs = max(1, min(64, llama_cpp.llama_max_parallel_sequences()))
-        self._ctx = self._new_context(options)
+        self.controller: ThreadController | None = None
+        if options.threads == "auto":
+            cores = cpu_cores()
+            limit = min(cores, options.max_threads) if options.max_threads > 0 else cores
+            self.controller = ThreadController(ThreadPolicy(max_threads=limit, start=initial_threads("auto", limit)))
+            self._free_cores = FreeCores(cores)
+            self.threads = self.controller.threads
+        else:
+            self.threads = int(options.threads)
+        self._ctx = self._new_context(self.threads, options.flash_attn)
         if llama_cpp.llama_pooling_type(self._ctx.ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
             raise ModelError(f"{self.path}: the model has no pooling type; it is not a sentence-embedding model")
         self._batch = _internals.LlamaBatch(n_tokens=self.batch_tokens, embd=0, n_seq_max=self.max_seqs, verbose=False)
         self._vocab = self._model.vocab
         self.model_id = file_model_id(self.path)
-        self.threads = options.threads
         self.truncated = 0  # inputs cut at max_tokens since load
+        self.batches_by_threads: Counter[int] = Counter()  # batches decoded at each thread count since load
 
-    def _new_context(self, options: EmbedderOptions):
+    def _new_context(self, threads: int, flash_attn: bool):
         # One sequence per packed text, all in one batch: the batch is the whole context.
         return new_context(self._model, self.path, n_ctx=self.batch_tokens, n_batch=self.batch_tokens,
-                           n_ubatch=self.batch_tokens, threads=options.threads, n_seq_max=self.max_seqs,
-                           embeddings=True, kv_unified=True, flash_attn=options.flash_attn)
+                           n_ubatch=self.batch_tokens, threads=threads, n_seq_max=self.max_seqs,
+                           embeddings=True, kv_unified=True, flash_attn=flash_attn)
+
+    @property
+    def thread_mode(self) -> dict:
+        """How the thread count is chosen and where it stands (for status)."""
+        if self.controller is None:
+            return {"mode": "fixed", "threads": self.threads}
+        return {"mode": "auto", "threads": self.threads, "max_threads": self.controller.policy.max_threads,
+                "trials": self.controller.trials, "switches": self.controller.switches}
+
+    def _set_threads(self, threads: int) -> None:
+        """Change the count on the live context: llama.cpp reads it at every decode, nothing reloads."""
+        import llama_cpp
+
+        if threads != self.threads:
+            llama_cpp.llama_set_n_threads(self._ctx.ctx, threads, threads)
+            self.threads = threads
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids with the model's [CLS]/[SEP] (or BOS/EOS) added."""
@@ -121,7 +152,14 @@ class LlamaEmbedder:
                         self.truncated - truncated_before, self.max_tokens)
         with self._lock:
             for batch in plan_batches([len(t) for t in token_lists], self.batch_tokens, self.max_seqs):
+                if self.controller is not None:
+                    self._set_threads(self.controller.threads)
+                started = time.perf_counter()
                 self._decode(batch, token_lists, out)
+                self.batches_by_threads[self.threads] += 1
+                if self.controller is not None:
+                    tokens = sum(len(token_lists[i]) for i in batch)
+                    self.controller.observe(self.threads, tokens, time.perf_counter() - started, self._free_cores.now())
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
         return out

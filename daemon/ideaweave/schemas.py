@@ -13,6 +13,7 @@ Objects list the keys they always carry as required and stay open to more: a too
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 from .config import Settings
@@ -79,12 +80,18 @@ NOVELTY_REPORT = record({"note": NOTE_PATH, "sections": list_of(record({
 
 VECTOR_SEARCH = record({"exact": FLAG, "vectors": COUNT}, {"clusters": COUNT, "probed": COUNT})
 
+# The start-up pass (or a rescan) while it runs, else null: notes done of total in its phase, the rate
+# so far and the seconds left at that rate (null until there is a rate).
+LONG_PASS = {"oneOf": [{"type": "null"}, record({
+    "phase": {"enum": ["indexing", "writing"]}, "done": COUNT, "total": COUNT, "rate": NUMBER,
+    "eta_seconds": {"type": ["integer", "null"], "minimum": 0}})]}
+
 STATUS_REPORT = record({
     "vault": TEXT, "state_dir": TEXT, "model": TEXT, "notes": COUNT, "chunks": COUNT, "vectors": COUNT,
     "vector_search": VECTOR_SEARCH, "skipped": list_of(NOTE_REASON), "not_written": list_of(NOTE_REASON),
     "failed": list_of(NOTE_FAILURE), "warnings": list_of(NOTE_FAILURE),
     "last_indexed": {"type": ["number", "null"]}, "index_bytes": COUNT, "private_mode": FLAG,
-    "ranking": TEXT,
+    "ranking": TEXT, "pass": LONG_PASS,
     "sealing": record({"encrypt": {"enum": ["private", "all"]}, "unlocked": FLAG, "key": TEXT, "locked_notes": COUNT})})
 
 DOCTOR_REPORT = record({"ok": FLAG, "version": TEXT, "private_mode": FLAG,
@@ -130,6 +137,8 @@ def settings_schema(cls: type = Settings) -> dict:
             fields[f.name] = settings_schema(kind)
         elif typing.get_origin(kind) is list:
             fields[f.name] = list_of(_PLAIN_TYPES[typing.get_args(kind)[0]])
+        elif typing.get_origin(kind) is types.UnionType:  # such as embedding.threads: a number or "auto"
+            fields[f.name] = {"anyOf": [_PLAIN_TYPES[member] for member in typing.get_args(kind)]}
         else:
             fields[f.name] = _PLAIN_TYPES[kind]
     return {**record(fields), "additionalProperties": False}
@@ -158,7 +167,7 @@ API_STATUS = record({
     "vault": TEXT, "notes": COUNT, "chunks": COUNT,
     "indexing": record({"done": COUNT, "total": COUNT, "active": FLAG}),
     "queue": COUNT, "paused": FLAG, "private_mode": FLAG, "last_error": NULLABLE_TEXT,
-    "bridge_connected": FLAG, "failed": list_of(NOTE_FAILURE), "version": TEXT})
+    "bridge_connected": FLAG, "failed": list_of(NOTE_FAILURE), "version": TEXT, "pass": LONG_PASS})
 
 # A suggestion as the API shows it: with the link text Obsidian resolves and whether the user pinned it.
 RELATED = record({"note": NOTE_PATH, "related": list_of(RELATED_IDEA)})

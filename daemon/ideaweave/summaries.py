@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .store import Store
 from .summarize import CentroidSummarizer, ExtractiveSummarizer, LlmSummarizer, Summarizer, SummaryOptions
+from .threads import initial_threads
 from .vault import Note, Skipped
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ def summaries_for(app: App) -> Summaries:
     summarizer: Summarizer
     if s.mode == "llm":
         summarizer = LlmSummarizer(app.text_model_path, ExtractiveSummarizer(options), options,
-                                   threads=app.settings.embedding.threads, verify=app.settings.models.verify)
+                                   threads=initial_threads(app.settings.embedding.threads, app.settings.embedding.max_threads),
+                                   verify=app.settings.models.verify)
     elif s.mode == "centroid":
         summarizer = CentroidSummarizer(app.embedder, options)
     else:

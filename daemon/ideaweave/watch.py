@@ -111,6 +111,40 @@ class BatchOutcome:
     deferred: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class PassProgress:
+    """How far a long pass (the start-up pass, a rescan) has come: what `status`, the API and the
+    plugin's status bar show while it runs."""
+
+    phase: str  # "indexing" (reading and embedding notes) or "writing" (ranking, summarising, writing)
+    done: int
+    total: int
+    rate: float  # notes per second in this phase so far
+    eta_seconds: float | None  # None until there is a rate to go by
+
+    def as_json(self) -> dict:
+        eta = None if self.eta_seconds is None else round(self.eta_seconds)
+        return {"phase": self.phase, "done": self.done, "total": self.total, "rate": round(self.rate, 2),
+                "eta_seconds": eta}
+
+    def describe(self) -> str:
+        left = "" if self.eta_seconds is None else f", about {describe_duration(self.eta_seconds)} left"
+        return f"{self.phase} {self.done}/{self.total} notes ({self.rate:.1f} notes/s{left})"
+
+
+def pass_progress(phase: str, done: int, total: int, elapsed: float) -> PassProgress:
+    rate = done / elapsed if done and elapsed > 0 else 0.0
+    return PassProgress(phase, done, total, rate, (total - done) / rate if rate else None)
+
+
+def describe_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @dataclass
 class WatchStats:
     """Counters and state of a running daemon; read by tests, the bench and the API."""
@@ -134,6 +168,26 @@ class WatchStats:
     last_error: str | None = None
     writes_paused: threading.Event = field(default_factory=threading.Event)
     history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    # The long pass under way, if any: its phase, notes done of total, and when the phase began (monotonic).
+    pass_phase: str | None = None
+    pass_done: int = 0
+    pass_total: int = 0
+    pass_started: float = 0.0
+    edits_during_pass: int = 0  # batches of changes (not only own writes) handled ahead of a long pass's backlog
+
+    def start_phase(self, phase: str, total: int) -> None:
+        self.pass_phase, self.pass_done, self.pass_total, self.pass_started = phase, 0, total, time.monotonic()
+
+    def end_pass(self) -> None:
+        self.pass_phase = None
+
+    @property
+    def start_up_pass(self) -> PassProgress | None:
+        """The long pass's progress now; None when none runs."""
+        phase = self.pass_phase
+        if phase is None:
+            return None
+        return pass_progress(phase, self.pass_done, self.pass_total, time.monotonic() - self.pass_started)
 
     def record(self, outcome: BatchOutcome) -> None:
         self.batches += 1
@@ -213,6 +267,48 @@ class SyncLedger:
         """Record a clean stop: every note is in step but these (a 0600 file, like all state)."""
         record = {"fingerprint": self.fingerprint, "unsynced": sorted(self.hide(p) for p in unsynced)}
         replace_file(self.path, json.dumps(record).encode("utf-8"))
+
+
+# ------------------------------------------------------------------ a long pass's progress, for `status`
+
+PASS_FILE = "pass-progress.json"
+
+
+class PassFile:
+    """The running daemon's long-pass progress in its state folder, so that `ideaweave status` (another
+    process) can show it. Written at most once a second; removed when the pass ends. It names the
+    daemon's PID: a file left by a daemon that was killed is not shown."""
+
+    def __init__(self, path: Path, interval: float = 1.0):
+        self.path, self.interval = path, interval
+        self._written_at = 0.0
+
+    def publish(self, progress: PassProgress | None) -> None:
+        now = time.monotonic()
+        if progress is None or now - self._written_at < self.interval:
+            return
+        self._written_at = now
+        record = {"pid": os.getpid(), "updated": time.time(), **progress.as_json()}
+        try:
+            replace_file(self.path, json.dumps(record).encode("utf-8"))
+        except OSError as exc:  # progress is a courtesy: never a reason to stop the pass
+            log.debug("cannot record the pass's progress: %s", exc)
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+        self._written_at = 0.0
+
+
+def read_pass_progress(state_dir: Path) -> dict | None:
+    """The progress a running daemon published for its long pass; None when no pass runs."""
+    try:
+        record = json.loads((state_dir / PASS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("pid"), int) or not psutil.pid_exists(record["pid"]):
+        return None
+    return {k: record.get(k) for k in ("phase", "done", "total", "rate", "eta_seconds", "updated")}
 
 
 # ------------------------------------------------------------------ process-level guards
@@ -408,6 +504,7 @@ class VaultWatcher:
         self._failures = 0
         self._cut_short = False  # a sync was abandoned to stop: the next start syncs every note
         self.ledger = sync_ledger(app)
+        self.pass_file = PassFile(app.state_dir / PASS_FILE)
 
     # ---- entry
 
@@ -448,26 +545,48 @@ class VaultWatcher:
 
         self._wait_for_power()
         self.stats.indexing_active = True
+        self.stats.start_phase("indexing", 0)
         try:
             index = self.app.indexer.run(progress=self._progress)
+            corpus = self._corpus = Corpus(self.app.store)
+            self._refresh_api(corpus)
+            if unsynced is None:
+                paths = self.app.store.note_paths()
+            else:
+                touched = index.changed + index.deleted + [old for old, _ in index.renamed]
+                paths = sorted((self._sync_targets(touched, index, {}, corpus) | set(unsynced)) & set(corpus.paths))
+            self.stats.indexing_active = False
+            self.stats.start_phase("writing", len(paths))
+            written, deferred = self._sync_or_hold(paths, corpus, long_pass=True)
         finally:
             self.stats.indexing_active = False
-        corpus = self._corpus = Corpus(self.app.store)
-        self._refresh_api(corpus)
-        if unsynced is None:
-            paths = self.app.store.note_paths()
-        else:
-            touched = index.changed + index.deleted + [old for old, _ in index.renamed]
-            paths = sorted((self._sync_targets(touched, index, {}, corpus) | set(unsynced)) & set(corpus.paths))
-        written, deferred = self._sync_or_hold(paths, corpus)
+            self.stats.end_pass()
+            self.pass_file.clear()
         self.stats.start_up_synced += len(paths)
         log.info("start-up: %d notes (%d read, %d embedded chunks), synced %d, wrote %d, %d deferred",
                  index.notes, index.read, index.embedded_chunks, len(paths), len(written), len(deferred))
 
     def _progress(self, done: int, total: int) -> None:
         self.stats.indexing_done, self.stats.indexing_total = done, total
+        if self.stats.pass_phase == "indexing":
+            self.stats.pass_done, self.stats.pass_total = done, total
+            self.pass_file.publish(self.stats.start_up_pass)
         if self.stop.is_set():
             raise _Stopped
+
+    def _serve_edits(self) -> None:
+        """Between two slices of a long pass: changes whose quiet period is over (the user's saves)
+        are indexed, ranked and written now, ahead of the pass's backlog."""
+        self._drain(0)
+        self.stats.pending = len(self.batcher)
+        if self.overflowed.is_set() or self.battery.paused():
+            return  # the loop rescans or waits once the pass is over
+        batch = self.batcher.take(time.monotonic())
+        if batch:
+            handled = self.stats.batches
+            self._handle_safely(batch)
+            if self.stats.batches > handled and self.stats.history[-1].paths:  # not only the pass's own writes
+                self.stats.edits_during_pass += 1
 
     def _wait_for_power(self) -> None:
         while self.battery.paused() and not self.stop.is_set():
@@ -642,9 +761,12 @@ class VaultWatcher:
                                              NEIGHBOURS, excluded=hidden))
         return {p for p in targets if p in corpus.index}
 
-    def _sync_or_hold(self, paths: Sequence[str], corpus, bystanders: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    def _sync_or_hold(self, paths: Sequence[str], corpus, bystanders: Iterable[str] = (),
+                      long_pass: bool = False) -> tuple[list[str], list[str]]:
         """Relate, summarize and write these notes, a slice at a time: (written, deferred).
-        `bystanders`: notes synced only because others changed (see writer.BYSTANDER_HYSTERESIS)."""
+        `bystanders`: notes synced only because others changed (see writer.BYSTANDER_HYSTERESIS).
+        `long_pass`: the start-up pass or a rescan; the user's changes are handled between its slices
+        (each slice then ranks against the snapshot those changes left) and its progress is published."""
         from .sync import VaultSync
 
         if self.stats.writes_paused.is_set():
@@ -658,12 +780,16 @@ class VaultWatcher:
             if self.stop.is_set():
                 self._cut_short = True  # the rest waits for the next start-up pass
                 break
-            report = sync.run(paths=paths[start:start + SYNC_SLICE], dry_run=dry_run, corpus=corpus,
-                              bystanders=bystanders)
+            report = sync.run(paths=paths[start:start + SYNC_SLICE], dry_run=dry_run,
+                              corpus=self._corpus if long_pass else corpus, bystanders=bystanders)
             if not dry_run:
                 self._after_writes(report.written, report.deferred)
                 written += report.written
                 deferred += report.deferred
+            if long_pass:
+                self.stats.pass_done = min(len(paths), start + SYNC_SLICE)
+                self.pass_file.publish(self.stats.start_up_pass)
+                self._serve_edits()
         return written, deferred
 
     def _refresh_api(self, corpus) -> None:

@@ -8,6 +8,15 @@ export interface IndexingProgress {
 	active: boolean;
 }
 
+/** The daemon's start-up pass (or a rescan) while it runs: your edits are handled ahead of it. */
+export interface PassProgress {
+	phase: string; // "indexing" or "writing"
+	done: number;
+	total: number;
+	rate: number; // notes per second so far
+	etaSeconds: number | null;
+}
+
 export interface DaemonStatus {
 	vault: string;
 	notes: number;
@@ -21,6 +30,8 @@ export interface DaemonStatus {
 	/** Notes the daemon could not process, each until it changes. */
 	failed: NoteFailure[];
 	version: string;
+	/** The long pass under way, or null (also from daemons that do not report one). */
+	longPass: PassProgress | null;
 }
 
 export interface NoteFailure {
@@ -134,7 +145,16 @@ export function parseStatus(body: unknown): DaemonStatus {
 		bridgeConnected: obj.bridge_connected === true,
 		failed: Array.isArray(obj.failed) ? obj.failed.flatMap(noteFailure) : [],
 		version: text(obj.version),
+		longPass: passProgress(obj.pass),
 	};
+}
+
+function passProgress(value: unknown): PassProgress | null {
+	if (typeof value !== "object" || value === null) return null;
+	const p = value as Record<string, unknown>;
+	if (typeof p.done !== "number" || typeof p.total !== "number") return null;
+	const eta = typeof p.eta_seconds === "number" && p.eta_seconds >= 0 ? p.eta_seconds : null;
+	return { phase: text(p.phase), done: count(p.done), total: count(p.total), rate: typeof p.rate === "number" ? p.rate : 0, etaSeconds: eta };
 }
 
 function noteFailure(item: unknown): NoteFailure[] {

@@ -32,12 +32,23 @@ export function statusBarText(state: DaemonState): string {
 			return "ideaweave: error";
 		case "up": {
 			// Paused first: it is the state a user can forget they chose.
-			const { paused, indexing } = state.status;
+			const { paused, indexing, longPass } = state.status;
 			if (paused) return "ideaweave: paused";
+			if (longPass) {
+				const left = longPass.etaSeconds === null ? "" : ` · ${durationText(longPass.etaSeconds)} left`;
+				return `ideaweave: ${longPass.phase} ${longPass.done}/${longPass.total}${left}`;
+			}
 			if (indexing.active) return `ideaweave: indexing ${indexing.done}/${indexing.total}`;
 			return "ideaweave: ready";
 		}
 	}
+}
+
+/** "40 s", "47 min", "1.5 h": how long the daemon's pass has left, as the CLI says it. */
+export function durationText(seconds: number): string {
+	if (seconds < 90) return `${Math.max(1, Math.round(seconds))} s`;
+	if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min`;
+	return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 /** The longer line shown when hovering the status bar item. */
@@ -54,6 +65,10 @@ export function statusBarTooltip(state: DaemonState, address: string): string {
 		case "up": {
 			const s = state.status;
 			const parts = [`${s.notes} notes`, `${s.chunks} chunks`];
+			if (s.longPass) {
+				const p = s.longPass;
+				parts.push(`start-up pass: ${p.phase} ${p.done}/${p.total} notes at ${p.rate.toFixed(1)} notes/s; notes you save go first`);
+			}
 			if (s.queue > 0) parts.push(`${s.queue} queued`);
 			if (s.paused) parts.push("writing paused");
 			if (s.failed.length > 0) {
@@ -92,7 +107,8 @@ export function warningFor(state: DaemonState, address: string): string | null {
 export function stateFingerprint(state: DaemonState): string {
 	if (state.kind !== "up") return state.kind;
 	const s = state.status;
-	return ["up", s.notes, s.chunks, s.indexing.done, s.indexing.total, s.indexing.active, s.paused].join("|");
+	return ["up", s.notes, s.chunks, s.indexing.done, s.indexing.total, s.indexing.active, s.paused,
+		s.longPass?.phase ?? "", s.longPass?.done ?? ""].join("|");
 }
 
 const UP_INTERVAL_MS = 3_000;

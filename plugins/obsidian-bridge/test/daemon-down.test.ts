@@ -63,6 +63,22 @@ describe("when the daemon is not running", () => {
 		assert.equal(statusBarText(h.app), "ideaweave: paused");
 	});
 
+	test("the start-up pass shows its progress and time left, and the bar returns to ready after it", async () => {
+		h = await startWithoutDaemon();
+		h.daemon.running = true;
+		h.daemon.status.pass = { phase: "writing", done: 1200, total: 10003, rate: 3.1, eta_seconds: 2840 };
+		await h.timers.advance(3_000 + 300);
+		assert.equal(statusBarText(h.app), "ideaweave: writing 1200/10003 · 47 min left");
+
+		h.daemon.status.pass = { phase: "writing", done: 10000, total: 10003, rate: 3.1, eta_seconds: 1 };
+		await h.timers.advance(3_000);
+		assert.equal(statusBarText(h.app), "ideaweave: writing 10000/10003 · 1 s left");
+
+		h.daemon.status.pass = null;
+		await h.timers.advance(3_000);
+		assert.equal(statusBarText(h.app), "ideaweave: ready");
+	});
+
 	test("a refused token is a state of its own, in the view and the status bar", async () => {
 		const daemon = new FakeDaemon();
 		daemon.token = "rotated";

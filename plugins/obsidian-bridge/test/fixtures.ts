@@ -116,4 +116,5 @@ export const READY_STATUS = {
 	last_error: null,
 	bridge_connected: true,
 	version: "0.1.0",
+	pass: null,
 };
