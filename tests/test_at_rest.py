@@ -443,3 +443,29 @@ def test_the_watch_ledger_names_secure_notes_by_their_pseudonyms(tmp_path):
     locked = Store.open(state, 4, "m", Keychain(place, {}))
     assert SyncLedger(state / "watch-ledger.json", "f", hide=locked.pseudonym, show=locked.real_path).take() is None
     locked.close()
+
+
+def test_an_altered_sealed_vector_costs_its_chunk_only(tmp_path):
+    """A sealed vector that no longer opens (altered on disk) is left out as a chunk not embedded: the
+    notes' means still load, the note keeps its other chunk, the other notes are untouched."""
+    state = tmp_path / "state"
+    store = sealed_store(state, tmp_path)
+    first, second, public = "a" * 64, "b" * 64, "d" * 64
+    store.replace_note(record("Secret.md", True, frontmatter={"private": True}),
+                       [ChunkRecord(0, None, (), 0, 10, first, "one"), ChunkRecord(1, None, (), 10, 20, second, "two")], [], [])
+    store.replace_note(record("Open.md", False), [ChunkRecord(0, None, (), 0, 10, public, "three")], [], [])
+    vectors = np.eye(4, dtype=np.float32)[:3]
+    store.add_vectors([first, second], vectors[:2], sealed={first, second})
+    store.add_vectors([public], vectors[2:])
+    store.close()
+    raw = sqlite3.connect(state / "index.sqlite3")
+    blob = raw.execute("SELECT vector FROM vectors WHERE hash = ?", (first,)).fetchone()[0]
+    raw.execute("UPDATE vectors SET vector = ? WHERE hash = ?", (blob[:-1] + bytes([blob[-1] ^ 1]), first))
+    raw.commit()
+    raw.close()
+    store = sealed_store(state, tmp_path)
+    paths, means, _ = store.note_means()
+    assert paths == ["Open.md", "Secret.md"]
+    assert means[1] == pytest.approx(vectors[1])  # the chunk that still opens, alone
+    assert means[0] == pytest.approx(vectors[2])
+    store.close()

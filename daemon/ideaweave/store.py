@@ -621,7 +621,10 @@ class Store:
                 if sealer is None:
                     continue  # a vector sealed by a key this process lacks stays as it is
                 context = vector_hash.encode("ascii")
-                plain = sealer.open(blob, context) if sealed else blob
+                try:
+                    plain = sealer.open(blob, context) if sealed else blob
+                except SealingError:
+                    continue  # altered, or another key's: it stays as it is, never read (see _chunk_vectors)
                 stored = sealer.seal(plain, context) if wanted else plain
                 self._raw.execute("UPDATE vectors SET vector = ?, sealed = ? WHERE id = ?", (stored, int(wanted), vector_id))
                 moved.append((vector_id, bool(wanted), _decode_vectors([plain], self.stored_dim)[0]))
@@ -966,7 +969,7 @@ class Store:
         with self._lock:
             embedded = sorted(self._rows_where_in(f"SELECT id, path FROM notes WHERE {has_vectors}", only),
                               key=lambda row: row[1])
-            chunks_sql = ("SELECT chunks.note_id, vectors.vector, vectors.sealed, vectors.hash FROM chunks"
+            chunks_sql = ("SELECT chunks.note_id, vectors.vector, vectors.sealed, vectors.id FROM chunks"
                           " JOIN vectors ON vectors.hash = chunks.hash")
             if not self.unlocked:
                 chunks_sql += " WHERE vectors.sealed = 0"
@@ -983,9 +986,7 @@ class Store:
             # The (note_id, ordinal) index gives the chunks grouped by note without sorting blobs.
             cursor = self._db.execute(chunks_sql)
             while fetched := cursor.fetchmany(batch):
-                note_ids = np.fromiter((r[0] for r in fetched), dtype=np.int64, count=len(fetched))
-                vectors = _decode_vectors([self._open_vector(blob, sealed, vector_hash)
-                                           for _, blob, sealed, vector_hash in fetched], self.dim)
+                note_ids, vectors = self._chunk_vectors(fetched)
                 del fetched
                 inside = note_ids < len(row_of)
                 rows = np.where(inside, row_of[np.where(inside, note_ids, 0)], -1)
@@ -1007,8 +1008,19 @@ class Store:
             sums = sums[present]
         return paths, sums, chunk_mean
 
-    def _open_vector(self, blob: bytes, sealed: int, vector_hash: str) -> bytes:
-        return self._veil.sealer.open(blob, vector_hash.encode("ascii")) if sealed else blob
+    def _chunk_vectors(self, rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+        """(note ids, vectors) of (note_id, blob, sealed, vector_id) rows. A sealed vector is taken from the
+        ones opened into memory when the store opened, not decrypted again; one that did not open (another
+        key's, or altered) is left out, as a chunk not embedded: one damaged row costs its note that chunk."""
+        kept = [row for row in rows if not row[2] or row[3] in self._sealed_ids]
+        plain = [i for i, row in enumerate(kept) if not row[2]]
+        sealed = [i for i, row in enumerate(kept) if row[2]]
+        vectors = np.empty((len(kept), self.dim), np.float32)
+        if plain:
+            vectors[plain] = _decode_vectors([kept[i][1] for i in plain], self.dim)
+        if sealed:
+            vectors[sealed] = self._sealed_vectors.gather(np.array([kept[i][3] for i in sealed], dtype=np.int64))
+        return np.fromiter((row[0] for row in kept), dtype=np.int64, count=len(kept)), vectors
 
     def note_flags(self, only: Iterable[str] | None = None) -> dict[str, tuple[str, bool, bool, list[str]]]:
         """path -> (title, is_template, private, aliases) of every note (or of `only`): what ranking
