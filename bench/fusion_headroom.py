@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
 from ideaweave.app import App  # noqa: E402
-from ideaweave.calibrate import _LINK_SPANS  # noqa: E402
+from ideaweave.calibrate import components_unlinked  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
 from ideaweave.corpus import Corpus  # noqa: E402
 from ideaweave.relate import COMPONENTS, DEFAULT_WEIGHTS, Relater, diversify, standardised  # noqa: E402
@@ -45,14 +45,7 @@ def query(relater: Relater, path: str, gold: set[str], body: str | None) -> dict
     own links were not written yet (its outgoing links removed from the graph, their text cut out)."""
     c = relater.corpus
     q = c.index[path]
-    if body is not None:
-        c.graph.replace_outlinks(path, ())
-        try:
-            parts = relater.components(q, text=_LINK_SPANS.sub(" ", body))
-        finally:
-            c.graph.replace_outlinks(path, gold)
-    else:
-        parts = relater.components(q)
+    parts = components_unlinked(relater, path, body) if body is not None else relater.components(q)
     candidates = ~c.template & ~c.private
     candidates[q] = False
     for other in (c.graph.outlinks(path) if body is None else ()):

@@ -62,6 +62,19 @@ def _evaluate(samples: list, weights: dict, k: int = 10) -> float:
     return total / max(len(samples), 1)
 
 
+def components_unlinked(relater: Relater, path: str, body: str) -> dict:
+    """The evidence about a note as if its author had not written its links yet: its outgoing links
+    removed from `relater`'s link graph (a copy of its own: see `calibrate`) while it is scored, and cut out
+    of its text. The links other notes make stay."""
+    c = relater.corpus
+    links = c.graph.outlinks(path)
+    c.graph.replace_outlinks(path, ())
+    try:
+        return relater.components(c.index[path], text=_LINK_SPANS.sub(" ", body))
+    finally:
+        c.graph.replace_outlinks(path, links)
+
+
 def _calibration_sample(relater: Relater, path: str, body: str) -> tuple[dict, np.ndarray] | None:
     """One held-out query, ranked as if the user had not written the note's links yet.
 
@@ -74,11 +87,7 @@ def _calibration_sample(relater: Relater, path: str, body: str) -> tuple[dict, n
     c = relater.corpus
     q = c.index[path]
     gold_paths = c.graph.outlinks(path)
-    c.graph.replace_outlinks(path, ())
-    try:
-        parts = relater.components(q, text=_LINK_SPANS.sub(" ", body))
-    finally:
-        c.graph.replace_outlinks(path, gold_paths)
+    parts = components_unlinked(relater, path, body)
     candidates = ~c.template
     candidates[q] = False
     z = standardised(parts, candidates)
