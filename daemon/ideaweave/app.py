@@ -72,7 +72,8 @@ def scan_rules(settings: Settings) -> ScanRules:
         template_folder=settings.index.template_folder,
         private_folders=tuple(settings.index.private_folders),
         max_note_bytes=settings.index.max_note_bytes,
-        managed_keys=(settings.writer.related_key, settings.writer.summary_key),
+        managed_keys=(settings.writer.related_key, settings.writer.summary_key)
+        + ((settings.topics.key_name,) if settings.topics.key else ()),
     )
 
 
@@ -90,7 +91,9 @@ class App:
         self.root = root
         self.env = dict(os.environ if env is None else env)
         self.state_dir = state_dir_for(root, settings, self.env)
-        self.scanner = VaultScanner(root, scan_rules(settings))
+        # Hub notes are ideaweave's picture of the vault, not notes of it: while they are written, the ones
+        # ideaweave wrote stay out of the index (a user's own note in their folder stays in).
+        self.scanner = VaultScanner(root, scan_rules(settings), owned=self.hub_paths if settings.topics.write else None)
         self.keys = Keys(settings.writer.related_key, settings.writer.summary_key, settings.writer.related_count)
         self._embedder = embedder
         self._owns_embedder = embedder is None
@@ -188,6 +191,23 @@ class App:
         from .summaries import summaries_for
 
         return self._once("summaries", lambda: summaries_for(self))
+
+    def publish_topics(self, corpus: Corpus, topics, hubs: bool):
+        """Hub notes (when `hubs`) and each note's topic key for `topics`, as the settings ask: what the CLI's
+        `topics --write` and the daemon both do."""
+        from .hubs import publish_topics
+
+        settings = self.settings.topics
+        notes = [p for p, template in zip(corpus.paths, corpus.template) if not template]
+        private = {p for p, secret in zip(corpus.paths, corpus.private) if secret}
+        return publish_topics(self.root, self.store, topics, notes, private, settings.folder, hubs, settings.key_name,
+                              settings.key, self.settings.writer.defer_seconds)
+
+    def hub_paths(self) -> frozenset[str]:
+        """The hub notes ideaweave wrote into the vault."""
+        from .hubs import owned_hub_paths
+
+        return owned_hub_paths(self.store)
 
     def _once(self, name: str, build):
         with self._building:

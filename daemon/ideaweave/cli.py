@@ -178,6 +178,7 @@ def cmd_novelty(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .hubs import user_hubs
     from .watch import read_pass_progress
 
     app = open_app(args)
@@ -196,6 +197,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "ranking": describe_weights(app.settings.relate.weights, calibration_record(app.store)),
         "sealing": _sealing_status(app),
         "pass": read_pass_progress(app.state_dir),
+        "user_hubs": user_hubs(app.root, app.store, app.settings.topics.folder),
     }
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
@@ -214,6 +216,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     human += [f"  {f['path']} — {f['stage']} — {f['reason']}" for f in data["failed"]]
     human.append(f"warnings   {len(data['warnings'])}")
     human += [f"  {f['path']}: {f['reason']}" for f in data["warnings"]]
+    if data["user_hubs"]:
+        human.append(f"hub notes  {len(data['user_hubs'])} edited by you: yours now, left alone by ideaweave")
+        human += [f"  {p}" for p in data["user_hubs"]]
     emit(args, data, "\n".join(human))
     app.close()
     return 0
@@ -540,13 +545,19 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from .topics import vault_topics
 
     app = open_indexed_app(args)
-    topics = vault_topics(Corpus(app.store), app.scanner)
+    corpus = Corpus(app.store)
+    topics = vault_topics(corpus, app.scanner)
     lines = []
     for topic in topics:
         indent = "  " * topic.level
         lines += [f"{indent}{topic.name}  ({_notes(len(topic.notes))}; {topic.id})", f"{indent}  {topic.description}"]
         lines += [f"{indent}    {path}" for path in (topic.notes if args.all_notes else topic.notes[:3])]
-    emit(args, {"topics": [t.as_json() for t in topics]}, "\n".join(lines) or "no notes indexed")
+    data = {"topics": [t.as_json() for t in topics]}
+    if args.write or app.settings.topics.write:
+        published = app.publish_topics(corpus, topics, hubs=True)
+        data["published"] = published.as_json()
+        lines.append(published.describe())
+    emit(args, data, "\n".join(lines) or "no notes indexed")
     app.close()
     return 0
 
@@ -621,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
     p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")
+    p.add_argument("--write", action="store_true", help="write the hub notes into topics.folder once (as topics.write = true does)")
     p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
 
     p = command("duplicates", cmd_duplicates, "pairs of notes that say the same thing, their passages side by side")

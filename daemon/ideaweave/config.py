@@ -100,6 +100,15 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class TopicsSettings:
+    write: bool = setting(False, "Write one hub note per topic into topics.folder (its name, description, notes and neighbouring topics), so that Obsidian's graph view shows the topics; a hub you edit becomes yours and is left alone.")
+    folder: str = setting("Topics", "The folder, inside the vault, that ideaweave's hub notes live in; nothing else is written there.")
+    key: bool = setting(False, "Write `topic: \"[[<folder>/<hub>]]\"` into each note's frontmatter, linking it to its topic's hub (with topics.write); turning it off removes the key ideaweave wrote.")
+    key_name: str = setting("topic", "Frontmatter key holding a note's topic hub.")
+    delay_seconds: float = setting(30.0, "The daemon recomputes topics (and hubs) once no note has changed for this long after an edit.")
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     enabled: bool = setting(True, "Serve the local HTTP API while watching.")
     host: str = setting("127.0.0.1", "Address the API binds to; only loopback addresses are accepted.")
@@ -124,6 +133,7 @@ class Settings:
     summary: SummarySettings = field(default_factory=SummarySettings, metadata={"help": "Summaries."})
     writer: WriterSettings = field(default_factory=WriterSettings, metadata={"help": "Writing into notes."})
     watch: WatchSettings = field(default_factory=WatchSettings, metadata={"help": "The watch daemon."})
+    topics: TopicsSettings = field(default_factory=TopicsSettings, metadata={"help": "Topics and their hub notes in the vault."})
     api: ApiSettings = field(default_factory=ApiSettings, metadata={"help": "The local HTTP API."})
     debug: DebugSettings = field(default_factory=DebugSettings, metadata={"help": "Aids for testing ideaweave itself."})
 
@@ -257,6 +267,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"api.port must be a TCP port (1-65535), not {settings.api.port}")
     if settings.writer.related_key == settings.writer.summary_key:
         raise ConfigError("writer.related_key and writer.summary_key must differ")
+    if settings.topics.key_name in (settings.writer.related_key, settings.writer.summary_key):
+        raise ConfigError("topics.key_name must differ from writer.related_key and writer.summary_key")
+    folder = settings.topics.folder.strip("/")
+    if not folder or folder.startswith(".") or ".." in folder.split("/") or Path(settings.topics.folder).is_absolute():
+        raise ConfigError(f"topics.folder must be a folder inside the vault, such as \"Topics\", not {settings.topics.folder!r}")
     try:
         FaultPlan(settings.debug.fail)
     except ValueError as exc:

@@ -195,8 +195,17 @@ TOPIC = record({
     {"phrases": list_of(TEXT), "central": {"type": ["string", "null"]}, "description": TEXT,
      "neighbours": list_of(TOPIC_ID)})
 TOPICS = record({"topics": list_of(TOPIC)})
+# With --write (or topics.write): what was done to the hub notes and the notes' topic keys.
+PUBLISHED = record({
+    "hubs": {"oneOf": [{"type": "null"}, record({
+        "folder": TEXT, "written": list_of(NOTE_PATH), "removed": list_of(NOTE_PATH), "unchanged": COUNT,
+        "user_hubs": list_of(NOTE_PATH), "conflicts": list_of(NOTE_PATH)})]},
+    "keys": record({"written": list_of(NOTE_PATH), "deferred": list_of(NOTE_PATH), "skipped": list_of(NOTE_REASON)})})
+CLI_TOPICS = record({"topics": list_of(TOPIC)}, {"published": PUBLISHED})
+# Hub notes the user edited: theirs, left alone (see hubs).
+STATUS_REPORT["properties"]["user_hubs"] = list_of(NOTE_PATH)
 
-CLI_OUTPUT["topics"] = TOPICS
+CLI_OUTPUT["topics"] = CLI_TOPICS
 
 # `summarize --json`: the summary each note would get, and what the reading did with each sentence.
 SUMMARIZE = list_of(record({"note": NOTE_PATH, "summary": NULLABLE_TEXT, "mode": TEXT,

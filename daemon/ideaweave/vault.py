@@ -15,7 +15,7 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -459,9 +459,12 @@ def _path_prefixes(path: str) -> Iterator[str]:
 class VaultScanner:
     """Lists the notes of a vault and reads them; the only part of this module that touches files."""
 
-    def __init__(self, root: Path, rules: ScanRules):
+    def __init__(self, root: Path, rules: ScanRules, owned: Callable[[], Collection[str]] | None = None):
         self.root = Path(root)
         self.rules = rules
+        # Files ideaweave writes into the vault that are not notes to index (the topics' hub notes): asked
+        # once per scan, and once per path asked about.
+        self.owned = owned
         obsidian = self.root / ".obsidian"
         self.template_folder = rules.template_folder.strip("/") or _obsidian_template_folder(obsidian)
         self._ignore_prefixes, self._ignore_regexes = _obsidian_ignore_filters(obsidian)
@@ -471,6 +474,7 @@ class VaultScanner:
     def scan(self) -> list[NoteFile]:
         """Every note passing the rules, sorted by path (stat only; notes too large are read() as Skipped)."""
         found, folders = [], [""]
+        owned = self.owned() if self.owned is not None else ()
         while folders:
             folder = folders.pop()
             try:
@@ -487,7 +491,7 @@ class VaultScanner:
                     if entry.is_dir(follow_symlinks=False):
                         if not self._folder_excluded(path):
                             folders.append(path)
-                    elif self.accepts(path) and entry.is_file() and (not entry.is_symlink() or self._inside(path)):
+                    elif path not in owned and self._readable(path) and entry.is_file() and (not entry.is_symlink() or self._inside(path)):
                         stat = entry.stat()
                         found.append(NoteFile(path, stat.st_size, stat.st_mtime_ns))
                 except OSError:  # vanished or unreadable between listing and stat
@@ -496,6 +500,9 @@ class VaultScanner:
 
     def accepts(self, path: str) -> bool:
         """Does a vault-relative path name a note these rules read?"""
+        return self._readable(path) and (self.owned is None or path not in self.owned())
+
+    def _readable(self, path: str) -> bool:
         parts = path.split("/")
         if not path.lower().endswith(".md") or any(not p or p.startswith(".") for p in parts):
             return False

@@ -174,6 +174,8 @@ class WatchStats:
     pass_total: int = 0
     pass_started: float = 0.0
     edits_during_pass: int = 0  # batches of changes (not only own writes) handled ahead of a long pass's backlog
+    topics_updates: int = 0  # times the topics (and their hubs and keys) were brought up to date
+    hubs_written: int = 0
 
     def start_phase(self, phase: str, total: int) -> None:
         self.pass_phase, self.pass_done, self.pass_total, self.pass_started = phase, 0, total, time.monotonic()
@@ -505,6 +507,10 @@ class VaultWatcher:
         self._cut_short = False  # a sync was abandoned to stop: the next start syncs every note
         self.ledger = sync_ledger(app)
         self.pass_file = PassFile(app.state_dir / PASS_FILE)
+        # Topics are drawn again once edits have settled (not on every save): when this monotonic time comes.
+        topics = app.settings.topics
+        self._topics_wanted = topics.write or topics.key
+        self._topics_due: float | None = None
 
     # ---- entry
 
@@ -521,6 +527,7 @@ class VaultWatcher:
             self.stats.ready = True
             if on_ready is not None:
                 on_ready()
+            self._topics_after(0.0)
             while not self.stop.is_set():
                 self._step()
             if not self._cut_short:  # own writes still waiting as events need nothing
@@ -615,12 +622,47 @@ class VaultWatcher:
         batch = self.batcher.take(time.monotonic())
         if batch:
             self._handle_safely(batch)
+        elif self._topics_due is not None and time.monotonic() >= self._topics_due and not len(self.batcher):
+            self._update_topics()
 
     def _wait_time(self) -> float:
-        due = self.batcher.next_due()
+        due = min((d for d in (self.batcher.next_due(), self._topics_due) if d is not None), default=None)
         if due is None:
             return MAX_WAIT
         return min(MAX_WAIT, max(0.0, due - time.monotonic()))
+
+    # ---- the topics, their hub notes and the notes' topic keys
+
+    def _topics_after(self, seconds: float) -> None:
+        """Draw the topics again `seconds` from now; each new edit before then pushes it later."""
+        if self._topics_wanted:
+            self._topics_due = time.monotonic() + seconds
+
+    def _update_topics(self) -> None:
+        """The topics (`vault_topics`, the one answer), kept in the store; then the hub notes and keys."""
+        from .topics import vault_topics
+
+        self._topics_due = None
+        corpus = self._corpus
+        if corpus is None or self.stats.writes_paused.is_set():
+            return
+        try:
+            with self._stage("topics"):
+                topics = vault_topics(corpus, self.app.scanner)
+                published = self.app.publish_topics(corpus, topics, hubs=self.app.settings.topics.write)
+        except Exception as exc:  # the topics are a picture of the vault: failing to draw it stops nothing
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("updating the topics failed (%s); trying again after the next edit", type(exc).__name__)
+            log.debug("the failure: %s", exc, exc_info=True)
+            return
+        self.stats.topics_updates += 1
+        self.stats.hubs_written += len(published.hubs.written) if published.hubs else 0
+        self._after_writes(published.keys.written, published.keys.deferred)
+        if published.keys.deferred:  # the notes being typed in get their key once they rest
+            self._topics_after(self.app.settings.writer.defer_seconds)
+        described = published.describe()
+        if described:
+            log.info("%s", described)
 
     def _drain(self, timeout: float) -> None:
         """Move queued events into the batcher, waiting up to `timeout` for the first one."""
@@ -645,6 +687,7 @@ class VaultWatcher:
         self.stats.full_rescans += 1
         with self._stage("rescan"):
             self._reconcile(unsynced=[])  # the index shows what changed; its cascade covers the rest
+        self._topics_after(self.app.settings.topics.delay_seconds)
 
     def _stage(self, stage: str) -> contextlib.AbstractContextManager:
         around = self.hooks.around_stage
@@ -674,6 +717,8 @@ class VaultWatcher:
         else:
             self._failures = 0
             self.stats.record(outcome)
+            if outcome.paths:  # the user's changes (not only our own writes) can move notes between topics
+                self._topics_after(self.app.settings.topics.delay_seconds)
             if self.hooks.on_batch is not None:  # outside the guard: a failing hook is not a failing batch
                 self.hooks.on_batch(outcome)
 

@@ -126,7 +126,12 @@ def plan_related(state: NoteState, candidates: Sequence[Candidate], keys: Keys, 
 
 def plan_summary(state: NoteState, summary: str | None, keys: Keys) -> tuple[str | None, bool, str | None]:
     """(value, write it?, reason when left alone)."""
-    key = keys.summary
+    return plan_value(state, keys.summary, summary)
+
+
+def plan_value(state: NoteState, key: str, wanted: str | None) -> tuple[str | None, bool, str | None]:
+    """(value, write it?, reason when left alone) for a managed key holding one string (`summary`, `topic`):
+    ideaweave's until the user edits or removes it, then the user's. `wanted` None removes ours."""
     last = state.last_written or {}
     present = key in state.current
     current = state.current.get(key)
@@ -136,12 +141,12 @@ def plan_summary(state: NoteState, summary: str | None, keys: Keys) -> tuple[str
     if present and ours is None:
         return None, False, f"`{key}` was not written by ideaweave; it is left as it is"
     if present and current != ours:
-        return None, False, None  # the user edited our summary: it is theirs now
+        return None, False, None  # the user edited what we wrote: it is theirs now
     if not present and ours is not None:
         return None, False, None  # the user removed it: opted out
-    if summary is None:
-        return None, present, None  # nothing to say any more: remove our old summary
-    return summary, summary != current, None
+    if wanted is None:
+        return None, present, None  # nothing to say any more: remove what we wrote
+    return wanted, wanted != current, None
 
 
 def plan_note(state: NoteState, candidates: Sequence[Candidate], summary: str | None, keys: Keys,
@@ -170,6 +175,17 @@ def plan_note(state: NoteState, candidates: Sequence[Candidate], summary: str | 
     if not values:
         return None, problem, new_rejects, new_pins
     return Write(state.path, values, remembered), problem, new_rejects, new_pins
+
+
+def plan_topic(state: NoteState, key: str, link: str | None) -> tuple[Write | None, str | None]:
+    """The write of a note's `topic` key (None when nothing changes) and the reason it was left alone.
+    `link` None removes the key ideaweave wrote (topics.key turned off, or the note's topic has no hub)."""
+    value, changes, problem = plan_value(state, key, link)
+    if not changes:
+        return None, problem
+    last = dict(state.last_written or {})
+    remembered = {**last, key: value} if value is not None else {k: v for k, v in last.items() if k != key}
+    return Write(state.path, {key: value}, remembered), problem
 
 
 def plan_writes(states: Sequence[NoteState], candidates: Mapping[str, Sequence[Candidate]],
