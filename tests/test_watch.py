@@ -407,6 +407,38 @@ def test_own_writes_cause_no_second_round_and_an_edit_cascades_to_few_notes(tmp_
         assert all(not b.paths and b.indexed == 0 and b.synced == 0 for b in batches if b is not work)
 
 
+def hub_holding(vault: Path, note: str) -> str | None:
+    """The hub note in Topics/ of the finest topic that links to `note`."""
+    link = f"[[{note[:-3]}]]"
+    found = sorted((("level: 1" in text), p.name) for p in (vault / "Topics").glob("*.md")
+                   if link in (text := p.read_text(encoding="utf-8")))
+    return found[-1][1] if found else None
+
+
+def test_the_daemon_draws_topics_after_start_up_and_moves_a_note_between_hubs_once_edits_rest(tmp_path, embedder):
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder, **{"topics.write": True, "topics.key": True, "topics.delay_seconds": 1.0})
+    moved = "Garden/Seed saving.md"
+    with running_daemon(app) as stats:
+        eventually(lambda: stats.topics_updates >= 1, what="topics after the start-up pass")
+        settle(stats)
+        assert stats.hubs_written >= 3 and stats.notes_indexed == 0  # hubs and keys are not indexed as edits
+        assert app.store.get_setting("topics.last")
+        garden_hub = hub_holding(vault, moved)
+        kitchen_hub = hub_holding(vault, "Kitchen/Sourdough.md")
+        assert garden_hub and kitchen_hub and garden_hub != kitchen_hub
+        assert meta(vault, moved)["topic"] == f"[[Topics/{garden_hub[:-3]}]]"
+        assert not set(app.store.note_paths()) & {f"Topics/{h.name}" for h in (vault / "Topics").glob("*.md")}
+        updates = stats.topics_updates
+        text = (vault / moved).read_text(encoding="utf-8").split("\n# Seed saving")[0]  # keeps ideaweave's keys
+        (vault / moved).write_text(text + "\n# Sourdough bread\n\n" + NOTES["Kitchen/Sourdough.md"].split("\n", 2)[2]
+                                   + NOTES["Kitchen/Fermentation.md"].split("\n", 2)[2], encoding="utf-8")
+        eventually(lambda: stats.topics_updates > updates and hub_holding(vault, moved) == hub_holding(vault, "Kitchen/Sourdough.md"),
+                   timeout=60, what="the edited note moves to the kitchen's hub")
+        eventually(lambda: meta(vault, moved).get("topic") == f"[[Topics/{hub_holding(vault, moved)[:-3]}]]",
+                   timeout=30, what="its topic key follows")
+
+
 def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(tmp_path, embedder):
     vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
     app = make_app(vault, tmp_path, embedder)
