@@ -5,7 +5,8 @@ and k-means on the whole-note vectors with as many clusters as ideaweave found.
 
 Usage:
   python bench/topics_bench.py VAULT --labels RULE [--state DIR] [--no-index]
-  python bench/topics_bench.py --synthetic N     (time N stand-in notes: graph, both levels, an update)
+  python bench/topics_bench.py --synthetic N     (time N stand-in notes: graph, both levels, an update, and the
+                                                  daemon's incremental update after one edited note and after 1%)
 
 RULE says where a note's human label comes from:
   folder:D                 its folder at depth D (1: the top folder); notes above depth D are unlabelled
@@ -37,7 +38,7 @@ from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings, replace  # noqa: E402
 from ideaweave.corpus import Corpus, centre_on  # noqa: E402
 from ideaweave.prose import sentences_of  # noqa: E402
-from ideaweave.topics import SEED, TopicInput, build_topics, topic_graph, topic_input  # noqa: E402
+from ideaweave.topics import SEED, TopicInput, TopicState, build_topics, topic_graph, topic_input  # noqa: E402
 from ideaweave.vault import Skipped  # noqa: E402
 
 
@@ -275,10 +276,21 @@ def synthetic_input(n: int, centres: int = 300, dim: int = 384) -> TopicInput:
     return TopicInput(paths, paths, vectors, sorted(zip(a.tolist(), b.tolist())), np.zeros(n, bool))
 
 
+def edited_vectors(notes: TopicInput, count: int, seed: int) -> TopicInput:
+    """The notes after `count` of them were edited: their vectors moved a little."""
+    rng = np.random.default_rng(seed)
+    vectors = notes.vectors.copy()
+    edited = rng.choice(len(vectors), size=count, replace=False)
+    vectors[edited] += 0.5 * rng.normal(size=(len(edited), vectors.shape[1])).astype(np.float32) / math.sqrt(vectors.shape[1])
+    vectors[edited] /= np.linalg.norm(vectors[edited], axis=1, keepdims=True)
+    return TopicInput(notes.paths, notes.titles, vectors, notes.links, notes.private)
+
+
 def run_synthetic(n: int) -> dict:
     """Time the whole answer (graph, both levels, names) for n stand-in notes, then the update after 1% of
-    them are edited (their vectors moved a little), seeded with the first answer. Wall-clock and CPU seconds
-    (the CPU figure is what one core would take on a machine that is not shared)."""
+    them are edited (their vectors moved a little), seeded with the first answer; then the daemon's way
+    (`TopicState`: the graph kept between updates) after one edited note, three times, and after 1%.
+    Wall-clock and CPU seconds (the CPU figure is what one core would take on a machine that is not shared)."""
     notes = synthetic_input(n)
     words = {p: p.split("/")[0] for p in notes.paths}
     timings = {}
@@ -286,21 +298,29 @@ def run_synthetic(n: int) -> dict:
     def timed(name, work):
         wall, cpu = time.perf_counter(), time.process_time()
         result = work()
-        timings[name] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
+        timings[name] = {"wall": round(time.perf_counter() - wall, 3), "cpu": round(time.process_time() - cpu, 3)}
         return result
 
     graph = timed("graph", lambda: topic_graph(notes))
     topics = timed("communities_and_names", lambda: build_topics(notes, words.get, lambda p: [], graph=graph))
-    rng = np.random.default_rng(SEED + 1)
-    vectors = notes.vectors.copy()
-    edited = rng.choice(n, size=max(1, n // 100), replace=False)
-    vectors[edited] += 0.5 * rng.normal(size=(len(edited), vectors.shape[1])).astype(np.float32) / math.sqrt(vectors.shape[1])
-    vectors[edited] /= np.linalg.norm(vectors[edited], axis=1, keepdims=True)
-    moved = TopicInput(notes.paths, notes.titles, vectors, notes.links, notes.private)
+    moved = edited_vectors(notes, max(1, n // 100), SEED + 1)
     after = timed("update_after_1pct_edited", lambda: build_topics(moved, words.get, lambda p: [], previous=topics))
+    state = TopicState()
+    kept = timed("incremental_build", lambda: state.build(notes, words.get, lambda p: [], previous=()))
+    incremental = {}
+    current, answer = notes, kept
+    for attempt in range(3):
+        current = edited_vectors(current, 1, SEED + 10 + attempt)
+        answer = timed(f"incremental_update_one_edited_{attempt + 1}", lambda: state.update(current, words.get, lambda p: []))
+    incremental["one edited (3 in turn)"] = {f"level {level}": stability(kept, answer, level) for level in (0, 1)}
+    before = answer
+    current = edited_vectors(current, max(1, n // 100), SEED + 20)
+    answer = timed("incremental_update_1pct_edited", lambda: state.update(current, words.get, lambda p: []))
+    incremental["1% edited"] = {f"level {level}": stability(before, answer, level) for level in (0, 1)}
     return {"notes": n, "edges": graph.number_of_edges(), "seconds": timings,
             "topics": {level: sum(t.level == level for t in topics) for level in (0, 1)},
-            "stability": {f"level {level}": stability(topics, after, level) for level in (0, 1)}}
+            "stability": {f"level {level}": stability(topics, after, level) for level in (0, 1)},
+            "incremental_stability": incremental}
 
 
 def table(result: dict) -> str:

@@ -314,3 +314,81 @@ def test_the_api_gives_the_commands_topics_one_topic_and_a_notes_topics(app, fou
         assert all("Garden/Compost.md" in t["notes"] for t in mine["topics"])
         assert {t["id"] for t in mine["neighbours"]} == {n for t in mine["topics"] for n in t["neighbours"]}
         assert client.get("/topics", params={"note": "Nowhere.md"}).status_code == 404
+
+
+# ------------------------------------------------------------------ updates that keep the graph
+
+
+def clustered(n: int = 600, centres: int = 6, seed: int = 7) -> tuple[TopicInput, np.ndarray, np.ndarray]:
+    """Notes around a few centres (cosine about 0.5 to their centre), a few links inside clusters."""
+    rng = np.random.default_rng(seed)
+    centre = np.arange(n) % centres
+    middles = rng.normal(size=(centres, 32))
+    vectors = unit(middles[centre] + 0.7 * rng.normal(size=(n, 32)))
+    links = [(i, int(rng.choice(np.flatnonzero(centre == centre[i])))) for i in range(0, n, 7)]
+    paths = [f"c{centre[i]}/n{i:04d}.md" for i in range(n)]
+    return TopicInput(paths, paths, vectors, links, np.zeros(n, bool)), centre, unit(middles)
+
+
+def topic_of(found, path: str, level: int = 0):
+    return next(t for t in found if t.level == level and path in t.notes)
+
+
+def words(path: str) -> str:
+    return f"cluster{path.split('/')[0]} note words"
+
+
+def one_topic_per_note_and_level(found, paths) -> None:
+    for level in (0, 1):
+        assert sorted(p for t in found if t.level == level for p in t.notes) == sorted(paths)
+    ids = {t.id for t in found}
+    assert all(t.parent in ids for t in found if t.level == 1)
+    assert all(n in ids for t in found for n in t.neighbours)
+
+
+def test_an_update_moves_an_edited_note_to_the_topic_it_now_belongs_to_and_nothing_else():
+    notes, centre, middles = clustered()
+    state = topics_module.TopicState()
+    before = state.build(notes, words, lambda p: [])
+    mover = 0  # in cluster 0; its new text is about cluster 3
+    vectors = notes.vectors.copy()
+    vectors[mover] = middles[3]
+    edited = dataclasses.replace(notes, vectors=vectors, links=[(a, b) for a, b in notes.links if mover not in (a, b)])
+    after = state.update(edited, words, lambda p: [])
+    one_topic_per_note_and_level(after, notes.paths)
+    path = notes.paths[mover]
+    assert topic_of(after, path).id == topic_of(before, notes.paths[3]).id
+    others = [p for p in notes.paths if p != path]
+    assert all(topic_of(after, p).id == topic_of(before, p).id for p in others)
+    assert sum(topic_of(after, p, 1).id == topic_of(before, p, 1).id for p in others) >= 0.95 * len(others)
+    # The graph holds the edges a build makes for the edited note: its exact nearest neighbours.
+    rows, cols = nearest_neighbours(vectors, topics_module.NEIGHBOURS)
+    assert set(cols[rows == mover].tolist()) <= set(state.graph[mover])
+    assert all(mover in state.graph[r] for r in rows[cols == mover].tolist())
+
+
+def test_an_update_takes_in_new_notes_and_lets_deleted_ones_go():
+    notes, centre, middles = clustered()
+    state = topics_module.TopicState()
+    before = state.build(notes, words, lambda p: [])
+    gone = {notes.paths[1], notes.paths[8]}
+    keep = [i for i, p in enumerate(notes.paths) if p not in gone]
+    at = {old: new for new, old in enumerate(keep)}
+    paths = [notes.paths[i] for i in keep] + ["new/near-cluster-4.md"]
+    vectors = np.vstack([notes.vectors[keep], middles[4][None, :]])
+    links = [(at[a], at[b]) for a, b in notes.links if a in at and b in at]
+    changed = TopicInput(paths, paths, vectors, links, np.zeros(len(paths), bool))
+    after = state.update(changed, words, lambda p: [])
+    one_topic_per_note_and_level(after, paths)
+    assert topic_of(after, "new/near-cluster-4.md").id == topic_of(before, notes.paths[4]).id
+    assert not gone & {p for t in after for p in t.notes}
+    assert not gone & set(state.node)
+    assert all(state.graph.degree(m) == 0 for m, p in enumerate(state.paths) if p is None)  # no edge left to a deleted note
+
+
+def test_the_daemons_state_answers_as_the_cli_does_until_an_edit(app):
+    corpus = Corpus(app.store)
+    state = topics_module.TopicState()
+    kept = vault_topics(corpus, app.scanner, state)
+    assert kept == vault_topics(corpus, app.scanner)
+    assert vault_topics(corpus, app.scanner, state) == kept  # an update without edits changes nothing

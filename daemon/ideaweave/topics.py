@@ -19,6 +19,7 @@ Templates belong to no topic. A private note never names or describes a topic it
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -149,11 +150,20 @@ def standardised_similarity(vectors: np.ndarray, rows: np.ndarray, cols: np.ndar
 
     A note's mean and variance of similarity to all notes come from the vault's mean vector and second
     moment (v.m and v'Sv - (v.m)^2), exactly and without comparing the note with every other one."""
-    n = len(vectors)
-    mean_vector = vectors.mean(axis=0)
-    second = (vectors.T @ vectors) / max(n, 1)
+    mu, spread = similarity_spread(vectors, vectors.sum(axis=0), vectors.T @ vectors, len(vectors))
+    return _standardised(vectors, rows, cols, mu, spread)
+
+
+def similarity_spread(vectors: np.ndarray, total: np.ndarray, second: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each of `vectors`' mean and spread of similarity to all `n` notes, from the notes' summed vectors
+    `total` and summed outer products `second` (which an update keeps by adding and taking away)."""
+    mean_vector = total / max(n, 1)
     mu = vectors @ mean_vector
-    spread = np.sqrt(np.maximum(((vectors @ second) * vectors).sum(axis=1) - mu ** 2, 1e-12))
+    spread = np.sqrt(np.maximum(((vectors @ (second / max(n, 1))) * vectors).sum(axis=1) - mu ** 2, 1e-12))
+    return mu, spread
+
+
+def _standardised(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray, mu: np.ndarray, spread: np.ndarray) -> np.ndarray:
     cos = np.empty(len(rows), np.float32)
     for start in range(0, len(rows), PAIRS_AT_ONCE):  # a million pairs' vectors at once would be 3 GB
         part = slice(start, start + PAIRS_AT_ONCE)
@@ -164,8 +174,12 @@ def standardised_similarity(vectors: np.ndarray, rows: np.ndarray, cols: np.ndar
 def topic_graph(notes: TopicInput, k: int = NEIGHBOURS, link_weight: float = LINK_WEIGHT) -> nx.Graph:
     """Notes as nodes 0..n-1; an edge for each nearest neighbour and each link, weighted by their
     standardised similarity (when positive) plus `link_weight` when they are linked."""
+    return graph_of_pairs(notes, *nearest_neighbours(notes.vectors, k), link_weight)
+
+
+def graph_of_pairs(notes: TopicInput, rows: np.ndarray, cols: np.ndarray, link_weight: float = LINK_WEIGHT) -> nx.Graph:
+    """The topic graph over the neighbour pairs (rows, cols) and the notes' links."""
     n = len(notes.paths)
-    rows, cols = nearest_neighbours(notes.vectors, k)
     links = np.asarray([(a, b) for a, b in notes.links if a != b], dtype=np.int64).reshape(-1, 2)
     all_rows = np.concatenate([rows, links[:, 0]])
     all_cols = np.concatenate([cols, links[:, 1]])
@@ -527,6 +541,472 @@ def _by_centrality(graph: nx.Graph, members: Sequence[int], paths: Sequence[str]
     return sorted(members, key=lambda m: (-degree[m], paths[m]))
 
 
+# ------------------------------------------------------------------ keeping the graph between updates
+
+
+# The corpus centres note vectors on its mean, which an edit moves by a hair: a note whose vector turned by
+# less than this is not an edited note.
+UNMOVED_COSINE = 0.9999
+# Past this share of the notes changed since the graph was built, the next update builds it again (and lets
+# a partition found afresh replace the settled one, which updates never do).
+REBUILD_SHARE = 0.1
+ROWS_AT_ONCE = 256  # edited notes compared with every note at once (256 x 100,000 similarities: 100 MB)
+# Moves tried per note an update touched before the settling stops: a bound on an edit's ripple.
+MOVES_PER_TOUCHED = 50
+
+
+class TopicState:
+    """The topic graph and the last answer, kept between updates (the daemon holds one), so that an edit
+    costs the rows of the notes it changed rather than the whole graph again.
+
+    Each note is a node that keeps its number for the state's life (a deleted note's number is not reused);
+    its row is its `k` nearest notes. An update compares each edited note with every note exactly (one
+    product of its vector with all of them), puts it into the rows it now belongs to, takes the edges of the
+    notes whose rows changed again, then lets the notes near those changes move between the topics they
+    had, as `settled` does; topics whose notes did not change are carried over as they were. Notes whose
+    rows hold an edited note keep it with its new similarity until they are rebuilt: the graph drifts from
+    the one a build would make only by such rows and by every other note's similarity spread, which is not
+    recomputed; a build every REBUILD_SHARE of the vault puts both right."""
+
+    def __init__(self, k: int = NEIGHBOURS):
+        self.k = k
+        self.topics: list[Topic] = []
+        self.built = False
+
+    # ---- a full build
+
+    def build(self, notes: TopicInput, text_of: Callable[[str], str], sentences_of: Callable[[str], list[str]],
+              previous: Sequence[Topic] = ()) -> list[Topic]:
+        """The topics as `build_topics` finds them, keeping the graph for the updates that follow."""
+        n = len(notes.paths)
+        rows, cols = nearest_neighbours(notes.vectors, self.k)
+        self.paths: list[str | None] = list(notes.paths)
+        self.node = {p: i for i, p in enumerate(notes.paths)}
+        self.vectors = np.array(notes.vectors, dtype=np.float32)
+        self.total = self.vectors.sum(axis=0, dtype=np.float64)
+        self.second = (self.vectors.T @ self.vectors).astype(np.float64)
+        self.count = n
+        self.mu, self.spread = similarity_spread(self.vectors, self.total, self.second, n)
+        self.rows = np.full((n, self.k + 1), -1, np.int64)
+        position = np.arange(len(rows)) - np.searchsorted(rows, rows)
+        self.rows[rows, position] = cols
+        self.row_sims = np.full((n, self.k + 1), np.inf, np.float32)  # each row's similarities (inf: a free place)
+        self.row_sims[rows, position] = np.einsum("ij,ij->i", self.vectors[rows], self.vectors[cols])
+        self.pointing: dict[int, set[int]] = defaultdict(set)
+        for a, b in zip(rows.tolist(), cols.tolist()):
+            self.pointing[b].add(a)
+        self.links = _link_pairs(notes.links)
+        self.linked: dict[int, set[int]] = defaultdict(set)
+        for a, b in self.links:
+            self.linked[a].add(b)
+            self.linked[b].add(a)
+        self.graph = graph_of_pairs(notes, rows, cols)
+        self.degree = np.zeros(n, np.float64)
+        for m, d in self.graph.degree(weight="weight"):
+            self.degree[m] = d
+        self.total_weight = float(self.degree.sum())
+        self.topics = build_topics(notes, text_of, sentences_of, graph=self.graph, previous=previous)
+        self._labels_from(self.topics)
+        self.changed_since_build = 0
+        self.built = True
+        return self.topics
+
+    def _labels_from(self, topics: Sequence[Topic]) -> None:
+        """Each node's topic at both levels, as label numbers (-1: none), and each label's topic."""
+        self.label = [np.full(len(self.paths), -1, np.int64) for _ in (0, 1)]
+        self.topic_of_label: list[dict[int, Topic]] = [{}, {}]
+        for level in (0, 1):
+            for number, topic in enumerate(t for t in topics if t.level == level):
+                self.topic_of_label[level][number] = topic
+                self.label[level][[self.node[p] for p in topic.notes]] = number
+
+    # ---- an update
+
+    def update(self, notes: TopicInput, text_of: Callable[[str], str], sentences_of: Callable[[str], list[str]]
+               ) -> list[Topic]:
+        """The topics after the notes changed to `notes`; a full build when there is none yet, or when much
+        of the vault changed since the last one."""
+        if not self.built:
+            return self.build(notes, text_of, sentences_of)
+        nodes, added, removed = self._nodes_of(notes.paths)
+        vectors = np.asarray(notes.vectors, dtype=np.float32)
+        turned = np.einsum("ij,ij->i", self.vectors[nodes], vectors) < UNMOVED_COSINE * np.maximum(
+            np.linalg.norm(self.vectors[nodes], axis=1) * np.linalg.norm(vectors, axis=1), 1e-12)
+        edited = nodes[turned | np.isin(nodes, added)]
+        self.changed_since_build += len(edited) + len(removed)
+        if self.changed_since_build > REBUILD_SHARE * max(len(notes.paths), 1):
+            return self.build(notes, text_of, sentences_of, previous=self.topics)
+        touched = self._remove(removed)
+        touched |= self._move(edited, vectors[turned | np.isin(nodes, added)])
+        touched |= self._relink(notes, nodes)
+        for m in sorted(touched):
+            self._reweigh(m)
+        moved0 = self._settle_broad(touched)
+        self.topics = self._assemble(notes, nodes, touched, moved0, text_of, sentences_of)
+        return self.topics
+
+    def _nodes_of(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int], list[int]]:
+        """(each path's node, the nodes made for new notes, the nodes of notes that are gone)."""
+        wanted = set(paths)
+        removed = [m for p, m in self.node.items() if p not in wanted]
+        added = []
+        for path in paths:
+            if path not in self.node:
+                self.node[path] = len(self.paths)
+                self.paths.append(path)
+                added.append(self.node[path])
+        if added:
+            grow = len(added)
+            self.vectors = np.concatenate([self.vectors, np.zeros((grow, self.vectors.shape[1]), np.float32)])
+            self.rows = np.concatenate([self.rows, np.full((grow, self.k + 1), -1, np.int64)])
+            self.row_sims = np.concatenate([self.row_sims, np.full((grow, self.k + 1), np.inf, np.float32)])
+            self.mu, self.spread = np.concatenate([self.mu, np.zeros(grow)]), np.concatenate([self.spread, np.ones(grow)])
+            self.degree = np.concatenate([self.degree, np.zeros(grow)])
+            self.label = [np.concatenate([labels, np.full(grow, -1, np.int64)]) for labels in self.label]
+            self.graph.add_nodes_from(added)
+        return np.fromiter((self.node[p] for p in paths), np.int64, len(paths)), added, removed
+
+    def _remove(self, removed: Sequence[int]) -> set[int]:
+        """Take deleted notes out of the graph; the notes whose rows held them must find another neighbour."""
+        touched: set[int] = set()
+        for m in removed:
+            self._account(m, self.vectors[m], np.zeros_like(self.vectors[m]), -1)
+            self.vectors[m] = 0.0
+            for other in list(self.graph[m]):
+                self._put_edge(m, other, 0.0)
+            for other in self.pointing.pop(m, set()):
+                held = self.rows[other] == m
+                self.rows[other][held] = -1
+                self.row_sims[other][held] = np.inf
+                touched.add(other)
+            for b in self.rows[m][self.rows[m] >= 0].tolist():
+                self.pointing[b].discard(m)
+            self.rows[m] = -1
+            self.row_sims[m] = np.inf
+            for other in self.linked.pop(m, set()):
+                self.linked[other].discard(m)
+                self.links.discard((min(m, other), max(m, other)))
+                touched.add(other)
+            del self.node[self.paths[m]]
+            self.paths[m] = None
+            for level in (0, 1):
+                self.label[level][m] = -1
+        if touched:  # rows that lost a neighbour are searched again, as an edited note's is
+            alive = np.asarray(sorted(touched - set(removed)), np.int64)
+            self._search_rows(alive)
+        return touched - set(removed)
+
+    def _account(self, m: int, old: np.ndarray, new: np.ndarray, count_change: int) -> None:
+        self.total += new.astype(np.float64) - old
+        self.second += np.outer(new, new) - np.outer(old, old)
+        self.count += count_change
+
+    def _move(self, edited: np.ndarray, vectors: np.ndarray) -> set[int]:
+        """Give edited (and new) notes their vectors and rows, and put them into the rows of the notes they
+        are now among the nearest of. Returns every node whose row changed."""
+        if not len(edited):
+            return set()
+        for m, vector in zip(edited.tolist(), vectors):
+            self._account(m, self.vectors[m], vector, 0 if self.vectors[m].any() else 1)
+            self.vectors[m] = vector
+        self.mu[edited], self.spread[edited] = similarity_spread(self.vectors[edited], self.total, self.second, self.count)
+        touched = self._search_rows(edited, insert=True)
+        for m in edited.tolist():  # rows that hold an edited note keep it, at its new similarity
+            for other in self.pointing.get(m, ()):
+                self.row_sims[other][self.rows[other] == m] = float(self.vectors[m] @ self.vectors[other])
+                touched.add(other)
+        return touched
+
+    def _search_rows(self, nodes: np.ndarray, insert: bool = False) -> set[int]:
+        """Each node's row found again exactly (its vector against every live note); with `insert`, each
+        node also enters the rows of the notes it is now nearer to than their farthest neighbour."""
+        touched = set(nodes.tolist())
+        dead = np.asarray([m for m, p in enumerate(self.paths) if p is None], np.int64)
+        floor = self._row_floor() if insert else None
+        for start in range(0, len(nodes), ROWS_AT_ONCE):
+            part = nodes[start:start + ROWS_AT_ONCE]
+            sims = self.vectors @ self.vectors[part].T  # (notes, part)
+            sims[dead] = -np.inf
+            sims[part, np.arange(len(part))] = -np.inf
+            for j, m in enumerate(part.tolist()):
+                column = sims[:, j]
+                nearest = np.argpartition(-column, min(self.k, len(column) - 1))[:self.k]
+                nearest = nearest[np.isfinite(column[nearest])]
+                nearest = nearest[np.argsort(-column[nearest])]
+                self._set_row(m, nearest, column[nearest])
+                if insert:
+                    closer = np.flatnonzero(column > floor)
+                    for other in closer.tolist():
+                        if other != m and m not in self.rows[other]:
+                            self._enter_row(other, m, column[other])
+                            touched.add(other)
+        return touched
+
+    def _row_floor(self) -> np.ndarray:
+        """Each node's similarity to the farthest note of its row (-inf while its row has room; +inf for a
+        deleted note, which takes no neighbour)."""
+        held = self.rows >= 0
+        floor = self.row_sims.min(axis=1)
+        floor[held.sum(axis=1) < self.k] = -np.inf
+        floor[[m for m, p in enumerate(self.paths) if p is None]] = np.inf
+        return floor
+
+    def _set_row(self, m: int, nearest: np.ndarray, sims: np.ndarray) -> None:
+        for b in self.rows[m][self.rows[m] >= 0].tolist():
+            self.pointing[b].discard(m)
+        self.rows[m], self.row_sims[m] = -1, np.inf
+        self.rows[m, :len(nearest)], self.row_sims[m, :len(nearest)] = nearest, sims
+        for b in nearest.tolist():
+            self.pointing[b].add(m)
+
+    def _enter_row(self, other: int, m: int, similarity: float) -> None:
+        """Put `m` into `other`'s row in place of its farthest neighbour (or into a free place)."""
+        row, sims = self.rows[other], self.row_sims[other]
+        free = np.flatnonzero(row[:self.k] < 0)
+        if len(free):
+            place = int(free[0])
+        else:
+            place = int(np.argmin(np.where(row >= 0, sims, np.inf)))
+            self.pointing[int(row[place])].discard(other)
+        row[place], sims[place] = m, similarity
+        self.pointing[m].add(other)
+
+    def _relink(self, notes: TopicInput, nodes: np.ndarray) -> set[int]:
+        """Follow the links that came and went; both ends of each are touched."""
+        now = {(min(a, b), max(a, b)) for a, b in ((int(nodes[x]), int(nodes[y])) for x, y in notes.links) if a != b}
+        touched: set[int] = set()
+        for a, b in now - self.links:
+            self.linked[a].add(b)
+            self.linked[b].add(a)
+            touched |= {a, b}
+        for a, b in self.links - now:
+            self.linked[a].discard(b)
+            self.linked[b].discard(a)
+            touched |= {a, b}
+        self.links = now
+        return touched
+
+    def _reweigh(self, m: int) -> None:
+        """Every edge of `m` as a build would weigh it now: its row, the rows holding it, and its links."""
+        wanted = set(self.rows[m][self.rows[m] >= 0].tolist()) | self.pointing.get(m, set()) | self.linked.get(m, set())
+        for other in set(self.graph[m]) | wanted:
+            weight = 0.0
+            if other in wanted:
+                cos = float(self.vectors[m] @ self.vectors[other])
+                z = ((cos - self.mu[m]) / self.spread[m] + (cos - self.mu[other]) / self.spread[other]) / 2
+                weight = max(z, 0.0) + (LINK_WEIGHT if other in self.linked.get(m, ()) else 0.0)
+            self._put_edge(m, other, weight)
+
+    def _put_edge(self, a: int, b: int, weight: float) -> None:
+        old = self.graph[a][b]["weight"] if self.graph.has_edge(a, b) else 0.0
+        if weight > 0:
+            self.graph.add_edge(a, b, weight=weight)
+        elif old:
+            self.graph.remove_edge(a, b)
+        change = weight - old
+        self.degree[a] += change
+        self.degree[b] += change
+        self.total_weight += 2 * change
+
+    # ---- settling
+
+    def _settle_broad(self, touched: set[int]) -> set[int]:
+        """Level 0: the touched notes, and any note next to one that moved, may move to a neighbouring topic
+        that holds it clearly better (as `settled`, one note at a time). Returns the notes that moved."""
+        label = self.label[0]
+        fresh = label.max(initial=-1) + 1
+        for m in sorted(touched):
+            if label[m] < 0 and self.paths[m] is not None:
+                label[m], fresh = fresh, fresh + 1
+        alive = label >= 0
+        volume: Counter = Counter()
+        sums = np.bincount(label[alive], weights=self.degree[alive])
+        volume.update({c: float(v) for c, v in enumerate(sums) if v})
+        return _local_moves(self.graph, label, volume, self.degree, self.total_weight, sorted(touched),
+                            MOVES_PER_TOUCHED * max(len(touched), 1))
+
+    # ---- the answer
+
+    def _assemble(self, notes: TopicInput, nodes: np.ndarray, touched: set[int], moved0: set[int],
+                  text_of: Callable[[str], str], sentences_of: Callable[[str], list[str]]) -> list[Topic]:
+        """Topics at both levels: those whose notes and edges did not change as they were, the others
+        ranked, named (or keeping their words when they barely changed) and linked again."""
+        private = {int(m) for m, secret in zip(nodes.tolist(), notes.private) if secret}
+        title = {int(m): notes.titles[i] for i, m in enumerate(nodes.tolist())}
+        label0, label1 = self.label
+        changed0 = {int(label0[m]) for m in touched | moved0 if label0[m] >= 0} | self._labels_left(0, touched | moved0)
+        # Finer topics are settled again inside each broad topic that changed.
+        home = self._homes()
+        moved1: set[int] = set()
+        for c in sorted(changed0):
+            moved1 |= self._settle_fine(c, np.flatnonzero(label0 == c), home)
+        near = touched | moved0 | moved1
+        changed1 = {int(label1[m]) for m in near if label1[m] >= 0} | self._labels_left(1, near)
+        topics: list[Topic] = []
+        groups = {level: _groups(self.label[level]) for level in (0, 1)}
+        renamed: dict[tuple[int, int], list[int]] = {}
+        for level, changed in ((0, changed0), (1, changed1)):
+            old = self.topic_of_label[level]
+            for c, members in groups[level].items():
+                if c not in changed and c in old:
+                    continue
+                renamed[level, c] = members
+            for c in list(old):
+                if c not in groups[level]:
+                    del old[c]
+        # Only topics that changed more than barely are named again: the others keep their words.
+        fresh_words = [key for key in sorted(renamed) if not self._keeps_words(*key, renamed[key], private)]
+        words = dict(zip(fresh_words, self._names([renamed[key] for key in fresh_words], private, title, text_of)))
+        ids = {level: {c: (self.topic_of_label[level][c].id if c in self.topic_of_label[level] else
+                           topic_id(level, [self.paths[m] for m in members]))
+                       for c, members in groups[level].items()} for level in (0, 1)}
+        live_ids = set(ids[0].values()) | set(ids[1].values())
+        for level in (0, 1):
+            for c, members in groups[level].items():
+                key = (level, c)
+                parent = None if level == 0 else ids[0][int(label0[members[0]])]
+                if key not in renamed:
+                    kept = self.topic_of_label[level][c]
+                    topic = dataclasses.replace(kept, parent=parent,
+                                                neighbours=tuple(i for i in kept.neighbours if i in live_ids))
+                else:
+                    topic = self._topic(level, c, members, parent, ids, words.get(key), private, title, sentences_of)
+                self.topic_of_label[level][c] = topic
+                topics.append(topic)
+        order0 = {t.id: i for i, t in enumerate(sorted((t for t in topics if t.level == 0),
+                                                       key=lambda t: (-len(t.notes), min(t.notes))))}
+        return sorted(topics, key=lambda t: (t.level, order0.get(t.id if t.level == 0 else t.parent, 0),
+                                             -len(t.notes), min(t.notes)))
+
+    def _labels_left(self, level: int, nodes: set[int]) -> set[int]:
+        """The labels whose topics lost one of `nodes` (the topic each had in the last answer)."""
+        left = set()
+        for c, topic in self.topic_of_label[level].items():
+            if any(self.node.get(p, -1) in nodes and self.label[level][self.node[p]] != c for p in topic.notes) \
+                    or any(p not in self.node for p in topic.notes):
+                left.add(c)
+        return left
+
+    def _homes(self) -> dict[int, int]:
+        """Each finer topic's broad topic: the level-0 label its parent had in the last answer."""
+        numbers = {t.id: c for c, t in self.topic_of_label[0].items()}
+        return {c: numbers.get(t.parent, -1) for c, t in self.topic_of_label[1].items()}
+
+    def _settle_fine(self, broad: int, members: np.ndarray, home: Mapping[int, int]) -> set[int]:
+        """Level 1 inside one broad topic: its notes settled from the finer topics they had there (a note that
+        came from another broad topic starts alone). Returns the notes whose finer topic changed."""
+        label1 = self.label[1]
+        before = label1[members].copy()
+        at_home = {int(m): int(label1[m]) for m in members.tolist() if home.get(int(label1[m])) == broad}
+        groups = settled(self.graph.subgraph(members.tolist()), None, at_home) if len(members) >= MIN_SPLIT \
+            else [members.tolist()]
+        fresh = max(label1.max(initial=-1), max(home, default=-1)) + 1
+        used: set[int] = set()
+        for group in groups:
+            counts = Counter(at_home[m] for m in group if m in at_home and at_home[m] not in used)
+            number = min(counts, key=lambda c: (-counts[c], c)) if counts else -1
+            if number < 0:
+                number, fresh = fresh, fresh + 1
+            used.add(number)
+            label1[group] = number
+        return {int(m) for m, old in zip(members.tolist(), before.tolist()) if label1[m] != old}
+
+    def _keeps_words(self, level: int, c: int, members: list[int], private: set[int]) -> bool:
+        heir = self.topic_of_label[level].get(c)
+        if heir is None or not barely_changed(heir.notes, [self.paths[m] for m in members]):
+            return False
+        voices = [m for m in members if m not in private] or (members if len(members) == 1 else [])
+        return heir.central in {self.paths[m] for m in voices}
+
+    def _names(self, groups: list[list[int]], private: set[int], title: Mapping[int, str],
+               text_of: Callable[[str], str]) -> list[tuple[str, ...]]:
+        """Key phrases of the changed topics, set apart from one another (the topics that did not change
+        keep theirs: naming them again would read every note of the vault)."""
+        voices = [[m for m in _ranked(self.graph, g) if m not in private] or (g if len(g) == 1 else []) for g in groups]
+        terms_of = {m: terms(" ".join([title.get(m, "")] * TITLE_REPEAT) + "\n" + text_of(self.paths[m])[:NOTE_TEXT_CHARS])
+                    for v in voices for m in v[:DESCRIBING_NOTES * 10]}
+        return key_phrases([[terms_of[m] for m in v[:DESCRIBING_NOTES * 10]] for v in voices])
+
+    def _topic(self, level: int, c: int, members: list[int], parent: str | None, ids, phrases: tuple[str, ...] | None,
+               private: set[int], title: Mapping[int, str], sentences_of: Callable[[str], list[str]]) -> Topic:
+        ranked = _ranked(self.graph, members)
+        voices = [m for m in ranked if m not in private] or (ranked if len(ranked) == 1 else [])
+        central = self.paths[voices[0]] if voices else None
+        label = self.label[level]
+        between: Counter = Counter()
+        inside = set(members)
+        for m in members:
+            for other, data in self.graph[m].items():
+                if other not in inside and label[other] >= 0:
+                    between[int(label[other])] += data["weight"]
+        neighbours = tuple(ids[level][o] for o, _ in sorted(between.items(), key=lambda kv: (-kv[1], ids[level][kv[0]]))
+                           if o in ids[level])[:NEIGHBOUR_TOPICS]
+        notes = tuple(self.paths[m] for m in ranked)
+        if phrases is None:  # barely changed: its words stay
+            heir = self.topic_of_label[level][c]
+            return Topic(id=ids[level][c], level=level, parent=parent, name=heir.name, phrases=heir.phrases,
+                         central=heir.central, description=heir.description, notes=notes, neighbours=neighbours)
+        name_title = title.get(voices[0], "") if voices else ""
+        return Topic(id=ids[level][c], level=level, parent=parent, name=", ".join(phrases) or name_title or UNNAMED,
+                     phrases=phrases, central=central,
+                     description=describe([self.paths[m] for m in voices], sentences_of, name_title),
+                     notes=notes, neighbours=neighbours)
+
+
+def _link_pairs(links: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in links if a != b}
+
+
+def _groups(labels: np.ndarray) -> dict[int, list[int]]:
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    found = {}
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    for start, stop in zip(starts, np.r_[starts[1:], len(ordered)]):
+        if ordered[start] >= 0:
+            found[int(ordered[start])] = order[start:stop].tolist()
+    return found
+
+
+def _ranked(graph: nx.Graph, members: Sequence[int]) -> list[int]:
+    degree = centrality(graph, members)
+    return sorted(members, key=lambda m: -degree[m])
+
+
+def _local_moves(graph: nx.Graph, label: np.ndarray, volume: Counter, degree: np.ndarray, total: float,
+                 queue_start: Sequence[int], budget: int) -> set[int]:
+    """`settled`'s moves, for the notes in a queue: a note that moves puts its neighbours in the queue. At
+    most `budget` notes are looked at. Returns the notes that moved."""
+    if total <= 0:
+        return set()
+    queue = collections.deque(queue_start)
+    waiting = set(queue_start)
+    moved: set[int] = set()
+    while queue and budget > 0:
+        budget -= 1
+        m = queue.popleft()
+        waiting.discard(m)
+        own = int(label[m])
+        links: Counter = Counter()
+        for other, data in graph[m].items():
+            if other != m and label[other] >= 0:
+                links[int(label[other])] += data["weight"]
+        volume[own] -= degree[m]
+        gain = {c: w - degree[m] * volume[c] / total for c, w in links.items()}
+        stay = links.get(own, 0.0) - degree[m] * volume[own] / total
+        best = max(gain, key=lambda c: (gain[c], c == own), default=own)
+        target = best if gain.get(best, -math.inf) > stay + STICKINESS * degree[m] + 1e-12 else own
+        volume[target] += degree[m]
+        if target != own:
+            label[m] = target
+            moved.add(m)
+            for other in graph[m]:
+                if other not in waiting:
+                    queue.append(other)
+                    waiting.add(other)
+    return moved
+
+
 # ------------------------------------------------------------------ the shell
 
 
@@ -540,10 +1020,12 @@ def topic_input(corpus: Corpus) -> TopicInput:
                       corpus.private[keep])
 
 
-def vault_topics(corpus: Corpus, scanner: VaultScanner) -> list[Topic]:
+def vault_topics(corpus: Corpus, scanner: VaultScanner, state: TopicState | None = None) -> list[Topic]:
     """The one answer to "what are the vault's topics", for every surface: names from each note's indexed
     text (the store), descriptions from the prose of the most central notes (read from the vault). The
-    answer is kept in the store and seeds the next one, so topics keep their ids and names across edits."""
+    answer is kept in the store and seeds the next one, so topics keep their ids and names across edits.
+    `state` (the daemon keeps one) holds the graph of the last answer: an update then costs only what the
+    edits changed."""
     def text_of(path: str) -> str:
         return "\n".join(chunk.text for chunk in corpus.store.chunks_of(path))
 
@@ -557,7 +1039,12 @@ def vault_topics(corpus: Corpus, scanner: VaultScanner) -> list[Topic]:
         return []
 
     previous = stored_topics(corpus.store)
-    topics = build_topics(topic_input(corpus), text_of, sentences, previous=previous)
+    if state is None:
+        topics = build_topics(topic_input(corpus), text_of, sentences, previous=previous)
+    elif state.built:
+        topics = state.update(topic_input(corpus), text_of, sentences)
+    else:
+        topics = state.build(topic_input(corpus), text_of, sentences, previous=previous)
     if topics != previous:
         private = {p for p, secret in zip(corpus.paths, corpus.private) if secret}
         corpus.store.put_setting(LAST_TOPICS, json.dumps([_kept_form(t, private) for t in topics], ensure_ascii=False))

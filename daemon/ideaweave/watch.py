@@ -511,6 +511,7 @@ class VaultWatcher:
         topics = app.settings.topics
         self._topics_wanted = topics.write or topics.key
         self._topics_due: float | None = None
+        self._topic_graph = None  # topics.TopicState: the graph of the last answer, so an update costs only the edits
 
     # ---- entry
 
@@ -640,7 +641,7 @@ class VaultWatcher:
 
     def _update_topics(self) -> None:
         """The topics (`vault_topics`, the one answer), kept in the store; then the hub notes and keys."""
-        from .topics import vault_topics
+        from .topics import TopicState, vault_topics
 
         self._topics_due = None
         corpus = self._corpus
@@ -648,9 +649,12 @@ class VaultWatcher:
             return
         try:
             with self._stage("topics"):
-                topics = vault_topics(corpus, self.app.scanner)
+                if self._topic_graph is None:
+                    self._topic_graph = TopicState()
+                topics = vault_topics(corpus, self.app.scanner, self._topic_graph)
                 published = self.app.publish_topics(corpus, topics, hubs=self.app.settings.topics.write)
         except Exception as exc:  # the topics are a picture of the vault: failing to draw it stops nothing
+            self._topic_graph = None  # the next update builds the graph again
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.error("updating the topics failed (%s); trying again after the next edit", type(exc).__name__)
             log.debug("the failure: %s", exc, exc_info=True)
