@@ -595,9 +595,10 @@ class TopicState:
         self.pointing: dict[int, set[int]] = defaultdict(set)
         for a, b in zip(rows.tolist(), cols.tolist()):
             self.pointing[b].add(a)
-        self.links = _link_pairs(notes.links)
+        self.link_keys = _link_keys(notes.links, np.arange(n))
         self.linked: dict[int, set[int]] = defaultdict(set)
-        for a, b in self.links:
+        for key in self.link_keys.tolist():
+            a, b = divmod(key, LINK_KEY)
             self.linked[a].add(b)
             self.linked[b].add(a)
         self.graph = graph_of_pairs(notes, rows, cols)
@@ -630,20 +631,31 @@ class TopicState:
             return self.build(notes, text_of, sentences_of)
         nodes, added, removed = self._nodes_of(notes.paths)
         vectors = np.asarray(notes.vectors, dtype=np.float32)
-        turned = np.einsum("ij,ij->i", self.vectors[nodes], vectors) < UNMOVED_COSINE * np.maximum(
-            np.linalg.norm(self.vectors[nodes], axis=1) * np.linalg.norm(vectors, axis=1), 1e-12)
-        edited = nodes[turned | np.isin(nodes, added)]
-        self.changed_since_build += len(edited) + len(removed)
+        edited_at = self._edited(nodes, vectors)
+        self.changed_since_build += len(edited_at) + len(removed)
         if self.changed_since_build > REBUILD_SHARE * max(len(notes.paths), 1):
             return self.build(notes, text_of, sentences_of, previous=self.topics)
+        self._left: tuple[set[int], set[int]] = (set(), set())  # labels that lost a note in this update
         touched = self._remove(removed)
-        touched |= self._move(edited, vectors[turned | np.isin(nodes, added)])
+        touched |= self._move(nodes[edited_at], vectors[edited_at])
         touched |= self._relink(notes, nodes)
+        touched = {m for m in touched if self.paths[m] is not None}
         for m in sorted(touched):
             self._reweigh(m)
         moved0 = self._settle_broad(touched)
         self.topics = self._assemble(notes, nodes, touched, moved0, text_of, sentences_of)
         return self.topics
+
+    def _edited(self, nodes: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Positions (in the input) of the notes whose vectors turned, new notes among them. Unedited notes'
+        vectors are the same bytes from one snapshot to the next, so only those that differ are measured."""
+        same_order = len(nodes) <= len(self.vectors) and np.array_equal(nodes, np.arange(len(nodes)))
+        old = self.vectors[:len(nodes)] if same_order else self.vectors[nodes]
+        differ = np.flatnonzero((old != vectors).any(axis=1))
+        a, b = old[differ], vectors[differ]
+        cos = np.einsum("ij,ij->i", a, b)
+        scale = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        return differ[cos < UNMOVED_COSINE * np.maximum(scale, 1e-12)]
 
     def _nodes_of(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int], list[int]]:
         """(each path's node, the nodes made for new notes, the nodes of notes that are gone)."""
@@ -685,11 +697,12 @@ class TopicState:
             self.row_sims[m] = np.inf
             for other in self.linked.pop(m, set()):
                 self.linked[other].discard(m)
-                self.links.discard((min(m, other), max(m, other)))
                 touched.add(other)
             del self.node[self.paths[m]]
             self.paths[m] = None
             for level in (0, 1):
+                if self.label[level][m] >= 0:
+                    self._left[level].add(int(self.label[level][m]))
                 self.label[level][m] = -1
         if touched:  # rows that lost a neighbour are searched again, as an edited note's is
             alive = np.asarray(sorted(touched - set(removed)), np.int64)
@@ -773,17 +786,19 @@ class TopicState:
 
     def _relink(self, notes: TopicInput, nodes: np.ndarray) -> set[int]:
         """Follow the links that came and went; both ends of each are touched."""
-        now = {(min(a, b), max(a, b)) for a, b in ((int(nodes[x]), int(nodes[y])) for x, y in notes.links) if a != b}
+        now = _link_keys(notes.links, nodes)
         touched: set[int] = set()
-        for a, b in now - self.links:
+        for key in np.setdiff1d(now, self.link_keys, assume_unique=True).tolist():
+            a, b = divmod(key, LINK_KEY)
             self.linked[a].add(b)
             self.linked[b].add(a)
             touched |= {a, b}
-        for a, b in self.links - now:
+        for key in np.setdiff1d(self.link_keys, now, assume_unique=True).tolist():
+            a, b = divmod(key, LINK_KEY)
             self.linked[a].discard(b)
             self.linked[b].discard(a)
             touched |= {a, b}
-        self.links = now
+        self.link_keys = now
         return touched
 
     def _reweigh(self, m: int) -> None:
@@ -823,7 +838,7 @@ class TopicState:
         sums = np.bincount(label[alive], weights=self.degree[alive])
         volume.update({c: float(v) for c, v in enumerate(sums) if v})
         return _local_moves(self.graph, label, volume, self.degree, self.total_weight, sorted(touched),
-                            MOVES_PER_TOUCHED * max(len(touched), 1))
+                            MOVES_PER_TOUCHED * max(len(touched), 1), self._left[0])
 
     # ---- the answer
 
@@ -831,17 +846,19 @@ class TopicState:
                   text_of: Callable[[str], str], sentences_of: Callable[[str], list[str]]) -> list[Topic]:
         """Topics at both levels: those whose notes and edges did not change as they were, the others
         ranked, named (or keeping their words when they barely changed) and linked again."""
-        private = {int(m) for m, secret in zip(nodes.tolist(), notes.private) if secret}
-        title = {int(m): notes.titles[i] for i, m in enumerate(nodes.tolist())}
+        private = set(nodes[np.flatnonzero(notes.private)].tolist())
+        position = np.full(len(self.paths), -1, np.int64)
+        position[nodes] = np.arange(len(nodes))
+        title = _Titles(notes.titles, position)
         label0, label1 = self.label
-        changed0 = {int(label0[m]) for m in touched | moved0 if label0[m] >= 0} | self._labels_left(0, touched | moved0)
+        changed0 = {int(label0[m]) for m in touched | moved0 if label0[m] >= 0} | self._left[0]
         # Finer topics are settled again inside each broad topic that changed.
         home = self._homes()
         moved1: set[int] = set()
         for c in sorted(changed0):
             moved1 |= self._settle_fine(c, np.flatnonzero(label0 == c), home)
         near = touched | moved0 | moved1
-        changed1 = {int(label1[m]) for m in near if label1[m] >= 0} | self._labels_left(1, near)
+        changed1 = {int(label1[m]) for m in near if label1[m] >= 0} | self._left[1]
         topics: list[Topic] = []
         groups = {level: _groups(self.label[level]) for level in (0, 1)}
         renamed: dict[tuple[int, int], list[int]] = {}
@@ -867,8 +884,9 @@ class TopicState:
                 parent = None if level == 0 else ids[0][int(label0[members[0]])]
                 if key not in renamed:
                     kept = self.topic_of_label[level][c]
-                    topic = dataclasses.replace(kept, parent=parent,
-                                                neighbours=tuple(i for i in kept.neighbours if i in live_ids))
+                    around = tuple(i for i in kept.neighbours if i in live_ids)
+                    topic = kept if (parent, around) == (kept.parent, kept.neighbours) else \
+                        dataclasses.replace(kept, parent=parent, neighbours=around)
                 else:
                     topic = self._topic(level, c, members, parent, ids, words.get(key), private, title, sentences_of)
                 self.topic_of_label[level][c] = topic
@@ -877,15 +895,6 @@ class TopicState:
                                                        key=lambda t: (-len(t.notes), min(t.notes))))}
         return sorted(topics, key=lambda t: (t.level, order0.get(t.id if t.level == 0 else t.parent, 0),
                                              -len(t.notes), min(t.notes)))
-
-    def _labels_left(self, level: int, nodes: set[int]) -> set[int]:
-        """The labels whose topics lost one of `nodes` (the topic each had in the last answer)."""
-        left = set()
-        for c, topic in self.topic_of_label[level].items():
-            if any(self.node.get(p, -1) in nodes and self.label[level][self.node[p]] != c for p in topic.notes) \
-                    or any(p not in self.node for p in topic.notes):
-                left.add(c)
-        return left
 
     def _homes(self) -> dict[int, int]:
         """Each finer topic's broad topic: the level-0 label its parent had in the last answer."""
@@ -909,7 +918,9 @@ class TopicState:
                 number, fresh = fresh, fresh + 1
             used.add(number)
             label1[group] = number
-        return {int(m) for m, old in zip(members.tolist(), before.tolist()) if label1[m] != old}
+        moved = {int(m): old for m, old in zip(members.tolist(), before.tolist()) if label1[m] != old}
+        self._left[1].update(old for old in moved.values() if old >= 0)
+        return set(moved)
 
     def _keeps_words(self, level: int, c: int, members: list[int], private: set[int]) -> bool:
         heir = self.topic_of_label[level].get(c)
@@ -918,7 +929,7 @@ class TopicState:
         voices = [m for m in members if m not in private] or (members if len(members) == 1 else [])
         return heir.central in {self.paths[m] for m in voices}
 
-    def _names(self, groups: list[list[int]], private: set[int], title: Mapping[int, str],
+    def _names(self, groups: list[list[int]], private: set[int], title: _Titles,
                text_of: Callable[[str], str]) -> list[tuple[str, ...]]:
         """Key phrases of the changed topics, set apart from one another (the topics that did not change
         keep theirs: naming them again would read every note of the vault)."""
@@ -928,7 +939,7 @@ class TopicState:
         return key_phrases([[terms_of[m] for m in v[:DESCRIBING_NOTES * 10]] for v in voices])
 
     def _topic(self, level: int, c: int, members: list[int], parent: str | None, ids, phrases: tuple[str, ...] | None,
-               private: set[int], title: Mapping[int, str], sentences_of: Callable[[str], list[str]]) -> Topic:
+               private: set[int], title: _Titles, sentences_of: Callable[[str], list[str]]) -> Topic:
         ranked = _ranked(self.graph, members)
         voices = [m for m in ranked if m not in private] or (ranked if len(ranked) == 1 else [])
         central = self.paths[voices[0]] if voices else None
@@ -953,8 +964,25 @@ class TopicState:
                      notes=notes, neighbours=neighbours)
 
 
-def _link_pairs(links: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
-    return {(min(a, b), max(a, b)) for a, b in links if a != b}
+LINK_KEY = 1 << 32  # a link between nodes a < b is kept as the number a * LINK_KEY + b
+
+
+def _link_keys(links: Sequence[tuple[int, int]], nodes: np.ndarray) -> np.ndarray:
+    """The links (pairs of input positions) as sorted unique numbers over their nodes."""
+    pairs = nodes[np.asarray(links, dtype=np.int64).reshape(-1, 2)]
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.unique(np.minimum(pairs[:, 0], pairs[:, 1]) * LINK_KEY + np.maximum(pairs[:, 0], pairs[:, 1]))
+
+
+class _Titles:
+    """node -> its note's title, looked up only for the notes that need one."""
+
+    def __init__(self, titles: Sequence[str], position: np.ndarray):
+        self.titles, self.position = titles, position
+
+    def get(self, m: int, default: str = "") -> str:
+        at = self.position[m] if 0 <= m < len(self.position) else -1
+        return self.titles[at] if at >= 0 else default
 
 
 def _groups(labels: np.ndarray) -> dict[int, list[int]]:
@@ -974,9 +1002,9 @@ def _ranked(graph: nx.Graph, members: Sequence[int]) -> list[int]:
 
 
 def _local_moves(graph: nx.Graph, label: np.ndarray, volume: Counter, degree: np.ndarray, total: float,
-                 queue_start: Sequence[int], budget: int) -> set[int]:
+                 queue_start: Sequence[int], budget: int, left: set[int]) -> set[int]:
     """`settled`'s moves, for the notes in a queue: a note that moves puts its neighbours in the queue. At
-    most `budget` notes are looked at. Returns the notes that moved."""
+    most `budget` notes are looked at. Returns the notes that moved; the labels they left go into `left`."""
     if total <= 0:
         return set()
     queue = collections.deque(queue_start)
@@ -1000,6 +1028,7 @@ def _local_moves(graph: nx.Graph, label: np.ndarray, volume: Counter, degree: np
         if target != own:
             label[m] = target
             moved.add(m)
+            left.add(own)
             for other in graph[m]:
                 if other not in waiting:
                     queue.append(other)
@@ -1038,13 +1067,13 @@ def vault_topics(corpus: Corpus, scanner: VaultScanner, state: TopicState | None
             return [] if isinstance(note, Skipped) else [s.text for s in sentences_of(note)]
         return []
 
-    previous = stored_topics(corpus.store)
-    if state is None:
-        topics = build_topics(topic_input(corpus), text_of, sentences, previous=previous)
-    elif state.built:
+    if state is not None and state.built:
+        previous = state.topics  # the last answer, as the store keeps it unless a private note spoke
         topics = state.update(topic_input(corpus), text_of, sentences)
     else:
-        topics = state.build(topic_input(corpus), text_of, sentences, previous=previous)
+        previous = stored_topics(corpus.store)
+        build = build_topics if state is None else state.build
+        topics = build(topic_input(corpus), text_of, sentences, previous=previous)
     if topics != previous:
         private = {p for p, secret in zip(corpus.paths, corpus.private) if secret}
         corpus.store.put_setting(LAST_TOPICS, json.dumps([_kept_form(t, private) for t in topics], ensure_ascii=False))
