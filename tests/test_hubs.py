@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostile_markdown import markdown_notes
-from ideaweave import cli, frontmatter
+import jsonschema_rs
+from ideaweave import cli, frontmatter, schemas
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.corpus import Corpus
@@ -263,6 +264,7 @@ def test_hubs_name_no_private_note_and_are_not_indexed_but_a_users_note_beside_t
 def test_a_hub_the_user_edited_is_left_alone_and_status_says_so(vault, tmp_path, embedder, capsys):
     root, config = vault
     first = run_cli(capsys, config, "topics", "--vault", str(root))
+    jsonschema_rs.validate(schemas.CLI_OUTPUT["topics"], first)
     hubs = first["published"]["hubs"]["written"]
     edited = root / hubs[0]
     edited.write_text(edited.read_text(encoding="utf-8") + "\nMy own thoughts on this topic.\n", encoding="utf-8")
@@ -273,6 +275,7 @@ def test_a_hub_the_user_edited_is_left_alone_and_status_says_so(vault, tmp_path,
     assert edited.read_bytes() == mine
     assert second["published"]["hubs"]["user_hubs"] == [hubs[0]]
     status = run_cli(capsys, config, "status", "--vault", str(root))
+    jsonschema_rs.validate(schemas.STATUS_REPORT, status)
     assert status["user_hubs"] == [hubs[0]]
     cli.main(["status", "--vault", str(root), "--config", str(config)])
     assert "edited by you" in capsys.readouterr().out
