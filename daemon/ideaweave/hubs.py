@@ -41,6 +41,7 @@ from .writer import NoteState, apply_write, atomic_replace, checksum, plan_topic
 
 log = logging.getLogger(__name__)
 
+KEYS_WRITTEN = "hubs.keys_written"  # store setting: "yes" once a note's topic key was written
 HUB_LEDGER = "hubs.written"  # store setting: {path: {"topic": id, "sha256": ..., "user": bool}}
 HUB_NOTES = 200  # notes a hub links to, most central first; the rest are counted
 NAME_CHARS = 80  # longest file name a hub gets (before a collision's " (2)")
@@ -277,10 +278,19 @@ def save_ledger(store, ledger: Mapping[str, HubRecord]) -> None:
     store.put_setting(HUB_LEDGER, json.dumps({p: r.as_json() for p, r in sorted(ledger.items())}))
 
 
+_owned_cache: dict[int, tuple[str | None, frozenset[str]]] = {}
+
+
 def owned_hub_paths(store) -> frozenset[str]:
     """The files ideaweave wrote as hubs (the user's edited ones too): the scanner leaves them out of the
-    index, or hubs would be related to everything they link to."""
-    return frozenset(read_ledger(store))
+    index, or hubs would be related to everything they link to. Asked once per file event: the record is
+    parsed again only when it changed (by this process or another)."""
+    raw = store.get_setting(HUB_LEDGER)
+    seen = _owned_cache.get(id(store))
+    if seen is None or seen[0] != raw:
+        seen = (raw, frozenset(read_ledger(store)))
+        _owned_cache[id(store)] = seen
+    return seen[1]
 
 
 def folder_checksums(root: Path, folder: str) -> dict[str, str]:
@@ -389,6 +399,8 @@ def write_topic_keys(root: Path, store, notes: Sequence[str], note_hub: Mapping[
     has not seen, and a value the user edited or removed is theirs. A note whose remembered value is already
     the one wanted is not even read."""
     report = KeyReport()
+    if not enabled and store.get_setting(KEYS_WRITTEN) != "yes":
+        return report  # no key to take back: the notes' records need not be read
     guard = NoteGuard(lambda failure: report.skipped.append((failure.path, failure.reason)))
     remembered = {path: record.values.get(key) for path, record in store.all_written().items()}
     for path in notes:
@@ -398,6 +410,10 @@ def write_topic_keys(root: Path, store, notes: Sequence[str], note_hub: Mapping[
         with guard.note(path) as at:
             at.stage = "write"
             _write_topic_key(root, store, path, key, link, defer_seconds, report)
+    if enabled and report.written:
+        store.put_setting(KEYS_WRITTEN, "yes")
+    elif not enabled and not report.deferred and not any(v for p, v in remembered.items() if p not in report.written):
+        store.put_setting(KEYS_WRITTEN, "")
     return report
 
 

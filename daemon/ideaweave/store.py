@@ -1189,7 +1189,9 @@ class Store:
 
     def get_setting(self, key: str) -> str | None:
         """A value other parts derive from the vault and keep here (e.g. calibrated weights)."""
-        return self._meta().get(f"derived.{key}")
+        # One row, not the whole table: the scanner asks for the hub notes' record once per file event.
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (f"derived.{key}",))
+        return rows[0][0] if rows else None
 
     def put_setting(self, key: str, value: str) -> None:
         with self._transaction() as db:
