@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from hostile_markdown import markdown_notes
 import jsonschema_rs
@@ -21,7 +19,7 @@ from ideaweave.config import Settings, replace
 from ideaweave.corpus import Corpus
 from ideaweave.frontmatter import Unwritable
 from ideaweave.hubs import (
-    HubRecord, hub_stem, note_hubs, plan_hubs, read_ledger, render_hub, write_topic_keys,
+    HubRecord, hub_stem, note_hubs, plan_hubs, read_ledger, render_hub,
 )
 from ideaweave.store import Store
 from ideaweave.topics import Topic, vault_topics
@@ -141,7 +139,7 @@ def test_a_note_links_to_the_hub_of_its_finest_topic():
     hub_of = {"t0-a": "Topics/Garden.md", "t1-a": "Topics/Tomatoes.md"}
     assert note_hubs([fine, GARDEN], hub_of) == {"Garden/Tomatoes.md": "Topics/Tomatoes.md",
                                                  "Garden/Compost.md": "Topics/Garden.md"}
-    assert "[[Topics/Tomatoes]]" in render_hub(GARDEN, hub_of, {"t0-a": GARDEN, "t1-a": fine}, set())
+    assert "[[Topics/Tomatoes]]" in render_hub(GARDEN, hub_of, {"t0-a": ["t1-a"]}, set())
 
 
 # ------------------------------------------------------------------ the topic key, byte for byte

@@ -557,6 +557,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
         published = app.publish_topics(corpus, topics, hubs=True)
         data["published"] = published.as_json()
         lines.append(published.describe())
+        if not app.settings.topics.write:
+            lines.append("set topics.write = true to keep the hub notes up to date (and out of the index)")
     emit(args, data, "\n".join(lines) or "no notes indexed")
     app.close()
     return 0

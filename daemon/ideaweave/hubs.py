@@ -210,8 +210,9 @@ def assign_paths(chosen: Sequence[Topic], ledger: Mapping[str, HubRecord], on_di
     return paths
 
 
-def render_hub(topic: Topic, hub_of: Mapping[str, str], by_id: Mapping[str, Topic], private: Set[str]) -> str:
-    """A hub's text: plain markdown whose links Obsidian's graph view draws."""
+def render_hub(topic: Topic, hub_of: Mapping[str, str], children: Mapping[str, Sequence[str]], private: Set[str]) -> str:
+    """A hub's text: plain markdown whose links Obsidian's graph view draws. `children`: topic id -> the ids
+    of its finer topics."""
     title = topic.name[:1].upper() + topic.name[1:]
     lines = ["---", "ideaweave: topic hub", f"level: {topic.level}", "---", f"# {title}", ""]
     if topic.description:
@@ -221,7 +222,7 @@ def render_hub(topic: Topic, hub_of: Mapping[str, str], by_id: Mapping[str, Topi
         return [f"- {link_to(hub_of[i])}" for i in ids if i in hub_of and i != topic.id]
 
     broader = linked([topic.parent] if topic.parent else [])
-    finer = linked([t.id for t in by_id.values() if t.parent == topic.id])
+    finer = linked(children.get(topic.id, ()))
     around = linked(topic.neighbours)
     for heading, links in (("Broader topic", broader), ("Finer topics", finer), ("Neighbouring topics", around)):
         if links:
@@ -243,7 +244,10 @@ def plan_hubs(topics: Sequence[Topic], ledger: Mapping[str, HubRecord], on_disk:
     ledger = settle_ownership(ledger, on_disk)
     chosen = hub_topics(topics, private)
     hub_of = assign_paths(chosen, ledger, on_disk, folder)
-    by_id = {t.id: t for t in topics}
+    children: dict[str, list[str]] = {}
+    for t in topics:
+        if t.parent is not None:
+            children.setdefault(t.parent, []).append(t.id)
     users = {p for p, r in ledger.items() if r.user}
     remembered = {p: r for p, r in ledger.items() if r.user}
     writes, unchanged = [], 0
@@ -251,7 +255,7 @@ def plan_hubs(topics: Sequence[Topic], ledger: Mapping[str, HubRecord], on_disk:
         path = hub_of[topic.id]
         if path in users:
             continue  # the user's now: left as they made it
-        text = render_hub(topic, hub_of, by_id, private)
+        text = render_hub(topic, hub_of, children, private)
         digest = checksum_text(text)
         remembered[path] = HubRecord(topic.id, digest)
         if on_disk.get(path) == digest:
