@@ -211,8 +211,8 @@ class WatchHooks:
 
     # After every batch (own writes only, too), once `WatchStats` counts it: what the batch did.
     on_batch: Callable[[BatchOutcome], None] | None = None
-    # Each start-up pass ("start-up"), rescan after an overflow ("rescan") and batch ("batch") runs
-    # inside `around_stage(stage)`.
+    # Each start-up pass ("start-up"), rescan after an overflow ("rescan"), batch ("batch") and update of
+    # the topics ("topics") runs inside `around_stage(stage)`.
     around_stage: Callable[[str], contextlib.AbstractContextManager] | None = None
 
 
