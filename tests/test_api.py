@@ -126,7 +126,7 @@ ENDPOINTS = [
     ("GET", "/status"), ("GET", "/related?note=Corrigibility.md"), ("GET", "/search?q=switch"), ("POST", "/search"),
     ("GET", "/summary?note=Corrigibility.md"), ("POST", "/feedback"), ("POST", "/pause"), ("POST", "/resume"),
     ("GET", "/writes"), ("POST", "/writes/w-1/ack"), ("GET", "/openapi.json"),
-    ("GET", "/topics"), ("GET", "/topics/t0-x"), ("GET", "/duplicates"), ("POST", "/duplicates/not"),
+    ("GET", "/topics"), ("GET", "/topics/t0-x"), ("GET", "/duplicates"), ("POST", "/duplicates/not"), ("GET", "/map"),
 ]
 
 
@@ -449,7 +449,7 @@ def test_openapi_document_lists_every_endpoint(client):
     assert schema["openapi"].startswith("3.")
     assert set(schema["paths"]) == {"/status", "/related", "/search", "/summary", "/feedback", "/pause", "/resume",
                                     "/writes", "/writes/{id}/ack", "/openapi.json",
-                                    "/topics", "/topics/{id}", "/duplicates", "/duplicates/not"}
+                                    "/topics", "/topics/{id}", "/duplicates", "/duplicates/not", "/map"}
 
 
 def test_openapi_answers_are_described_by_the_shared_schemas(client):
