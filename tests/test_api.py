@@ -757,7 +757,7 @@ def test_the_plugins_search_modal_and_selection_command_work_against_the_real_ap
         running.shutdown()
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-4000:]
-    assert "# pass 3" in report and "# skipped 0" in report, report[-4000:]
+    assert "# pass 4" in report and "# skipped 0" in report, report[-4000:]
 
 
 def test_start_api_serves_the_vault_with_its_token(app):
