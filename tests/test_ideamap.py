@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ideaweave import schemas
 from ideaweave.api import AppBackend, build_api
 from ideaweave.app import App
 from ideaweave.cli import main
@@ -20,6 +21,7 @@ from ideaweave.ideamap import (
     GAP, build_map, disc_radius, note_layout, render_page, spread_discs, vault_map,
 )
 from ideaweave.topics import Topic, vault_topics
+from test_cli_contract import valid
 from test_topics import PRIVATE_NOTE, PRIVATE_TEXT, PRIVATE_WORDS
 from test_watch import NOTES, write_vault
 
@@ -88,6 +90,18 @@ def test_the_map_holds_every_note_once_in_its_topics_disc_coloured_by_its_broad_
         assert note.colour == broad[disc.parent].colour
     assert build_map(topics, "Vault", vectors.get, str, str, lambda p: False) == \
         build_map(topics, "Vault", vectors.get, str, str, lambda p: False)  # one picture per vault
+
+
+def test_discs_never_overlap_and_a_broad_topics_parts_sit_together():
+    topics, vectors = synthetic_topics(groups=12, size=9)
+    idea_map = build_map(topics, "Vault", vectors.get, str, str, lambda p: False)
+    fine = [t for t in idea_map.topics if t.level == 1]
+    broad = {t.id: t for t in idea_map.topics if t.level == 0}
+    for i, a in enumerate(fine):
+        for b in fine[i + 1:]:
+            assert np.hypot(a.x - b.x, a.y - b.y) >= a.radius + b.radius + GAP - 1e-3
+        nearest = min(broad.values(), key=lambda t: np.hypot(a.x - t.x, a.y - t.y))
+        assert nearest.id == a.parent
 
 
 def test_a_private_note_is_a_point_without_title_summary_or_path_unless_asked():
@@ -251,6 +265,7 @@ def test_the_command_says_what_it_wrote_and_fails_in_one_line(app, tmp_path, cap
     target = tmp_path / "m.html"
     assert main(["map", "--vault", str(app.root), "--no-index", "--json", "--html", str(target)]) == 0
     report = json.loads(capsys.readouterr().out)
+    valid(schemas.CLI_OUTPUT["map"], report)
     corpus = Corpus(app.store)
     assert report == {"file": str(target.resolve()), "notes": len(vault_map(
         corpus, vault_topics(corpus, app.scanner), app.root.name, lambda p: None).notes), "topics": report["topics"]}

@@ -1,9 +1,9 @@
 """The idea map: the vault as one picture, written as a self-contained HTML page.
 
 Each fine topic (level 1) is a disc whose area is its number of notes. The discs are placed by a force layout
-(networkx's spring layout, seeded) of the topic graph: each topic is pulled towards the topics `topics` lists as
-its neighbours, as strongly as their notes' mean vectors agree, and towards its siblings under the same broad
-topic, so a broad topic's parts sit together; overlapping discs are then pushed apart. Inside a disc the most
+(networkx's spring layout, seeded) of the topic graph, in two steps: the fine topics of each broad topic around
+it, then the broad topics among themselves; in both, each topic is pulled towards the topics `topics` lists as
+its neighbours, as strongly as their notes' mean vectors agree, and overlapping discs are then pushed apart. Inside a disc the most
 central notes sit in the middle and the angle of each note comes from the two main directions of its topic's
 note vectors (PCA), so notes about the same side of a topic sit side by side. Colours are the broad topics.
 
@@ -28,9 +28,11 @@ from .corpus import Corpus
 from .topics import Topic
 
 SEED = 0  # the spring layout starts from random places: one seed, one picture
-SIBLING_PULL = 0.5  # how strongly topics of one broad topic hold together, against a neighbour's cosine (0 to 1)
 GAP = 1.5  # room between two discs, in the units of a note's share of a disc (about one note's spacing)
 SPREAD_PASSES = 200  # at most this many passes of pushing overlapping discs apart
+PACK_ROUNDS = 8  # rounds of drawing the discs together (each pulls them PULL of the way in, then spreads)
+PULL = 0.75
+PACK_PASSES = 20
 SUMMARY_CHARS = 300  # a hover shows this much of a summary
 
 
@@ -87,36 +89,67 @@ def disc_radius(notes: int) -> float:
 
 
 def topic_layout(fine: Sequence[Topic], centroids: np.ndarray) -> np.ndarray:
-    """The centres of the fine topics' discs (one row each): a spring layout of the topic graph, scaled so the
-    discs about fill the picture, then spread until no two overlap."""
+    """The centres of the fine topics' discs (one row each), in two steps so that a broad topic's parts sit
+    together and no step compares every fine topic with every other: the fine topics of each broad topic are
+    laid out around it, then the broad topics, each as wide as its parts, are laid out among themselves."""
     count = len(fine)
     if count == 0:
         return np.zeros((0, 2))
+    groups: dict[str | None, list[int]] = {}
+    for i, topic in enumerate(fine):
+        groups.setdefault(topic.parent if topic.level == 1 else topic.id, []).append(i)
+    radii = np.array([disc_radius(len(t.notes)) for t in fine])
+    members = list(groups.values())
+    offsets = [spring_places([fine[i] for i in m], centroids[m], radii[m]) for m in members]
+    reach = np.array([max(float(np.hypot(*o[k])) + radii[i] for k, i in enumerate(m)) for m, o in zip(members, offsets)])
+    group_centroids = np.array([_unit(centroids[m].mean(axis=0)) for m in members])
+    group_of = {fine[i].id: g for g, m in enumerate(members) for i in m}
+    # Two broad topics are neighbours when any of their parts are (sorted: one order, one picture).
+    neighbours = [tuple(sorted({f"g{group_of[n]}" for i in m for n in fine[i].neighbours if n in group_of} - {f"g{g}"}))
+                  for g, m in enumerate(members)]
+    stand_ins = [Topic(f"g{g}", 0, None, "", (), None, "", (), neighbours[g]) for g in range(len(members))]
+    centres = np.zeros((count, 2))
+    for m, o in zip(members, offsets):
+        centres[m] = o
+    places = spring_places(stand_ins, group_centroids, reach)
+    for g, m in enumerate(members):
+        centres[m] += places[g]
+    return centres
+
+
+def spring_places(topics: Sequence[Topic], centroids: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Centres for discs of `radii`, one per topic: a spring layout (networkx, seeded) of the topics, each
+    pulled towards the topics it lists as neighbours as strongly as their notes' mean vectors agree, scaled so
+    the discs about fill the picture, then spread until no two overlap."""
+    count = len(topics)
     if count == 1:
         return np.zeros((1, 2))
-    at = {t.id: i for i, t in enumerate(fine)}
+    at = {t.id: i for i, t in enumerate(topics)}
     graph = nx.Graph()
     graph.add_nodes_from(range(count))
-    # A neighbour's pull is how much the two topics' notes agree; a topic listed as a neighbour always pulls a little.
-    for i, topic in enumerate(fine):
+    for i, topic in enumerate(topics):
         for other in topic.neighbours:
             j = at.get(other)
-            if j is not None and j != i:
+            if j is not None and j != i:  # a listed neighbour always pulls a little
                 graph.add_edge(i, j, weight=max(float(centroids[i] @ centroids[j]), 0.05))
-    by_parent: dict[str | None, list[int]] = {}
-    for i, topic in enumerate(fine):
-        by_parent.setdefault(topic.parent, []).append(i)
-    for members in by_parent.values():
-        for a, b in zip(members, members[1:] + members[:1]):  # a ring: siblings hold together at any count
-            if a != b:
-                weight = graph[a][b]["weight"] if graph.has_edge(a, b) else 0.0
-                graph.add_edge(a, b, weight=weight + SIBLING_PULL)
-    placed = nx.spring_layout(graph, weight="weight", seed=SEED, iterations=100)
+    # The force method: networkx's default above 500 nodes (an optimiser over every pair) is ten times slower.
+    placed = nx.spring_layout(graph, weight="weight", seed=SEED, iterations=100, method="force")
     centres = np.array([placed[i] for i in range(count)], dtype=float)
-    radii = np.array([disc_radius(len(t.notes)) for t in fine])
-    # Scaled so the layout's extent holds the discs' total area about twice over: room to spread, little waste.
-    extent = max(float(np.ptp(centres, axis=0).max()), 1e-9)
-    centres = (centres - centres.mean(axis=0)) * (2 * math.sqrt(2 * float((radii ** 2).sum()))) / extent
+    centres -= centres.mean(axis=0)
+    # Scaled until half the discs are clear of every other (the layout's shape kept); the rest are then pushed
+    # apart. Any scale fixed in advance leaves a few far-flung topics, or a crowd, depending on the graph.
+    distance = np.sqrt(((centres[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(distance, np.inf)
+    clear_at = ((radii[:, None] + radii[None, :] + GAP) / np.maximum(distance, 1e-9)).max(axis=1)
+    return packed(centres * float(np.median(clear_at)), radii)
+
+
+def packed(centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """The discs drawn together without overlapping: rounds of pulling every disc towards the middle and
+    pushing overlapping ones apart, so a topic the layout flung far out comes back next to the others while
+    neighbours stay side by side."""
+    for _ in range(PACK_ROUNDS):
+        centres = spread_discs(centres * PULL, radii, passes=PACK_PASSES)
     return spread_discs(centres, radii)
 
 

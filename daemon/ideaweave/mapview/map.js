@@ -67,14 +67,23 @@
   const sy = (y) => y * view.scale + view.oy;
   const pointRadius = () => Math.max(1.6, Math.min(6, 0.36 * view.scale));
 
-  function label(text, x, y, size, weight) {
+  // Names already drawn this frame: a name that would cover one moves up or down by a line, or is left out.
+  let placed = [];
+
+  function label(text, x, y, size, weight, always) {
     ctx.font = `${weight} ${size}px system-ui, -apple-system, "Segoe UI", sans-serif`;
+    const w = ctx.measureText(text).width + 8, h = size + 4;
+    const clear = (cy) => placed.every((b) => x + w / 2 < b.x0 || x - w / 2 > b.x1 || cy + h / 2 < b.y0 || cy - h / 2 > b.y1);
+    const at = [0, h, -h, 2 * h, -2 * h].map((d) => y + d).find(clear);
+    if (at === undefined && !always) return;
+    const cy = at === undefined ? y : at;
+    placed.push({ x0: x - w / 2, x1: x + w / 2, y0: cy - h / 2, y1: cy + h / 2 });
     ctx.textAlign = "center"; ctx.textBaseline = "middle";
     ctx.lineWidth = 4; ctx.lineJoin = "round";
     ctx.strokeStyle = dark ? "rgba(30,30,30,.85)" : "rgba(251,250,247,.9)";
-    ctx.strokeText(text, x, y);
+    ctx.strokeText(text, x, cy);
     ctx.fillStyle = dark ? "#eee" : "#1d1d1d";
-    ctx.fillText(text, x, y);
+    ctx.fillText(text, x, cy);
   }
 
   function shorten(text, most) {
@@ -122,12 +131,14 @@
       ctx.lineWidth = 2; ctx.strokeStyle = dark ? "#fff" : "#000";
       ctx.stroke();
     }
-    // Fine topics are named once their disc is big enough to hold the name; broad topics always.
+    // Broad topics are always named (largest first); fine topics once their disc is big enough to hold the
+    // name, and only where it covers no other name.
+    placed = [];
+    for (const t of broad) label(shorten(t.name, 48), sx(t.x), sy(t.y), 16, 700, true);
     for (const t of fine) {
       const radius = t.r * view.scale;
-      if (radius > 45 || !broad.length) label(shorten(t.name, 40), sx(t.x), sy(t.y - t.r) - 8, 12, 500);
+      if (radius > 45 || !broad.length) label(shorten(t.name, 40), sx(t.x), sy(t.y - t.r) - 8, 12, 500, !broad.length);
     }
-    for (const t of broad) label(shorten(t.name, 48), sx(t.x), sy(t.y), 16, 700);
     window.ideaweaveMap.draws += 1;
   }
 
