@@ -131,7 +131,8 @@ export class IdeaMapApi {
 
 	/** The idea map's page (GET /map): one self-contained HTML document. */
 	async mapPage(): Promise<string> {
-		const { url, status, raw } = await this.exchange("GET", "/map");
+		// The first map after a change computes the topics and lays them out: up to a minute on a large vault.
+		const { url, status, raw } = await this.exchange("GET", "/map", undefined, Math.max(this.timeoutMs, 120_000));
 		if (status >= 400) throw this.refusal(status, raw);
 		if (!/^\s*<!doctype html>/i.test(raw)) throw new ApiError("malformed", `${url} did not answer with a page`, status);
 		return raw;
@@ -147,14 +148,19 @@ export class IdeaMapApi {
 		}
 	}
 
-	private async exchange(method: "GET" | "POST", path: string, body?: unknown): Promise<{ url: string; status: number; raw: string }> {
+	private async exchange(
+		method: "GET" | "POST",
+		path: string,
+		body?: unknown,
+		timeoutMs = this.timeoutMs,
+	): Promise<{ url: string; status: number; raw: string }> {
 		const { address, token } = this.connection();
 		const url = normalizeAddress(address) + path;
 		const headers: Record<string, string> = { Authorization: `Bearer ${token.trim()}` };
 		if (body !== undefined) headers["Content-Type"] = "application/json";
 		let timer: ReturnType<typeof setTimeout> | undefined;
 		const timeout = new Promise<never>((_, reject) => {
-			timer = setTimeout(() => reject(new ApiError("unreachable", `${url} timed out`)), this.timeoutMs);
+			timer = setTimeout(() => reject(new ApiError("unreachable", `${url} timed out`)), timeoutMs);
 		});
 		try {
 			const answer = this.fetchLike(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
