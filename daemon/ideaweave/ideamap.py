@@ -119,8 +119,8 @@ def topic_layout(fine: Sequence[Topic], centroids: np.ndarray) -> np.ndarray:
 
 def spring_places(topics: Sequence[Topic], centroids: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """Centres for discs of `radii`, one per topic: a spring layout (networkx, seeded) of the topics, each
-    pulled towards the topics it lists as neighbours as strongly as their notes' mean vectors agree, scaled so
-    the discs about fill the picture, then spread until no two overlap."""
+    pulled towards the topics it lists as neighbours as strongly as their notes' mean vectors agree, then drawn
+    together until no two discs overlap and none is far from the rest."""
     count = len(topics)
     if count == 1:
         return np.zeros((1, 2))
