@@ -126,7 +126,7 @@ ENDPOINTS = [
     ("GET", "/status"), ("GET", "/related?note=Corrigibility.md"), ("GET", "/search?q=switch"), ("POST", "/search"),
     ("GET", "/summary?note=Corrigibility.md"), ("POST", "/feedback"), ("POST", "/pause"), ("POST", "/resume"),
     ("GET", "/writes"), ("POST", "/writes/w-1/ack"), ("GET", "/openapi.json"),
-    ("GET", "/topics"), ("GET", "/topics/t0-x"), ("GET", "/duplicates"), ("POST", "/duplicates/not"),
+    ("GET", "/topics"), ("GET", "/topics/t0-x"), ("GET", "/duplicates"), ("POST", "/duplicates/not"), ("GET", "/map"),
 ]
 
 
@@ -449,7 +449,7 @@ def test_openapi_document_lists_every_endpoint(client):
     assert schema["openapi"].startswith("3.")
     assert set(schema["paths"]) == {"/status", "/related", "/search", "/summary", "/feedback", "/pause", "/resume",
                                     "/writes", "/writes/{id}/ack", "/openapi.json",
-                                    "/topics", "/topics/{id}", "/duplicates", "/duplicates/not"}
+                                    "/topics", "/topics/{id}", "/duplicates", "/duplicates/not", "/map"}
 
 
 def test_openapi_answers_are_described_by_the_shared_schemas(client):
@@ -757,7 +757,7 @@ def test_the_plugins_search_modal_and_selection_command_work_against_the_real_ap
         running.shutdown()
     report = result.stdout + result.stderr
     assert result.returncode == 0, report[-4000:]
-    assert "# pass 3" in report and "# skipped 0" in report, report[-4000:]
+    assert "# pass 4" in report and "# skipped 0" in report, report[-4000:]
 
 
 def test_start_api_serves_the_vault_with_its_token(app):

@@ -43,6 +43,7 @@ from .duplicates import Calibration, Duplicate, mark_not_duplicates, vault_dupli
 from .errors import ConfigError, IdeaweaveError, LockError, StoreError
 from .failures import FAILURE_STAGES, NoteFailure
 from .handoff import PendingWrite, WriteQueue
+from .ideamap import IdeaMap, render_page, vault_map
 from .relate import Suggestion
 from .search import Passage, SearchHit, more_like, note_passage, search
 from .store import FEEDBACK_ACTIONS as STORED_FEEDBACK_ACTIONS
@@ -161,6 +162,10 @@ class ApiBackend(Protocol):
 
     def topics(self) -> list[Topic]:
         """The vault's topics, as `ideaweave topics` gives them."""
+        ...
+
+    def idea_map(self, include_private: bool = False) -> IdeaMap:
+        """The vault as a picture, as `ideaweave map` draws it."""
         ...
 
     def duplicates(self, k: int) -> tuple[list[Duplicate], Calibration]:
@@ -355,6 +360,12 @@ class AppBackend:
     def topics(self) -> list[Topic]:
         corpus = self._current_corpus()
         return self._answer("topics", corpus, lambda: vault_topics(corpus, self.app.scanner))
+
+    def idea_map(self, include_private: bool = False) -> IdeaMap:
+        corpus = self._current_corpus()
+        topics = self.topics()
+        return self._answer(f"map {include_private}", (corpus, tuple(topics)), lambda: vault_map(
+            corpus, topics, self.root.name, self.summary, include_private=include_private))
 
     def duplicates(self, k: int) -> tuple[list[Duplicate], Calibration]:
         corpus = self._current_corpus()
@@ -682,6 +693,12 @@ class Endpoints:
             raise HTTPException(404, f"id: no topic {wanted} (ids change only when a topic's notes do)")
         return JSONResponse(found.as_json())
 
+    async def map_page(self, request: Request) -> Response:
+        include_private = _flag(request, "include_private")
+        idea_map = await run_in_threadpool(self.backend.idea_map, include_private)
+        return Response(render_page(idea_map), media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-store"})  # it holds note titles: kept in no cache
+
     async def duplicates(self, request: Request) -> JSONResponse:
         k = _count(request, "k", default=20)
         found, calibration = await run_in_threadpool(self.backend.duplicates, k)
@@ -761,6 +778,15 @@ def _count(request: Request, name: str, default: int) -> int:
     return int(raw)
 
 
+def _flag(request: Request, name: str) -> bool:
+    raw = _parameter(request, name)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise _bad(f"{name}: true or false")
+    return raw == "true"
+
+
 def _optional_text(body: dict, name: str, limit: int) -> str | None:
     value = body.get(name)
     if value is None:
@@ -821,6 +847,7 @@ def build_api(backend: ApiBackend, token: str, allowed_origin: str = ALLOWED_ORI
         Route("/writes/{id}/ack", e.ack, methods=["POST"]),
         Route("/topics", e.topics, methods=["GET"]),
         Route("/topics/{id}", e.topic, methods=["GET"]),
+        Route("/map", e.map_page, methods=["GET"]),
         Route("/duplicates", e.duplicates, methods=["GET"]),
         Route("/duplicates/not", e.not_duplicates, methods=["POST"]),
         Route("/openapi.json", e.openapi, methods=["GET"]),
@@ -914,6 +941,10 @@ OPENAPI_SCHEMA: dict = {
         "/topics/{id}": {"get": _operation(
             "One topic", "Topic", {**_INDEX_ERRORS, "404": _error("no topic with that id")},
             [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}])},
+        "/map": {"get": {**_operation("The idea map: the vault's notes by topic, as one self-contained HTML page", "Ok",
+                                      _INDEX_ERRORS, [_query("include_private", {"type": "string", "enum": ["true", "false"]})]),
+                 "responses": {"200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
+                               **_INDEX_ERRORS}}},
         "/duplicates": {"get": _operation("Pairs of notes that say the same thing, most similar first", "Duplicates",
                                           _INDEX_ERRORS, [_query("k", {**_K, "default": 20})])},
         "/duplicates/not": {"post": _operation("Mark two notes as not duplicates (or forget the mark)",

@@ -564,6 +564,25 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    from .api import AppBackend
+    from .atomic import replace_file
+    from .ideamap import render_page
+
+    app = open_indexed_app(args)
+    idea_map = AppBackend(app).idea_map(include_private=args.include_private)
+    target = Path(args.html).expanduser()
+    try:
+        replace_file(target, render_page(idea_map).encode("utf-8"))  # owner-only: the page holds note titles
+    except OSError as exc:
+        raise VaultError(f"cannot write the map to {target}: {exc.strerror or exc}") from exc
+    topics = sum(1 for t in idea_map.topics if t.level == 0) or len(idea_map.topics)
+    emit(args, {"file": str(target.resolve()), "notes": len(idea_map.notes), "topics": topics},
+         f"wrote {target}: {_notes(len(idea_map.notes))} in {topics} topic{'s' if topics != 1 else ''}")
+    app.close()
+    return 0
+
+
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from .corpus import Corpus
     from .duplicates import mark_not_duplicates, vault_duplicates
@@ -635,6 +654,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("topics", cmd_topics, "the vault's topics: broad ones, each split into finer ones")
     p.add_argument("--all-notes", action="store_true", help="list every note of each topic (default: the three most central)")
     p.add_argument("--write", action="store_true", help="write the hub notes into topics.folder once (as topics.write = true does)")
+    p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
+
+    p = command("map", cmd_map, "the vault as a picture: one self-contained HTML page of its notes by topic")
+    p.add_argument("--html", required=True, metavar="FILE", help="the page to write")
+    p.add_argument("--include-private", action="store_true", help="show private notes' titles and summaries too")
     p.add_argument("--no-index", action="store_true", help="do not bring the index up to date first")
 
     p = command("duplicates", cmd_duplicates, "pairs of notes that say the same thing, their passages side by side")

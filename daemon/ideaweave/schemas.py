@@ -235,3 +235,7 @@ CLI_OUTPUT["duplicates --not"] = NOT_DUPLICATES
 
 API_RESPONSES.update({"Topic": TOPIC, "Topics": TOPICS, "NoteTopics": NOTE_TOPICS, "Duplicate": DUPLICATE,
                       "Duplicates": DUPLICATES, "NotDuplicates": NOT_DUPLICATES})
+
+# `map --json`: the page written, with how many notes and (broad) topics it shows.
+MAP_REPORT = record({"file": TEXT, "notes": COUNT, "topics": COUNT})
+CLI_OUTPUT["map"] = MAP_REPORT

@@ -1,6 +1,6 @@
 // The idea map's part of the daemon's API: the active note's topics (GET /topics?note=), the vault's
-// duplicates (GET /duplicates) and the user's "not duplicates" (POST /duplicates/not), with the checks
-// that turn their untrusted JSON into the shapes the views draw.
+// duplicates (GET /duplicates), the user's "not duplicates" (POST /duplicates/not) and the map's page
+// (GET /map), with the checks that turn their untrusted answers into the shapes the views draw.
 
 import { ApiError, Connection, FetchLike, messageOf, normalizeAddress } from "./api-client";
 import { MalformedResponse } from "./contract";
@@ -129,35 +129,59 @@ export class IdeaMapApi {
 		await this.request("POST", "/duplicates/not", { a, b, not_duplicates: true });
 	}
 
+	/** The idea map's page (GET /map): one self-contained HTML document. */
+	async mapPage(): Promise<string> {
+		// The first map after a change computes the topics and lays them out: up to a minute on a large vault.
+		const { url, status, raw } = await this.exchange("GET", "/map", undefined, Math.max(this.timeoutMs, 120_000));
+		if (status >= 400) throw this.refusal(status, raw);
+		if (!/^\s*<!doctype html>/i.test(raw)) throw new ApiError("malformed", `${url} did not answer with a page`, status);
+		return raw;
+	}
+
 	private async request(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {
+		const { url, status, raw } = await this.exchange(method, path, body);
+		if (status >= 400) throw this.refusal(status, raw);
+		try {
+			return raw === "" ? {} : JSON.parse(raw);
+		} catch {
+			throw new ApiError("malformed", `${url} did not answer with JSON`, status);
+		}
+	}
+
+	private async exchange(
+		method: "GET" | "POST",
+		path: string,
+		body?: unknown,
+		timeoutMs = this.timeoutMs,
+	): Promise<{ url: string; status: number; raw: string }> {
 		const { address, token } = this.connection();
 		const url = normalizeAddress(address) + path;
 		const headers: Record<string, string> = { Authorization: `Bearer ${token.trim()}` };
 		if (body !== undefined) headers["Content-Type"] = "application/json";
 		let timer: ReturnType<typeof setTimeout> | undefined;
 		const timeout = new Promise<never>((_, reject) => {
-			timer = setTimeout(() => reject(new ApiError("unreachable", `${url} timed out`)), this.timeoutMs);
+			timer = setTimeout(() => reject(new ApiError("unreachable", `${url} timed out`)), timeoutMs);
 		});
-		let status: number;
-		let raw: string;
 		try {
 			const answer = this.fetchLike(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-			({ status, raw } = await Promise.race([answer.then(async (r) => ({ status: r.status, raw: await r.text() })), timeout]));
+			const { status, raw } = await Promise.race([answer.then(async (r) => ({ status: r.status, raw: await r.text() })), timeout]);
+			return { url, status, raw };
 		} catch (err) {
 			throw err instanceof ApiError ? err : new ApiError("unreachable", `${url}: ${messageOf(err)}`);
 		} finally {
 			clearTimeout(timer);
 		}
-		let parsed: unknown;
+	}
+
+	/** The daemon's refusal, with its one-line reason when it gave one. */
+	private refusal(status: number, raw: string): ApiError {
+		let error: unknown;
 		try {
-			parsed = raw === "" ? {} : JSON.parse(raw);
+			const parsed: unknown = JSON.parse(raw);
+			error = typeof parsed === "object" && parsed !== null ? (parsed as { error?: unknown }).error : undefined;
 		} catch {
-			throw new ApiError("malformed", `${url} did not answer with JSON`, status);
+			error = undefined;
 		}
-		if (status >= 400) {
-			const error = typeof parsed === "object" && parsed !== null ? (parsed as { error?: unknown }).error : undefined;
-			throw new ApiError(FAILURE_BY_STATUS[status] ?? "rejected", typeof error === "string" ? error : `HTTP ${status}`, status);
-		}
-		return parsed;
+		return new ApiError(FAILURE_BY_STATUS[status] ?? "rejected", typeof error === "string" ? error : `HTTP ${status}`, status);
 	}
 }

@@ -4,6 +4,7 @@ import { DaemonPoller, Logger } from "./daemon-poller";
 import { DaemonState, statusBarText, statusBarTooltip } from "./daemon-state";
 import { IdeaMapApi } from "./idea-map-api";
 import { DUPLICATES_VIEW_TYPE, DuplicatesView, IdeaMapHost, NoteTopicsView, TOPICS_VIEW_TYPE } from "./idea-map-views";
+import { IdeaMapView, MAP_VIEW_TYPE, MapViewHost } from "./map-view";
 import { RELATED_VIEW_TYPE, RelatedIdeasView, RelatedViewHost } from "./related-view";
 import { requestUrlFetch } from "./request-url-fetch";
 import { IdeaSearchModal, PassageResultsModal, passageRequest } from "./search-modal";
@@ -22,7 +23,7 @@ export interface BridgeEnvironment {
 const VIEW_REFRESH_DELAY_MS = 250;
 const SETTINGS_POLL_DELAY_MS = 500;
 
-export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHost, RelatedViewHost, IdeaMapHost {
+export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHost, RelatedViewHost, IdeaMapHost, MapViewHost {
 	settings: BridgeSettings = { ...DEFAULT_SETTINGS };
 	environment: BridgeEnvironment = { fetch: requestUrlFetch(), timers: windowTimers, log: console };
 	api!: ApiClient;
@@ -63,6 +64,8 @@ export default class IdeaweaveBridgePlugin extends Plugin implements SettingsHos
 		this.registerView(DUPLICATES_VIEW_TYPE, (leaf) => new DuplicatesView(leaf, this));
 		this.addCommand({ id: "open-topic", name: "Open the active note's topic", callback: () => void this.openSideView(TOPICS_VIEW_TYPE) });
 		this.addCommand({ id: "open-duplicates", name: "Open duplicate notes", callback: () => void this.openSideView(DUPLICATES_VIEW_TYPE) });
+		this.registerView(MAP_VIEW_TYPE, (leaf) => new IdeaMapView(leaf, this));
+		this.addCommand({ id: "open-map", name: "Open the idea map", callback: () => void this.openSideView(MAP_VIEW_TYPE) });
 		this.addCommands();
 		this.addStatusBar();
 		this.addSettingTab(new BridgeSettingTab(this.app, this));

@@ -1,5 +1,5 @@
-// The search modal and the "What else have I written about this?" command against the real daemon's
-// API. The daemon's test suite (tests/test_api.py) serves the API over a small indexed vault and runs
+// The search modal, the "What else have I written about this?" command and the idea map view against the
+// real daemon's API. The daemon's test suite (tests/test_api.py) serves the API over a small indexed vault and runs
 // this file with IDEAWEAVE_TEST_API_URL and IDEAWEAVE_TEST_API_TOKEN set; without them it is skipped.
 
 import assert from "node:assert/strict";
@@ -91,5 +91,21 @@ describe("against the real daemon", { skip }, () => {
 		const titles = texts(h.app.modalLayerEl, ".ideaweave-idea-title");
 		assert.equal(titles[0], "Shutdown button");
 		assert.ok(!titles.includes("Corrigibility"));
+	});
+
+	test("the idea map view shows the daemon's map page", async () => {
+		h = await realPlugin();
+		h.plugin.commands.get("open-map")!.callback!();
+		const deadline = Date.now() + 60_000; // the first map of a vault computes its topics
+		let frame: HTMLIFrameElement | null = null;
+		while (!frame && Date.now() < deadline) {
+			await new Promise((resolve) => setTimeout(resolve, 50));
+			const leaf = h.workspace.getLeavesOfType("ideaweave-map")[0];
+			frame = (leaf?.containerEl.querySelector("iframe.ideaweave-map-frame") as HTMLIFrameElement | null) ?? null;
+		}
+		assert.ok(frame, "the map view showed no map within 60 s");
+		assert.match(frame.srcdoc, /^<!doctype html>/i);
+		assert.match(frame.srcdoc, /Content-Security-Policy/);
+		assert.match(frame.srcdoc, /"Corrigibility\.md"/);
 	});
 });
