@@ -47,6 +47,9 @@ NEIGHBOURS = 10
 QUEUE_LIMIT = 10_000
 # Notes synced per slice of the start-up pass, so that a stop request is noticed between slices.
 SYNC_SLICE = 16
+# Chunks embedded per group while the start-up pass indexes: the user's edits are served between
+# groups, so a group must take seconds, not tens of seconds (32 chunks: 1-3 s on two cores).
+PASS_EMBED_GROUP = 32
 # The loop wakes at least this often to notice a stop request.
 MAX_WAIT = 0.25
 BATTERY_CHECK_SECONDS = 30.0
@@ -300,13 +303,53 @@ class PassFile:
         self._written_at = 0.0
 
 
-def read_pass_progress(state_dir: Path) -> dict | None:
-    """The progress a running daemon published for its long pass; None when no pass runs."""
+THREADS_FILE = "embedding-threads.json"
+
+
+class ThreadsFile:
+    """The running daemon's embedding thread count (see `threads`) in its state folder, for `ideaweave
+    status`: written when it changes, with the daemon's PID like the pass's progress."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._last: dict | None = None
+
+    def publish(self, mode: dict | None) -> None:
+        if mode is None or mode == self._last:
+            return
+        self._last = dict(mode)
+        try:
+            replace_file(self.path, json.dumps({"pid": os.getpid(), **mode}).encode("utf-8"))
+        except OSError as exc:  # a courtesy, like the pass's progress
+            log.debug("cannot record the embedding threads: %s", exc)
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+        self._last = None
+
+
+def read_embedding_threads(state_dir: Path) -> dict | None:
+    """The thread count a running daemon embeds with now (mode, threads...); None when none runs."""
+    record = _read_live_record(state_dir / THREADS_FILE)
+    return None if record is None else {k: v for k, v in record.items() if k != "pid"}
+
+
+def _read_live_record(path: Path) -> dict | None:
+    """A record a daemon published in its state folder, if that daemon still runs."""
     try:
-        record = json.loads((state_dir / PASS_FILE).read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("pid"), int) or not psutil.pid_exists(record["pid"]):
+        return None
+    return record
+
+
+def read_pass_progress(state_dir: Path) -> dict | None:
+    """The progress a running daemon published for its long pass; None when no pass runs."""
+    record = _read_live_record(state_dir / PASS_FILE)
+    if record is None:
         return None
     return {k: record.get(k) for k in ("phase", "done", "total", "rate", "eta_seconds", "updated")}
 
@@ -505,6 +548,7 @@ class VaultWatcher:
         self._cut_short = False  # a sync was abandoned to stop: the next start syncs every note
         self.ledger = sync_ledger(app)
         self.pass_file = PassFile(app.state_dir / PASS_FILE)
+        self.threads_file = ThreadsFile(app.state_dir / THREADS_FILE)
 
     # ---- entry
 
@@ -531,6 +575,7 @@ class VaultWatcher:
         finally:
             observer.stop()
             observer.join(timeout=5)
+            self.threads_file.clear()
             self.app.store.flush()
 
     # ---- the start-up pass (and the rescan after an overflow)
@@ -547,7 +592,8 @@ class VaultWatcher:
         self.stats.indexing_active = True
         self.stats.start_phase("indexing", 0)
         try:
-            index = self.app.indexer.run(progress=self._progress)
+            index = self.app.indexer.run(progress=self._pass_progress, pause=self._serve_edits_while_indexing,
+                                         group_chunks=PASS_EMBED_GROUP)
             corpus = self._corpus = Corpus(self.app.store)
             self._refresh_api(corpus)
             if unsynced is None:
@@ -568,21 +614,36 @@ class VaultWatcher:
 
     def _progress(self, done: int, total: int) -> None:
         self.stats.indexing_done, self.stats.indexing_total = done, total
-        if self.stats.pass_phase == "indexing":
-            self.stats.pass_done, self.stats.pass_total = done, total
-            self.pass_file.publish(self.stats.start_up_pass)
         if self.stop.is_set():
             raise _Stopped
 
-    def _serve_edits(self) -> None:
+    def _pass_progress(self, done: int, total: int) -> None:
+        """The long pass's indexing progress (a batch served inside it reports through `_progress`)."""
+        self.stats.pass_done, self.stats.pass_total = done, total
+        self.pass_file.publish(self.stats.start_up_pass)
+        self._publish_threads()
+        self._progress(done, total)
+
+    def _serve_edits_while_indexing(self) -> None:
+        """Between two embedding groups of the pass's indexing: the user's saves go first, ranked
+        against the notes indexed so far (the writing phase ranks every note again on the full index)."""
+        self._serve_edits(fresh_snapshot=True)
+        self.stats.indexing_active = True  # the served batch's own indexing ended; the pass's has not
+
+    def _serve_edits(self, fresh_snapshot: bool = False) -> None:
         """Between two slices of a long pass: changes whose quiet period is over (the user's saves)
-        are indexed, ranked and written now, ahead of the pass's backlog."""
+        are indexed, ranked and written now, ahead of the pass's backlog. `fresh_snapshot`: the index
+        grew since the last ranking snapshot (the pass is indexing), so a new one is read first."""
+        from .corpus import Corpus
+
         self._drain(0)
         self.stats.pending = len(self.batcher)
         if self.overflowed.is_set() or self.battery.paused():
             return  # the loop rescans or waits once the pass is over
         batch = self.batcher.take(time.monotonic())
         if batch:
+            if fresh_snapshot:
+                self._corpus = Corpus(self.app.store)
             handled = self.stats.batches
             self._handle_safely(batch)
             if self.stats.batches > handled and self.stats.history[-1].paths:  # not only the pass's own writes
@@ -674,6 +735,7 @@ class VaultWatcher:
         else:
             self._failures = 0
             self.stats.record(outcome)
+            self._publish_threads()
             if self.hooks.on_batch is not None:  # outside the guard: a failing hook is not a failing batch
                 self.hooks.on_batch(outcome)
 
@@ -791,6 +853,10 @@ class VaultWatcher:
                 self.pass_file.publish(self.stats.start_up_pass)
                 self._serve_edits()
         return written, deferred
+
+    def _publish_threads(self) -> None:
+        """The embedder's thread count now, for `status` (a fake embedder in a test has none)."""
+        self.threads_file.publish(getattr(self.app.embedder, "thread_mode", None))
 
     def _refresh_api(self, corpus) -> None:
         if self.api is not None and hasattr(self.api, "refresh"):
