@@ -48,8 +48,9 @@ QUEUE_LIMIT = 10_000
 # Notes synced per slice of the start-up pass, so that a stop request is noticed between slices.
 SYNC_SLICE = 16
 # Chunks embedded per group while the start-up pass indexes: the user's edits are served between
-# groups, so a group must take seconds, not tens of seconds (32 chunks: 1-3 s on two cores).
-PASS_EMBED_GROUP = 32
+# groups, so a group must take a second or two, not tens of seconds (16 chunks: about 0.6 s on two idle
+# cores, 5 s on a machine loaded ten times over).
+PASS_EMBED_GROUP = 16
 # The loop wakes at least this often to notice a stop request.
 MAX_WAIT = 0.25
 BATTERY_CHECK_SECONDS = 30.0
@@ -395,6 +396,17 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """numpy's BLAS on one thread while the daemon runs (process-wide, like faiss's in `vectors`).
+
+    The daemon's products are small (a note's sections against the vault's), and OpenBLAS's extra
+    threads spin-wait for a core on a busy machine: one thread ranks a note several times faster there,
+    and the products take milliseconds on an idle one. The embedder's threads are llama.cpp's, chosen in `threads`."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def lower_priority(niceness: int = 10) -> None:
@@ -929,7 +941,7 @@ def run_watch(app: App, stop: threading.Event | None = None, on_ready: Callable[
     """
     stop = stop if stop is not None else threading.Event()
     stats = stats if stats is not None else WatchStats()
-    with daemon_lock(app.state_dir, app.root), stop_on_signals(stop):
+    with daemon_lock(app.state_dir, app.root), stop_on_signals(stop), one_blas_thread():
         lower_priority()
         remove_stale_temp_files(app.root)
         server = None
