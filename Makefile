@@ -21,7 +21,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # Keep the model tooling and llama.cpp quiet and offline.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: all install models test test-python test-plugin plugin run bench bench-install bench-threads dist clean
+.PHONY: all install models test test-python test-plugin plugin run bench bench-install bench-threads bench-full dist clean
 
 all: install models
 
@@ -83,6 +83,17 @@ bench: install models bench-install
 		$(BIN)/python bench/make_vault.py $(SCRATCH)/bench-2k.part --notes 2000 --seed 0 && \
 		mv $(SCRATCH)/bench-2k.part $(SCRATCH)/bench-2k; }
 	$(BIN)/python bench/scale_bench.py $(SCRATCH)/bench-2k --precomputed --queries 50 --edits 5 --idle-seconds 20
+
+# Every "fast on a real laptop" figure with its value before and its ratio to a baseline of the same run
+# (bench/laptop_figures.py; hours on two cores: the first pass embeds a 10,003-note vault for real, then
+# the embedder alone does it again). NOTES=2000 makes it shorter. See bench/RESULTS.md.
+NOTES ?= 10003
+bench-full: install models bench-install
+	@test -d $(SCRATCH)/bench-100k || { rm -rf $(SCRATCH)/bench-100k.part && \
+		$(BIN)/python bench/make_vault.py $(SCRATCH)/bench-100k.part --notes 100000 --seed 0 && \
+		mv $(SCRATCH)/bench-100k.part $(SCRATCH)/bench-100k; }
+	$(BIN)/python bench/embed_throughput.py --require-baseline
+	$(BIN)/python bench/laptop_figures.py --notes $(NOTES)
 
 # Embedding threads, fixed 1 and 2 against "auto", idle and with a busy process competing (a few minutes).
 bench-threads: install models

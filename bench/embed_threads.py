@@ -100,23 +100,24 @@ def main() -> int:
     tokens = sum(probe.count_tokens(t) for t in texts)
     probe.close()
     results = {"chunks": len(texts), "tokens": tokens, "load_before": load()}
+    # Each row is printed as soon as it is measured: on a busy machine a run takes half an hour.
+    show = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    show(f"{len(texts)} chunks, {tokens} tokens, {args.model}, median of {args.repeats}; "
+         f"contended: {args.competitors} busy process(es)")
+    show(f"before: {results['load_before']}")
+    show(f"{'tokens/s':<11}{'fixed 1':>10}{'fixed 2':>10}{'auto':>10}{'auto/best':>12}{'auto/1':>10}")
     results["idle"] = measure(model, texts, tokens, args.repeats)
+    show(report("idle", results["idle"]))
     competitors = start_competitors(args.competitors)
     try:
         results["contended"] = measure(model, texts, tokens, args.repeats)
     finally:
         stop(competitors)
+    show(report("contended", results["contended"]))
     results["load_after"] = load()
+    show(f"after:  {results['load_after']}")
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    print(f"{len(texts)} chunks, {tokens} tokens, {args.model}, median of {args.repeats}; "
-          f"contended: {args.competitors} busy process(es)")
-    print(f"before: {results['load_before']}")
-    print(f"{'tokens/s':<11}{'fixed 1':>10}{'fixed 2':>10}{'auto':>10}{'auto/best':>12}{'auto/1':>10}")
-    print(report("idle", results["idle"]))
-    print(report("contended", results["contended"]))
-    print(f"after:  {results['load_after']}")
     return 0
 
 

@@ -223,6 +223,9 @@ def test_status(client, app, backend):
     backend.state.last_error = "a note could not be read"
     body = client.get("/status").json()
     counts = app.store.counts()
+    # The embedder the daemon loaded says how many threads it embeds with now.
+    assert body.pop("threads") == app.loaded_embedder.thread_mode
+    assert app.loaded_embedder.thread_mode["threads"] >= 1
     assert body == {
         "vault": str(app.root), "notes": counts["notes"], "chunks": counts["chunks"],
         "indexing": {"done": 12, "total": 40, "active": True}, "queue": 3, "paused": False,

@@ -195,6 +195,28 @@ def test_status_shows_a_running_daemons_start_up_pass(vault, capsys):
         (state_dir / PASS_FILE).unlink(missing_ok=True)
 
 
+def test_status_shows_the_threads_a_running_daemon_embeds_with_else_the_configured_mode(vault, capsys, monkeypatch):
+    from ideaweave.watch import THREADS_FILE
+
+    state_dir = Path(run(capsys, "status", "--vault", str(vault))["state_dir"])
+    monkeypatch.setenv("IDEAWEAVE_EMBEDDING_THREADS", "auto")
+    idle = run(capsys, "status", "--vault", str(vault))
+    valid(schemas.STATUS_REPORT, idle)
+    assert idle["threads"]["mode"] == "auto" and idle["threads"]["threads"] is None
+    live = {"mode": "auto", "threads": 2, "max_threads": 2, "trials": 3, "switches": 1}
+    (state_dir / THREADS_FILE).write_text(json.dumps({"pid": os.getpid(), **live}))
+    try:
+        status = run(capsys, "status", "--vault", str(vault))
+        valid(schemas.STATUS_REPORT, status)
+        assert status["threads"] == live
+        assert cli.main(["status", "--vault", str(vault)]) == 0
+        assert "threads    2 now (auto, at most 2; 3 trials so far)" in capsys.readouterr().out
+    finally:
+        (state_dir / THREADS_FILE).unlink(missing_ok=True)
+    monkeypatch.setenv("IDEAWEAVE_EMBEDDING_THREADS", "1")
+    assert run(capsys, "status", "--vault", str(vault))["threads"] == {"mode": "fixed", "threads": 1}
+
+
 def test_doctor(vault, capsys):
     report = cli.main(["doctor", "--vault", str(vault), "--json"])
     data = json.loads(capsys.readouterr().out)

@@ -152,3 +152,28 @@ def test_links_follow_notes_that_appear_and_disappear_elsewhere(vault, tmp_path,
     (vault / "garden" / "Goodhart.md").rename(vault / "garden" / "Campbell.md")  # a rename is both at once
     indexer.run()
     assert targets() == [None, None, None, "Alignment.md"]
+
+
+def test_an_update_run_in_a_pause_of_the_pass_is_kept_and_the_pass_completes(tmp_path, embedder):
+    vault = tmp_path / "bulk"
+    for i in range(40):
+        write(vault, f"Note {i:02d}.md", f"# Note {i}\n\nParagraph {i} about gardens, soil and the seasons of year {i}.\n")
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    last = "Note 39.md"
+    pauses = []
+
+    def edit_the_last_note_ahead_of_the_pass():
+        pauses.append(indexer.store.totals()[0])
+        if len(pauses) == 1:  # the user saves a note the pass has not reached yet
+            write(vault, last, "# Tomato blight\n\nWet summers bring blight to tomato leaves.\n")
+            assert indexer.update([last]).changed == [last]
+
+    report = indexer.run(pause=edit_the_last_note_ahead_of_the_pass, group_chunks=8)
+    assert len(pauses) >= 3 and pauses == sorted(pauses) and pauses[0] < 40
+    assert report.notes == 40 and not report.failed
+    note = indexer.store.note(last)
+    assert note.size == (vault / last).stat().st_size
+    assert any("blight" in c.text for c in indexer.store.chunks_of(last))
+    # Nothing is left half-done: a second pass finds every note as the first left it.
+    again = indexer.run()
+    assert again.read == 0 and again.embedded_chunks == 0

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from ideaweave.threads import ThreadController, ThreadPolicy, initial_threads, start_threads
+from ideaweave.threads import ThreadController, ThreadPolicy, initial_threads, start_threads, threads_for_idle
 
 IDLE = {1: 2650.0, 2: 5070.0}
 CONTENDED = {1: 2400.0, 2: 900.0}
@@ -103,6 +103,45 @@ def test_start_leaves_a_core_for_the_user():
     assert start_threads(cores=1, max_threads=1) == 1
     assert 1 <= start_threads(cores=8, max_threads=3) <= 3
     assert initial_threads(3) == 3 and initial_threads("auto", 1) == 1
+
+
+def test_start_uses_both_idle_cores_of_two_and_leaves_one_of_more():
+    assert threads_for_idle(cores=2, busy=0.1, max_threads=2) == 2
+    assert threads_for_idle(cores=2, busy=0.9, max_threads=2) == 1
+    assert threads_for_idle(cores=2, busy=6.0, max_threads=2) == 1
+    assert threads_for_idle(cores=8, busy=0.2, max_threads=8) == 7
+    assert threads_for_idle(cores=8, busy=5.0, max_threads=8) == 2
+    assert threads_for_idle(cores=8, busy=4.0, max_threads=8) == 3  # four idle: one is the user's
+    # A model that cannot give a thread back (the text model) always leaves one.
+    assert threads_for_idle(cores=2, busy=0.1, max_threads=2, measured=False) == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_idle_two_cores_started_at_two_stay_within_two_percent_of_fixed_two(seed):
+    # The whole 200-chunk benchmark is about 75 batches per repeat: the probes back down to one thread
+    # must cost next to nothing over a few hundred batches.
+    controller = ThreadController(ThreadPolicy(max_threads=2, start=2))
+    rate, used = run(controller, lambda i, t: IDLE[t], 250, seed)
+    assert controller.steady == 2 and used.count(1) <= 4
+    assert rate >= 0.98 * fixed_rate(IDLE, 2, batches=250, seed=seed)
+
+
+def test_probes_down_grow_sparser_while_the_higher_count_keeps_winning():
+    controller = ThreadController(ThreadPolicy(max_threads=2, start=2))
+    _rate, used = run(controller, lambda i, t: IDLE[t], 4000)
+    singles = [i for i, t in enumerate(used) if t == 1]
+    assert controller.steady == 2 and len(singles) == controller.trials
+    gaps = [b - a for a, b in zip(singles, singles[1:])]
+    assert len(gaps) >= 3 and all(later >= 1.8 * earlier for earlier, later in zip(gaps, gaps[1:]))
+
+
+def test_a_decisive_first_pair_ends_a_trial_but_a_close_one_does_not():
+    decisive = ThreadController(ThreadPolicy(max_threads=2, start=2))
+    _rate, decided = run(decisive, lambda i, t: IDLE[t], 40)
+    close = ThreadController(ThreadPolicy(max_threads=2, start=1))
+    _rate, used = run(close, lambda i, t: {1: 2650.0, 2: 3400.0}[t], 40)
+    assert decisive.steady == 2 and decisive.trials == 1 and decided.count(1) == 1
+    assert used[:20].count(2) >= 4, "a 1.28x gain is close to the 1.25x margin: the full four pairs"
 
 
 def test_a_thread_that_adds_little_is_left_to_the_user():

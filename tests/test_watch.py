@@ -31,6 +31,7 @@ from ideaweave.errors import LockError, VaultError
 from ideaweave.indexer import Indexer
 from ideaweave.store import Store
 from ideaweave.vault import VaultScanner, link_names
+from ideaweave.writer import checksum
 from ideaweave.watch import (
     BatteryGate, SyncLedger, VaultWatcher, WatchHooks, WatchStats, daemon_lock, nearest_notes, notes_citing,
     on_battery, remove_stale_temp_files, run_watch, runs_on_battery, start_observer, sync_fingerprint,
@@ -904,3 +905,44 @@ def test_a_note_saved_during_the_start_up_pass_is_written_ahead_of_its_backlog(t
         assert stats.start_up_pass is None and read_pass_progress(app.state_dir) is None
         assert all(related_of(vault, rel) for rel in notes)
     print(f"saved during the pass, written {latency:.1f} s later, at {seen['done']}/{len(notes)} notes")
+
+
+def test_a_note_saved_while_the_start_up_pass_indexes_is_written_before_indexing_ends(tmp_path, embedder):
+    from ideaweave.watch import PASS_EMBED_GROUP, read_embedding_threads, read_pass_progress
+
+    notes = {**NOTES, **_short_notes(600, seed=5)}
+    vault = write_vault(tmp_path / "vault", notes)
+    app = make_app(vault, tmp_path, embedder)  # a fresh state: the pass embeds every note first
+    last = max(notes)
+    with running_daemon(app, wait_ready=False) as stats:
+        eventually(lambda: stats.pass_phase == "indexing" and stats.pass_done >= PASS_EMBED_GROUP, timeout=120,
+                   what="the start-up pass is indexing")
+        eventually(lambda: (read_pass_progress(app.state_dir) or {}).get("phase") == "indexing",
+                   what="status can read the indexing progress")
+        threads = eventually(lambda: read_embedding_threads(app.state_dir), what="status can read the threads")
+        assert threads["threads"] == embedder.threads and threads["mode"] in ("auto", "fixed")
+
+        saved = time.monotonic()
+        (vault / last).write_text("# Tomato blight\n\nTomato plants lose their leaves to blight in wet summers; "
+                                  "water the soil, not the leaves, and pick off brown leaves early.\n")
+        seen = {}
+
+        def written_with_new_text():
+            if "blight" in (meta(vault, last).get("summary") or "") and related_of(vault, last):
+                seen.setdefault("phase", stats.pass_phase)
+                seen.setdefault("done", stats.pass_done)
+                return True
+            return False
+
+        eventually(written_with_new_text, timeout=60, what="the saved note is indexed, ranked and written")
+        latency = time.monotonic() - saved
+        assert seen["phase"] == "indexing" and seen["done"] < len(notes) - 2 * PASS_EMBED_GROUP, (seen, len(notes))
+        assert latency < 10, f"written {latency:.1f} s after its save"
+        eventually(lambda: stats.edits_during_pass >= 1, what="the batch is counted as handled during the pass")
+        assert stats.ready_event.wait(300), "the start-up pass finished"
+        # The writing phase ranked it again on the whole index: its neighbours are the garden notes now.
+        assert any("Tomatoes" in link for link in related_of(vault, last)), related_of(vault, last)
+        assert all(related_of(vault, rel) for rel in notes)
+        assert app.store.note(last).content_hash == checksum((vault / last).read_bytes())
+    assert read_embedding_threads(app.state_dir) is None, "a stopped daemon's threads are not shown"
+    print(f"saved while indexing, written {latency:.1f} s later, at {seen['done']}/{len(notes)} notes")

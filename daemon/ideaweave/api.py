@@ -96,12 +96,15 @@ class Status:
     version: str = __version__
     # The start-up pass (or a rescan) under way: phase, notes done and total, rate, seconds left; else None.
     long_pass: dict | None = None
+    # The embedding threads: mode and the count in use now (see threads.describe_threads).
+    threads: dict | None = None
 
     def as_json(self) -> dict:
         return {"vault": self.vault, "notes": self.notes, "chunks": self.chunks, "indexing": self.indexing.as_json(),
                 "queue": self.queue, "paused": self.paused, "private_mode": self.private_mode,
                 "last_error": self.last_error, "bridge_connected": self.bridge_connected,
-                "failed": [f.as_json() for f in self.failed], "version": self.version, "pass": self.long_pass}
+                "failed": [f.as_json() for f in self.failed], "version": self.version, "pass": self.long_pass,
+                "threads": self.threads}
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,15 @@ class AppBackend:
         return Status(str(self.root), counts["notes"], counts["chunks"], indexing, state.pending, self.paused,
                       self.app.settings.private_mode, state.last_error, self.writes.connected,
                       tuple(NoteFailure(*row) for row in self.app.store.problems(FAILURE_STAGES)),
-                      long_pass=progress.as_json() if progress is not None else None)
+                      long_pass=progress.as_json() if progress is not None else None, threads=self._threads())
+
+    def _threads(self) -> dict:
+        """The live embedder's thread count once the daemon has loaded it, else the configured mode."""
+        from .threads import configured_threads
+
+        embedding = self.app.settings.embedding
+        mode = getattr(self.app.loaded_embedder, "thread_mode", None)
+        return mode if mode is not None else configured_threads(embedding.threads, embedding.max_threads)
 
     def has_note(self, path: str) -> bool:
         return self.app.store.note(path) is not None

@@ -130,6 +130,11 @@ class App:
             return self._embedder
 
     @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The embedder if it is loaded, without loading it (for status)."""
+        return self._embedder
+
+    @property
     def keychain(self) -> Keychain:
         """Where the key of this vault's secure notes is kept (see sealing)."""
         return self._once("keychain", lambda: Keychain(key_place(self.state_dir, self.settings, self.env), self.env))

@@ -180,6 +180,8 @@ def cmd_novelty(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .hubs import user_hubs
     from .watch import read_pass_progress
+    from .threads import configured_threads, describe_threads
+    from .watch import read_embedding_threads, read_pass_progress
 
     app = open_app(args)
     counts = app.store.counts()
@@ -198,6 +200,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         "sealing": _sealing_status(app),
         "pass": read_pass_progress(app.state_dir),
         "user_hubs": user_hubs(app.root, app.store, app.settings.topics.folder),
+        "threads": read_embedding_threads(app.state_dir)
+        or configured_threads(app.settings.embedding.threads, app.settings.embedding.max_threads),
     }
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
@@ -206,6 +210,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                              f"approximate: {search['clusters']} clusters, the {search['probed']} nearest scanned"),
              f"indexed    {_when(last)}", f"ranking    {data['ranking']}", f"private    {'on: nothing can reach the network' if data['private_mode'] else 'off'}",
              f"sealed     {_sealing_line(data['sealing'])}",
+             f"threads    {describe_threads(data['threads'])}",
              f"skipped    {len(data['skipped'])}"]
     if data["pass"] is not None:
         human.insert(4, f"start-up   {describe_pass(data['pass'])}")

@@ -38,7 +38,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
-    threads: int | str = setting("auto", "CPU threads llama.cpp uses for embedding: \"auto\" measures throughput batch by batch and keeps the count that is fastest now (starting from the idle cores less one, backing off when another process competes); a number fixes the count.")
+    threads: int | str = setting("auto", "CPU threads llama.cpp uses for embedding: \"auto\" measures throughput batch by batch and keeps the count that is fastest now (starting from the idle cores, less one for the user when more than two are idle, backing off when another process competes); a number fixes the count.")
     max_threads: int = setting(0, "With threads = \"auto\": the most threads it may use; 0: every physical core.")
     batch_tokens: int = setting(512, "Tokens packed into one llama.cpp batch (n_batch = n_ubatch). Larger batches waste attention work across packed texts.")
     max_tokens: int = setting(256, "Token budget of one chunk; must not exceed batch_tokens or the model's context.")

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 EMBED_GROUP = 128
 
 Progress = Callable[[int, int], None]  # (notes done, notes to do)
+# Called between embedding groups of a full pass, when every note read so far is stored: the daemon
+# handles the user's edits there (through `Indexer.update`, which may run inside the pass).
+Pause = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -120,14 +123,17 @@ class Indexer:
         self._warned: dict[str, str] = {}  # the frontmatter warnings said before, by note
         self._guard = NoteGuard(lambda failure: None, self.faults)
 
-    def run(self, progress: Progress | None = None) -> IndexReport:
-        """A full pass: scan the vault, index what changed, drop what is gone."""
+    def run(self, progress: Progress | None = None, pause: Pause | None = None,
+            group_chunks: int = EMBED_GROUP) -> IndexReport:
+        """A full pass: scan the vault, index what changed, drop what is gone.
+
+        `pause()` runs between groups of `group_chunks` chunks (smaller groups answer it sooner)."""
         started = time.perf_counter()
         files = self.scanner.scan()
         known = self.store.note_stats()
         plan = plan_scan(files, known, self._not_retried())
         self.resolver = LinkResolver(f.path for f in files)
-        report = self._apply(plan, progress, known, full=True)
+        report = self._apply(plan, progress, known, full=True, pause=pause, group_chunks=group_chunks)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -161,10 +167,20 @@ class Indexer:
         """Files skipped or failed before, as they were then: read again only once they change."""
         return {**self.store.skipped_stats(), **self.store.problem_stats(INDEX_STAGES)}
 
-    def _apply(self, plan: ScanPlan, progress: Progress | None, known: dict[str, NoteStat], full: bool) -> IndexReport:
+    def _apply(self, plan: ScanPlan, progress: Progress | None, known: dict[str, NoteStat], full: bool,
+               pause: Pause | None = None, group_chunks: int = EMBED_GROUP) -> IndexReport:
         """Carry out a plan. `known`: the stored stats of (at least) the notes the plan concerns.
         `full` (a whole-vault pass) also embeds chunks left without vectors and collects every unused
         vector; an update only collects the vectors of the chunks it replaced."""
+        # An update may run inside a pass's pause: the pass's own per-run state comes back after it.
+        outer = (self._stats, self._warned, self._guard)
+        try:
+            return self._carry_out(plan, progress, known, full, pause, group_chunks)
+        finally:
+            self._stats, self._warned, self._guard = outer
+
+    def _carry_out(self, plan: ScanPlan, progress: Progress | None, known: dict[str, NoteStat], full: bool,
+                   pause: Pause | None, group_chunks: int) -> IndexReport:
         report = IndexReport()
         self._stats = {}
         self._warned = {path: reason for path, _, reason in self.store.problems(WARNING_STAGES)}
@@ -176,8 +192,10 @@ class Indexer:
         pending: list[tuple[Note, list[Chunk]]] = []
         for done, f in enumerate(plan.to_read, 1):
             self._read_one(f, known.get(f.path), deleted_by_hash, pending, report)
-            if sum(len(c) for _, c in pending) >= EMBED_GROUP:
+            if sum(len(c) for _, c in pending) >= group_chunks:
                 self._store_pending(pending, report)
+                if pause is not None:
+                    pause()
             if progress:
                 progress(done, len(plan.to_read))
         self._store_pending(pending, report)

@@ -86,12 +86,16 @@ LONG_PASS = {"oneOf": [{"type": "null"}, record({
     "phase": {"enum": ["indexing", "writing"]}, "done": COUNT, "total": COUNT, "rate": NUMBER,
     "eta_seconds": {"type": ["integer", "null"], "minimum": 0}})]}
 
+# The embedding threads: "auto" (the count chosen now, null when no daemon embeds) or "fixed".
+THREADS = record({"mode": {"enum": ["auto", "fixed"]}, "threads": {"type": ["integer", "null"], "minimum": 1}},
+                 {"max_threads": COUNT, "trials": COUNT, "switches": COUNT})
+
 STATUS_REPORT = record({
     "vault": TEXT, "state_dir": TEXT, "model": TEXT, "notes": COUNT, "chunks": COUNT, "vectors": COUNT,
     "vector_search": VECTOR_SEARCH, "skipped": list_of(NOTE_REASON), "not_written": list_of(NOTE_REASON),
     "failed": list_of(NOTE_FAILURE), "warnings": list_of(NOTE_FAILURE),
     "last_indexed": {"type": ["number", "null"]}, "index_bytes": COUNT, "private_mode": FLAG,
-    "ranking": TEXT, "pass": LONG_PASS,
+    "ranking": TEXT, "pass": LONG_PASS, "threads": THREADS,
     "sealing": record({"encrypt": {"enum": ["private", "all"]}, "unlocked": FLAG, "key": TEXT, "locked_notes": COUNT})})
 
 DOCTOR_REPORT = record({"ok": FLAG, "version": TEXT, "private_mode": FLAG,
@@ -167,7 +171,8 @@ API_STATUS = record({
     "vault": TEXT, "notes": COUNT, "chunks": COUNT,
     "indexing": record({"done": COUNT, "total": COUNT, "active": FLAG}),
     "queue": COUNT, "paused": FLAG, "private_mode": FLAG, "last_error": NULLABLE_TEXT,
-    "bridge_connected": FLAG, "failed": list_of(NOTE_FAILURE), "version": TEXT, "pass": LONG_PASS})
+    "bridge_connected": FLAG, "failed": list_of(NOTE_FAILURE), "version": TEXT, "pass": LONG_PASS,
+    "threads": THREADS})
 
 # A suggestion as the API shows it: with the link text Obsidian resolves and whether the user pinned it.
 RELATED = record({"note": NOTE_PATH, "related": list_of(RELATED_IDEA)})

@@ -6,7 +6,9 @@ below one (llama.cpp's threads wait for each other at every layer, and one of th
 core). So the count is not configured once but chosen by `ThreadController` from the embedder's own
 throughput, batch by batch:
 
-- it starts from the cores that are idle, less one left for the user (at least one);
+- it starts from the cores that are idle, less one left for the user when more than two are idle
+  (on two idle cores both are used: the count that would leave one to the user is the one that is
+  0.55x as fast, and the controller gives a core back within a few batches when the user needs it);
 - now and then it runs a short *trial* against a neighbouring count (one more, or one fewer),
   alternating batches between the two so both see the same texts and the same load, and keeps the
   faster; a count must beat the one below it by a real margin, or the extra thread is not worth
@@ -38,7 +40,10 @@ class ThreadPolicy:
     # doubled after each trial the current count wins, up to max_backoff times.
     probe_seconds: float = 15.0
     first_probe_seconds: float = 1.0
-    max_backoff: int = 8
+    # Each trial the current count wins doubles the wait before the next, up to this factor: on an
+    # idle machine every trial of one fewer thread costs its batches at the slower count, and after a
+    # few wins the collapse check (not the trials) is what notices a competitor.
+    max_backoff: int = 32
     pairs: int = 4  # batches at each count in a trial
     # Throughput below this share of the count's reference: something competes; try one fewer now.
     collapse: float = 0.6
@@ -131,16 +136,29 @@ class ThreadController:
             trial.rates[threads] = [rate]
             self._decide(trial)
             return
+        if self._decisive(trial):
+            self._decide(trial)
+            return
         other = self.steady if threads == trial.candidate else trial.candidate
         if len(trial.rates[other]) < self.policy.pairs:
             self.threads = other  # alternate, so both counts see the same texts and the same load
             return
         self._decide(trial)
 
-    def _decide(self, trial: _Trial) -> None:
+    def _ratios(self, trial: _Trial) -> tuple[int, int, list[float]]:
         lower, higher = sorted((self.steady, trial.candidate))
         # Adjacent batches form pairs: texts are packed longest first, so neighbours are alike.
-        ratios = [h / lo for h, lo in zip(trial.rates[higher], trial.rates[lower])]
+        return lower, higher, [h / lo for h, lo in zip(trial.rates[higher], trial.rates[lower])]
+
+    def _decisive(self, trial: _Trial) -> bool:
+        """Whether the first pair already settles the trial: the higher count twice the margin ahead
+        (two idle cores: ~1.8x against the 1.25x needed), so more pairs at the slower count would
+        only cost time. A close or contrary first pair runs the full trial, so noise decides nothing."""
+        lower, _higher, ratios = self._ratios(trial)
+        return len(ratios) == 1 and ratios[0] >= 1 + 2 * self.policy.gain / lower
+
+    def _decide(self, trial: _Trial) -> None:
+        lower, higher, ratios = self._ratios(trial)
         higher_wins = statistics.median(ratios) >= 1 + self.policy.gain / lower
         winner = higher if higher_wins else lower
         self._trial = None
@@ -209,20 +227,50 @@ class FreeCores:
         return self._value
 
 
-def start_threads(cores: int, max_threads: int) -> int:
-    """Where the controller starts: the cores idle now (from the load average), less one for the
-    user, at least one, at most max_threads."""
+def threads_for_idle(cores: int, busy: float, max_threads: int, measured: bool = True) -> int:
+    """A starting count, given how many cores other work keeps busy: the idle cores, at least one, at
+    most max_threads. A `measured` model (the embedder) leaves one to the user only when more than two
+    are idle: its controller gives a thread back within a few batches when the user needs it. A model
+    that does not measure itself (the text model) cannot, so it always leaves one."""
+    idle = int(cores - busy + 0.5)  # a core busy a third of the time is mostly idle
+    spare = 1 if idle > 2 or not measured else 0
+    return max(1, min(max_threads, idle - spare))
+
+
+def busy_cores() -> float:
+    """Cores other work keeps busy, from the one-minute load average (0 where there is none)."""
     try:
-        busy = os.getloadavg()[0]
+        return os.getloadavg()[0]
     except (AttributeError, OSError):
-        busy = 0.0
-    return max(1, min(max_threads, int(cores - busy) - 1))
+        return 0.0
+
+
+def start_threads(cores: int, max_threads: int) -> int:
+    """Where the embedder's controller starts on this machine now."""
+    return threads_for_idle(cores, busy_cores(), max_threads)
 
 
 def initial_threads(threads: int | str, max_threads: int = 0) -> int:
-    """A thread count to start a model with: the configured number, or for "auto" the idle cores
-    less one (for models that do not measure their own throughput, such as the text model)."""
+    """A thread count for a model that does not measure its own throughput (the text model): the
+    configured number, or for "auto" the idle cores less one."""
     if threads != "auto":
         return int(threads)
     cores = cpu_cores()
-    return start_threads(cores, min(cores, max_threads) if max_threads > 0 else cores)
+    limit = min(cores, max_threads) if max_threads > 0 else cores
+    return threads_for_idle(cores, busy_cores(), limit, measured=False)
+
+
+def configured_threads(threads: int | str, max_threads: int = 0) -> dict:
+    """The thread mode as configured, for `status` when no embedder runs to say its current count."""
+    if threads == "auto":
+        return {"mode": "auto", "threads": None, "max_threads": max_threads or cpu_cores()}
+    return {"mode": "fixed", "threads": int(threads)}
+
+
+def describe_threads(mode: dict) -> str:
+    """`2 now (auto, at most 2)`, `1 (fixed)`, or `auto (chosen while the daemon embeds; none runs)`."""
+    if mode["mode"] == "fixed":
+        return f"{mode['threads']} (fixed by embedding.threads)"
+    if mode.get("threads") is None:
+        return f"auto, at most {mode['max_threads']} (chosen while the daemon embeds; none runs)"
+    return f"{mode['threads']} now (auto, at most {mode['max_threads']}; {mode.get('trials', 0)} trials so far)"

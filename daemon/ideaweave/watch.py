@@ -47,6 +47,10 @@ NEIGHBOURS = 10
 QUEUE_LIMIT = 10_000
 # Notes synced per slice of the start-up pass, so that a stop request is noticed between slices.
 SYNC_SLICE = 16
+# Chunks embedded per group while the start-up pass indexes: the user's edits are served between
+# groups, so a group must take a second or two, not tens of seconds (16 chunks: about 0.6 s on two idle
+# cores, 5 s on a machine loaded ten times over).
+PASS_EMBED_GROUP = 16
 # The loop wakes at least this often to notice a stop request.
 MAX_WAIT = 0.25
 BATTERY_CHECK_SECONDS = 30.0
@@ -302,13 +306,53 @@ class PassFile:
         self._written_at = 0.0
 
 
-def read_pass_progress(state_dir: Path) -> dict | None:
-    """The progress a running daemon published for its long pass; None when no pass runs."""
+THREADS_FILE = "embedding-threads.json"
+
+
+class ThreadsFile:
+    """The running daemon's embedding thread count (see `threads`) in its state folder, for `ideaweave
+    status`: written when it changes, with the daemon's PID like the pass's progress."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._last: dict | None = None
+
+    def publish(self, mode: dict | None) -> None:
+        if mode is None or mode == self._last:
+            return
+        self._last = dict(mode)
+        try:
+            replace_file(self.path, json.dumps({"pid": os.getpid(), **mode}).encode("utf-8"))
+        except OSError as exc:  # a courtesy, like the pass's progress
+            log.debug("cannot record the embedding threads: %s", exc)
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+        self._last = None
+
+
+def read_embedding_threads(state_dir: Path) -> dict | None:
+    """The thread count a running daemon embeds with now (mode, threads...); None when none runs."""
+    record = _read_live_record(state_dir / THREADS_FILE)
+    return None if record is None else {k: v for k, v in record.items() if k != "pid"}
+
+
+def _read_live_record(path: Path) -> dict | None:
+    """A record a daemon published in its state folder, if that daemon still runs."""
     try:
-        record = json.loads((state_dir / PASS_FILE).read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("pid"), int) or not psutil.pid_exists(record["pid"]):
+        return None
+    return record
+
+
+def read_pass_progress(state_dir: Path) -> dict | None:
+    """The progress a running daemon published for its long pass; None when no pass runs."""
+    record = _read_live_record(state_dir / PASS_FILE)
+    if record is None:
         return None
     return {k: record.get(k) for k in ("phase", "done", "total", "rate", "eta_seconds", "updated")}
 
@@ -354,6 +398,17 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """numpy's BLAS on one thread while the daemon runs (process-wide, like faiss's in `vectors`).
+
+    The daemon's products are small (a note's sections against the vault's), and OpenBLAS's extra
+    threads spin-wait for a core on a busy machine: one thread ranks a note several times faster there,
+    and the products take milliseconds on an idle one. The embedder's threads are llama.cpp's, chosen in `threads`."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def lower_priority(niceness: int = 10) -> None:
@@ -512,6 +567,7 @@ class VaultWatcher:
         self._topics_wanted = topics.write or topics.key
         self._topics_due: float | None = None
         self._topic_graph = None  # topics.TopicState: the graph of the last answer, so an update costs only the edits
+        self.threads_file = ThreadsFile(app.state_dir / THREADS_FILE)
 
     # ---- entry
 
@@ -539,6 +595,7 @@ class VaultWatcher:
         finally:
             observer.stop()
             observer.join(timeout=5)
+            self.threads_file.clear()
             self.app.store.flush()
 
     # ---- the start-up pass (and the rescan after an overflow)
@@ -555,7 +612,8 @@ class VaultWatcher:
         self.stats.indexing_active = True
         self.stats.start_phase("indexing", 0)
         try:
-            index = self.app.indexer.run(progress=self._progress)
+            index = self.app.indexer.run(progress=self._pass_progress, pause=self._serve_edits_while_indexing,
+                                         group_chunks=PASS_EMBED_GROUP)
             corpus = self._corpus = Corpus(self.app.store)
             self._refresh_api(corpus)
             if unsynced is None:
@@ -576,21 +634,36 @@ class VaultWatcher:
 
     def _progress(self, done: int, total: int) -> None:
         self.stats.indexing_done, self.stats.indexing_total = done, total
-        if self.stats.pass_phase == "indexing":
-            self.stats.pass_done, self.stats.pass_total = done, total
-            self.pass_file.publish(self.stats.start_up_pass)
         if self.stop.is_set():
             raise _Stopped
 
-    def _serve_edits(self) -> None:
+    def _pass_progress(self, done: int, total: int) -> None:
+        """The long pass's indexing progress (a batch served inside it reports through `_progress`)."""
+        self.stats.pass_done, self.stats.pass_total = done, total
+        self.pass_file.publish(self.stats.start_up_pass)
+        self._publish_threads()
+        self._progress(done, total)
+
+    def _serve_edits_while_indexing(self) -> None:
+        """Between two embedding groups of the pass's indexing: the user's saves go first, ranked
+        against the notes indexed so far (the writing phase ranks every note again on the full index)."""
+        self._serve_edits(fresh_snapshot=True)
+        self.stats.indexing_active = True  # the served batch's own indexing ended; the pass's has not
+
+    def _serve_edits(self, fresh_snapshot: bool = False) -> None:
         """Between two slices of a long pass: changes whose quiet period is over (the user's saves)
-        are indexed, ranked and written now, ahead of the pass's backlog."""
+        are indexed, ranked and written now, ahead of the pass's backlog. `fresh_snapshot`: the index
+        grew since the last ranking snapshot (the pass is indexing), so a new one is read first."""
+        from .corpus import Corpus
+
         self._drain(0)
         self.stats.pending = len(self.batcher)
         if self.overflowed.is_set() or self.battery.paused():
             return  # the loop rescans or waits once the pass is over
         batch = self.batcher.take(time.monotonic())
         if batch:
+            if fresh_snapshot:
+                self._corpus = Corpus(self.app.store)
             handled = self.stats.batches
             self._handle_safely(batch)
             if self.stats.batches > handled and self.stats.history[-1].paths:  # not only the pass's own writes
@@ -723,6 +796,7 @@ class VaultWatcher:
             self.stats.record(outcome)
             if outcome.paths:  # the user's changes (not only our own writes) can move notes between topics
                 self._topics_after(self.app.settings.topics.delay_seconds)
+            self._publish_threads()
             if self.hooks.on_batch is not None:  # outside the guard: a failing hook is not a failing batch
                 self.hooks.on_batch(outcome)
 
@@ -841,6 +915,10 @@ class VaultWatcher:
                 self._serve_edits()
         return written, deferred
 
+    def _publish_threads(self) -> None:
+        """The embedder's thread count now, for `status` (a fake embedder in a test has none)."""
+        self.threads_file.publish(getattr(self.app.embedder, "thread_mode", None))
+
     def _refresh_api(self, corpus) -> None:
         if self.api is not None and hasattr(self.api, "refresh"):
             self.api.refresh(corpus)
@@ -912,7 +990,7 @@ def run_watch(app: App, stop: threading.Event | None = None, on_ready: Callable[
     """
     stop = stop if stop is not None else threading.Event()
     stats = stats if stats is not None else WatchStats()
-    with daemon_lock(app.state_dir, app.root), stop_on_signals(stop):
+    with daemon_lock(app.state_dir, app.root), stop_on_signals(stop), one_blas_thread():
         lower_priority()
         remove_stale_temp_files(app.root)
         server = None

@@ -32,6 +32,13 @@ export interface DaemonStatus {
 	version: string;
 	/** The long pass under way, or null (also from daemons that do not report one). */
 	longPass: PassProgress | null;
+	/** How many threads the daemon embeds with now, and whether it chooses them ("auto"); null: not said. */
+	threads: EmbeddingThreads | null;
+}
+
+export interface EmbeddingThreads {
+	mode: string; // "auto" or "fixed"
+	threads: number | null; // null: auto, but nothing embedded yet
 }
 
 export interface NoteFailure {
@@ -146,7 +153,14 @@ export function parseStatus(body: unknown): DaemonStatus {
 		failed: Array.isArray(obj.failed) ? obj.failed.flatMap(noteFailure) : [],
 		version: text(obj.version),
 		longPass: passProgress(obj.pass),
+		threads: embeddingThreads(obj.threads),
 	};
+}
+
+function embeddingThreads(value: unknown): EmbeddingThreads | null {
+	if (typeof value !== "object" || value === null) return null;
+	const t = value as Record<string, unknown>;
+	return { mode: text(t.mode), threads: typeof t.threads === "number" ? count(t.threads) : null };
 }
 
 function passProgress(value: unknown): PassProgress | null {

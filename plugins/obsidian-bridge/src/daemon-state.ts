@@ -69,6 +69,10 @@ export function statusBarTooltip(state: DaemonState, address: string): string {
 				const p = s.longPass;
 				parts.push(`start-up pass: ${p.phase} ${p.done}/${p.total} notes at ${p.rate.toFixed(1)} notes/s; notes you save go first`);
 			}
+			if (s.threads?.threads) {
+				const t = s.threads;
+				parts.push(`embedding on ${t.threads} thread${t.threads === 1 ? "" : "s"}${t.mode === "auto" ? " (auto)" : ""}`);
+			}
 			if (s.queue > 0) parts.push(`${s.queue} queued`);
 			if (s.paused) parts.push("writing paused");
 			if (s.failed.length > 0) {

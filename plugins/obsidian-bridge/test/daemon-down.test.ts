@@ -79,6 +79,19 @@ describe("when the daemon is not running", () => {
 		assert.equal(statusBarText(h.app), "ideaweave: ready");
 	});
 
+	test("the indexing phase of the start-up pass shows its progress too, and the tooltip the threads", async () => {
+		h = await startWithoutDaemon();
+		h.daemon.running = true;
+		h.daemon.status.indexing = { done: 300, total: 10003, active: true };
+		h.daemon.status.pass = { phase: "indexing", done: 300, total: 10003, rate: 6.5, eta_seconds: 1493 };
+		h.daemon.status.threads = { mode: "auto", threads: 2, max_threads: 2, trials: 3, switches: 1 };
+		await h.timers.advance(3_000 + 300);
+		assert.equal(statusBarText(h.app), "ideaweave: indexing 300/10003 · 25 min left");
+		const tooltip = h.app.statusBarEl.querySelector(".ideaweave-status")?.getAttribute("aria-label") ?? "";
+		assert.match(tooltip, /start-up pass: indexing 300\/10003 notes at 6\.5 notes\/s; notes you save go first/);
+		assert.match(tooltip, /embedding on 2 threads \(auto\)/);
+	});
+
 	test("a refused token is a state of its own, in the view and the status bar", async () => {
 		const daemon = new FakeDaemon();
 		daemon.token = "rotated";
