@@ -21,6 +21,9 @@ large as the real index's, only the vectors' meaning is not the model's. Its ind
 (`state-stand-in`).
 
 Prints the median and p95 per request (client-side, the whole HTTP exchange, JSON parsed). Target: p95 < 50 ms.
+The same requests are then sent again to an API whose search reads every candidate's sections, titles and
+flags from the store instead of the daemon's ranking snapshot (how search worked before): the ratio of the
+two, taken in one run, holds on a loaded machine where the absolute figures do not.
 `--profile FILE` runs the same requests in-process under cProfile and prints search's hotspots.
 """
 
@@ -51,6 +54,7 @@ from ideaweave import config  # noqa: E402
 from ideaweave.api import AppBackend, build_api, serve  # noqa: E402
 from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
+from ideaweave.corpus import Corpus  # noqa: E402
 from ideaweave.search import search  # noqa: E402
 from harness import PERCENTILE_NOTE, distribution  # noqa: E402
 from scale_bench import PrecomputedEmbedder  # noqa: E402
@@ -145,6 +149,13 @@ def typed_prefixes(query: str, shortest: int) -> list[str]:
     return [query[:n] for n in range(shortest, len(query) + 1) if query[:n].strip() and not query[n - 1].isspace()]
 
 
+class StoreReadingBackend(AppBackend):
+    """The baseline: search without the ranking snapshot, every candidate read from the store."""
+
+    def _search_snapshot(self):
+        return None
+
+
 def measure_http(url: str, prefixes: list[str]) -> list[float]:
     """Seconds per request, through one kept-alive connection, from sending to the parsed JSON answer."""
     parsed = urllib.parse.urlsplit(url)
@@ -168,10 +179,11 @@ def measure_http(url: str, prefixes: list[str]) -> list[float]:
 
 
 def profile(app: App, prefixes: list[str], out: Path) -> str:
+    corpus = Corpus(app.store)
     profiler = cProfile.Profile()
     profiler.enable()
     for prefix in prefixes:
-        search(app.store, app.embedder, prefix, k=20)
+        search(app.store, app.embedder, prefix, k=20, corpus=corpus)
     profiler.disable()
     profiler.dump_stats(out)
     text = io.StringIO()
@@ -190,15 +202,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         queries = real_queries(args.queries, args.seed, app.root)
         prefixes = [p for q in queries for p in typed_prefixes(q, args.min_prefix)]
-        running = serve(build_api(AppBackend(app), TOKEN), "127.0.0.1", 0)
-        try:
-            seconds = measure_http(running.url, prefixes)
-        finally:
-            running.shutdown()
+        measured = {}
+        for name, backend in (("snapshot", AppBackend), ("store reads", StoreReadingBackend)):
+            running = serve(build_api(backend(app), TOKEN), "127.0.0.1", 0)
+            try:
+                measured[name] = measure_http(running.url, prefixes)
+            finally:
+                running.shutdown()
+        seconds, baseline = measured["snapshot"], measured["store reads"]
         report = {"index": "stand-in vectors, real query model" if args.stand_in_index else "real model",
                   "notes": len(app.store.note_paths()), "chunks": app.store.counts()["chunks"],
                   "exact_vector_search": app.store.vectors_exact, "queries": len(queries), "requests": len(seconds),
-                  "per_request_ms": distribution(seconds, digits=1, scale=1000), "target_p95_ms": TARGET_P95_MS}
+                  "per_request_ms": distribution(seconds, digits=1, scale=1000), "target_p95_ms": TARGET_P95_MS,
+                  "before_per_request_ms": distribution(baseline, digits=1, scale=1000),
+                  "load_average": [round(x, 2) for x in os.getloadavg()]}
         if args.profile:
             report["profile"] = profile(app, prefixes[:400], args.profile)
     finally:
@@ -214,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
               f"one character at a time: {report['requests']} requests through one kept-alive HTTP connection")
         print(f"per request: median {per['median']} ms, p95 {per['p95']} ms, max {per['max']} ms "
               f"(target: p95 < {TARGET_P95_MS:.0f} ms)")
+        base = report["before_per_request_ms"]
+        print(f"search as before (the store read): median {base['median']} ms, p95 {base['p95']} ms "
+              f"(ratio {per['median'] / base['median']:.2f} at the median, {per['p95'] / base['p95']:.2f} at p95); "
+              f"load average {' '.join(str(x) for x in report['load_average'])}")
         print(PERCENTILE_NOTE)
         if "profile" in report:
             print(report["profile"])

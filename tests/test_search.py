@@ -10,6 +10,7 @@ import pytest
 
 from ideaweave import vectors
 from ideaweave.app import App
+from ideaweave.corpus import Corpus
 from ideaweave.config import Settings, replace
 from ideaweave.search import Passage, more_like, note_passage, search
 
@@ -108,3 +109,44 @@ def test_templates_never_appear_even_when_private_notes_are_asked_for(app):
         for include_private in (False, True):
             assert all(not h.path.startswith("Templates/")
                        for h in search(app.store, app.embedder, query, k=50, include_private=include_private))
+
+
+# ---- the daemon's snapshot: the same answer as the store's, only while it is current
+
+SNAPSHOT_QUERIES = ("when a measure becomes a target", "an AI that lets humans switch it off",
+                    "What is the", "unpublished interpretability result preliminary numbers")
+
+
+def _answers(app, corpus, include_private=False):
+    return [[h.as_json() for h in search(app.store, app.embedder, q, k=10, include_private=include_private,
+                                         corpus=corpus)] for q in SNAPSHOT_QUERIES]
+
+
+def test_a_current_snapshot_gives_the_answer_the_store_gives(app):
+    corpus = Corpus(app.store)
+    assert corpus.current
+    for include_private in (False, True):
+        assert _answers(app, corpus, include_private) == _answers(app, None, include_private)
+    section = note_passage(app.store, "Concepts/Corrigibility.md", "Shutdown problem")
+    assert ([h.as_json() for h in more_like(app.store, app.embedder, section, corpus=corpus)]
+            == [h.as_json() for h in more_like(app.store, app.embedder, section)])
+
+
+def test_a_snapshot_is_left_aside_once_a_note_changes_and_kept_when_only_frontmatter_does(app):
+    corpus = Corpus(app.store)
+    note = app.root / "Concepts/Goodhart's law.md"
+    text = note.read_text(encoding="utf-8")
+    # Only the frontmatter (what ideaweave writes): the sections, title and flags stay as the snapshot has them.
+    note.write_text("---\nsummary: A measure that becomes a target.\n---\n" + text if not text.startswith("---\n")
+                    else text.replace("---\n", "---\nsummary: A measure that becomes a target.\n", 1), encoding="utf-8")
+    app.indexer.run()
+    assert corpus.current
+    # A new section: the snapshot no longer holds what the store holds, and search reads the store.
+    with note.open("a", encoding="utf-8") as f:
+        f.write("\n\n## Quokka census\n\nQuokkas counted on Rottnest island every spring by volunteers.\n")
+    app.indexer.run()
+    assert not corpus.current
+    hits = search(app.store, app.embedder, "quokka census on Rottnest island", k=3, corpus=corpus)
+    assert hits[0].path == "Concepts/Goodhart's law.md" and hits[0].heading == "Quokka census"
+    fresh = corpus.updated(["Concepts/Goodhart's law.md"])
+    assert fresh.current and _answers(app, fresh) == _answers(app, None)

@@ -296,13 +296,21 @@ class AppBackend:
         return [RelatedIdea(r.suggestion, r.link, r.pinned) for r in found]
 
     def search(self, query: str, k: int) -> list[SearchHit]:
-        return search(self.app.store, self.app.embedder, query, k=k)
+        return search(self.app.store, self.app.embedder, query, k=k, corpus=self._search_snapshot())
 
     def note_passage(self, note: str, heading: str | None) -> Passage | None:
         return note_passage(self.app.store, note, heading)
 
     def more_like(self, passage: Passage, k: int) -> list[SearchHit]:
-        return more_like(self.app.store, self.app.embedder, passage, k=k)
+        return more_like(self.app.store, self.app.embedder, passage, k=k, corpus=self._search_snapshot())
+
+    def _search_snapshot(self) -> Corpus | None:
+        """The snapshot search reads while it is current (the same answer, fewer reads): the daemon's, else
+        one made now, though not while indexing runs (it would be out of date at once)."""
+        with self._corpus_lock:
+            if self._corpus is None and not self.state.indexing_active:
+                self._corpus = Corpus(self.app.store)
+            return self._corpus
 
     def summary(self, note: str) -> str | None:
         """The summary in the note's frontmatter, else the cached one; never computed here (it may take a model call)."""

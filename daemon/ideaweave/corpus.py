@@ -49,6 +49,7 @@ class Corpus:
     def __init__(self, store: Store, note_mean: np.ndarray | None = None, chunk_mean: np.ndarray | None = None):
         """Load everything; `note_mean`/`chunk_mean` centre the vectors on given means instead of the
         vault's own (what `updated()` does, so that a note keeps its vector between snapshots)."""
+        version = store.sections_version  # before reading: a change during the reads makes it stale at once
         paths, note_vectors, own_chunk_mean = store.note_means()
         flags = store.note_flags()
         # A note deleted between the two reads keeps a placeholder until the next load.
@@ -70,6 +71,7 @@ class Corpus:
         self._assemble(store, paths, notes, note_vectors, note_mean, chunk_mean,
                        (ordinals, chunk_paths, vector_ids), None, graph, store.vectors_exact)
         self.changes_since_load = 0
+        self.sections_version = version
 
     def _assemble(self, store: Store, paths: list[str], notes: list, note_vectors: np.ndarray,
                   note_mean: np.ndarray, chunk_mean: np.ndarray, chunks: tuple, chunk_vectors: np.ndarray | None,
@@ -157,6 +159,7 @@ class Corpus:
         if changes > max(len(self) // 10, 50) or self.store.vectors_exact != self.exact or len(self) < 2:
             return Corpus(self.store)
         store = self.store
+        version = store.sections_version
         fresh_paths, fresh_vectors, _ = store.note_means(only=touched)
         flags = store.note_flags(only=touched)  # every touched note that still exists
         kept = [i for i, p in enumerate(self.paths) if p not in touched]
@@ -206,6 +209,7 @@ class Corpus:
         following._assemble(store, paths, notes, note_vectors, self.note_mean, self.chunk_mean, chunks,
                             chunk_vectors, graph, self.exact, sample=(self.sample_vectors, self.sample_starts))
         following.changes_since_load = changes
+        following.sections_version = version
         return following
 
     def with_graph(self, graph: LinkGraph) -> Corpus:
@@ -216,6 +220,12 @@ class Corpus:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def current(self) -> bool:
+        """Does the store still hold what this snapshot holds of every note (no section, vector, title or
+        flag changed since)? Search reads a current snapshot instead of the store."""
+        return self.sections_version == self.store.sections_version
 
     def rows_of(self, q: int) -> np.ndarray:
         """The section rows of note q."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunking import passage as chunk_passage
-from .corpus import STOPWORDS, normalise_title
+from .corpus import STOPWORDS, Corpus, normalise_title
 from .embedding import Embedder
 from .relate import keywords as content_words
 from .relate import zscore
@@ -106,8 +106,7 @@ class Passage:
 def subject_words(query: str) -> str:
     """The query without the words that only make it a question: what the keyword search should match."""
     words = re.findall(r"[\w'-]+", query)
-    kept = [w for w in words if w.lower().strip("'-") not in _NOT_SUBJECT]
-    return " ".join(kept or words)
+    return " ".join(w for w in words if w.lower().strip("'-") not in _NOT_SUBJECT)
 
 
 def question_query(embedder: Embedder, query: str) -> Query | None:
@@ -133,63 +132,120 @@ def passage_query(store: Store, embedder: Embedder, passage: Passage) -> Query |
     return Query(text, vector, " ".join(content_words(text)), match_any=True, exclude=exclude)
 
 
-def note_components(store: Store, query: Query, include_private: bool = False) -> NoteEvidence | None:
-    """Evidence for the notes that the query's nearest sections or its keywords point at."""
+def note_components(store: Store, query: Query, include_private: bool = False,
+                    corpus: Corpus | None = None) -> NoteEvidence | None:
+    """Evidence for the notes that the query's nearest sections or its keywords point at.
+
+    `corpus`: the daemon's ranking snapshot. While it is current, the candidates' titles, flags and
+    sections are taken from it instead of read from the store: the same values, without three reads
+    per query (what search-as-you-type pays for every key)."""
     q = query.vector
     _scores, vector_ids = store.search_vectors(q, POOL)
-    nearest = store.chunks_for_vectors([int(v) for v in np.atleast_1d(vector_ids) if v >= 0])
-    keywords = store.fts_search(query.words, POOL, match_any=query.match_any)
-    if not keywords and not query.match_any:
-        keywords = store.fts_search(query.words, POOL, match_any=True)
-    candidates = ({c.note_path for c in nearest} | {h.note_path for h in keywords}) - query.exclude
-    # (title, is_template, private, aliases): what scoring needs, without parsing every frontmatter.
-    flags = store.note_flags(only=candidates)
-    paths = sorted(p for p, (_t, template, private, _a) in flags.items() if not template and (include_private or not private))
-    if not paths:
+    nearest = np.asarray([int(v) for v in np.atleast_1d(vector_ids) if v >= 0], dtype=np.int64)
+    keywords = _keyword_hits(store, query)
+    keyword_paths = {h.note_path for h in keywords}
+    if corpus is not None and corpus.current:
+        table = _snapshot_table(corpus, nearest, keyword_paths, query.exclude, include_private)
+    else:
+        table = _store_table(store, nearest, keyword_paths, query.exclude, include_private)
+    if table is None:
         return None
+    paths, titles, section_start, section_vids = table
     index = {p: i for i, p in enumerate(paths)}
-    section, best_chunk, lead, whole = _section_evidence(store, q, paths, index)
+    section, best_chunk, lead, whole = _section_evidence(store, q, section_start, section_vids)
     keyword = np.zeros(len(paths))
     for hit in keywords:
         if hit.note_path in index:
             keyword[index[hit.note_path]] = max(keyword[index[hit.note_path]], hit.score)
-    titles = [flags[p][0] for p in paths]
     named = np.array([_names_title(query.text, t) for t in titles], dtype=float)
     parts = {"section": section, "note": whole, "lead": lead, "keywords": keyword, "title": named}
     return NoteEvidence(paths, titles, parts, best_chunk)
 
 
-def _section_evidence(store: Store, q: np.ndarray, paths: list[str], index: dict[str, int]):
+def _keyword_hits(store: Store, query: Query) -> list:
+    """Keyword hits: every subject word matching, else (nothing found) any of them. A query whose words
+    are all stopwords or question words has no subject to match: FTS5 would rank nearly every section
+    (75 ms at 10,000 notes for "The") for no evidence."""
+    if not query.words:
+        return []
+    keywords = store.fts_search(query.words, POOL, match_any=query.match_any)
+    if not keywords and not query.match_any:
+        keywords = store.fts_search(query.words, POOL, match_any=True)
+    return keywords
+
+
+def _visible(flags: tuple, include_private: bool) -> bool:
+    _title, template, private, _aliases = flags
+    return not template and (include_private or not private)
+
+
+def _store_table(store: Store, nearest: np.ndarray, keyword_paths: set[str], exclude: frozenset[str],
+                 include_private: bool):
+    """(paths, titles, section_start, section_vids) of the candidate notes, read from the store: the
+    sections of paths[i] are section_vids[section_start[i]:section_start[i + 1]], in order."""
+    candidates = ({c.note_path for c in store.chunks_for_vectors(nearest.tolist())} | keyword_paths) - exclude
+    flags = store.note_flags(only=candidates)  # (title, is_template, private, aliases) without parsing frontmatter
+    paths = sorted(p for p, f in flags.items() if _visible(f, include_private))
+    if not paths:
+        return None
+    _ordinals, note_ids, vector_ids = store.chunk_table(only=paths)  # by note path, then position
+    index = {p: i for i, p in enumerate(paths)}
+    path_of = store.note_path_by_id(only=paths)
+    # -1: a note deleted between the reads
+    owner = np.fromiter((index.get(path_of.get(n, ""), -1) for n in note_ids.tolist()), dtype=np.int64, count=len(note_ids))
+    order = np.argsort(owner, kind="stable")[np.count_nonzero(owner < 0):]
+    start = np.searchsorted(owner[order], np.arange(len(paths) + 1))
+    return paths, [flags[p][0] for p in paths], start, vector_ids[order]
+
+
+def _snapshot_table(corpus: Corpus, nearest: np.ndarray, keyword_paths: set[str], exclude: frozenset[str],
+                    include_private: bool):
+    """As `_store_table`, from a current snapshot. A note it does not hold has no embedded section (the
+    snapshot holds every note that has one): only its title and flags are read from the store."""
+    _which, rows = corpus.rows_using(nearest)
+    candidates = ({corpus.paths[q] for q in corpus.chunk_note[rows].tolist()} | keyword_paths) - exclude
+    unknown = [p for p in candidates if p not in corpus.index]
+    flags = corpus.store.note_flags(only=unknown) if unknown else {}
+    flags.update((p, corpus.notes[corpus.index[p]]) for p in candidates if p in corpus.index)
+    paths = sorted(p for p, f in flags.items() if _visible(f, include_private))
+    if not paths:
+        return None
+    notes = np.array([corpus.index.get(p, -1) for p in paths], dtype=np.int64)
+    counts = np.where(notes >= 0, corpus.chunk_start[notes + 1] - corpus.chunk_start[notes], 0)
+    start = np.r_[0, np.cumsum(counts)]
+    firsts = np.repeat(np.where(notes >= 0, corpus.chunk_start[notes], 0) - start[:-1], counts)
+    rows = np.arange(start[-1]) + firsts
+    return paths, [flags[p][0] for p in paths], start, corpus.chunk_vid[rows]
+
+
+def _section_evidence(store: Store, q: np.ndarray, start: np.ndarray, vector_ids: np.ndarray):
     """For each candidate, over all its sections: the best section's cosine and vector id, the first
     section's cosine, and the cosine of the note's mean section vector (the whole-note vector, as
-    `Store.note_means` makes it, from the vectors already gathered here)."""
-    ordinals, note_ids, vector_ids = store.chunk_table(only=paths)
-    path_of = store.note_path_by_id(only=paths)
-    best = np.full(len(paths), -1.0)
-    best_vid = [-1] * len(paths)
-    lead = np.full(len(paths), -1.0)
-    whole = np.full(len(paths), -1.0)
+    `Store.note_means` makes it, from the vectors already gathered here). -1 for a note without sections."""
+    notes = len(start) - 1
+    best = np.full(notes, -1.0)
+    best_vid = [-1] * notes
+    lead = np.full(notes, -1.0)
+    whole = np.full(notes, -1.0)
     if not len(vector_ids):
         return best, best_vid, lead, whole
     vectors = store.gather_vectors(vector_ids)
     unit_q = q / max(float(np.linalg.norm(q)), 1e-9)
     raw = vectors @ unit_q
     sims = raw / np.maximum(row_norms(vectors), 1e-9)
-    # chunk_table orders chunks by note, then position: each note's chunks are one run, its first the lead.
-    starts = np.flatnonzero(np.r_[True, note_ids[1:] != note_ids[:-1]])
-    counts = np.diff(np.r_[starts, len(note_ids)])
-    rows = np.array([index.get(path_of.get(n, ""), -1) for n in note_ids[starts].tolist()], dtype=np.int64)
+    counts = np.diff(start)
+    has = np.flatnonzero(counts > 0)  # reduceat needs non-empty runs
+    starts, counts = start[has], counts[has]
     top = np.maximum.reduceat(sims, starts)
     group = np.repeat(np.arange(len(starts)), counts)
     _groups, first_top = np.unique(group[sims == top[group]], return_index=True)
     top_at = np.flatnonzero(sims == top[group])[first_top]  # each note's first section with its best cosine
     mean = np.add.reduceat(vectors, starts, axis=0) / counts[:, None]
     note_cosine = np.add.reduceat(raw, starts) / counts / np.maximum(row_norms(mean), 1e-9)
-    known = rows >= 0
-    best[rows[known]] = sims[top_at[known]]
-    lead[rows[known]] = sims[starts[known]]
-    whole[rows[known]] = note_cosine[known]
-    for i, vid in zip(rows[known].tolist(), vector_ids[top_at[known]].tolist()):
+    best[has] = sims[top_at]
+    lead[has] = sims[starts]
+    whole[has] = note_cosine
+    for i, vid in zip(has.tolist(), vector_ids[top_at].tolist()):
         best_vid[i] = vid
     return best, best_vid, lead, whole
 
@@ -203,20 +259,21 @@ def _names_title(query: str, title: str) -> bool:
 
 
 def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_private: bool = False,
-           weights: dict[str, float] | None = None) -> list[SearchHit]:
-    """The k notes most about `query`, best first, each with its best passage and why."""
-    return ranked_hits(store, question_query(embedder, query), k, include_private, weights)
+           weights: dict[str, float] | None = None, corpus: Corpus | None = None) -> list[SearchHit]:
+    """The k notes most about `query`, best first, each with its best passage and why. `corpus`: the
+    daemon's ranking snapshot, read instead of the store while it is current (the answer is the same)."""
+    return ranked_hits(store, question_query(embedder, query), k, include_private, weights, corpus)
 
 
 def more_like(store: Store, embedder: Embedder, passage: Passage, k: int = 20,
-              include_private: bool = False) -> list[SearchHit]:
+              include_private: bool = False, corpus: Corpus | None = None) -> list[SearchHit]:
     """The k other notes most about `passage` ("what else have I written about this?"), best first."""
-    return ranked_hits(store, passage_query(store, embedder, passage), k, include_private)
+    return ranked_hits(store, passage_query(store, embedder, passage), k, include_private, corpus=corpus)
 
 
 def ranked_hits(store: Store, query: Query | None, k: int, include_private: bool = False,
-                weights: dict[str, float] | None = None) -> list[SearchHit]:
-    evidence = note_components(store, query, include_private) if query is not None else None
+                weights: dict[str, float] | None = None, corpus: Corpus | None = None) -> list[SearchHit]:
+    evidence = note_components(store, query, include_private, corpus) if query is not None else None
     if evidence is None:
         return []
     total = evidence.fused(weights or SEARCH_WEIGHTS)

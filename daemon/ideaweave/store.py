@@ -194,6 +194,9 @@ class Store:
         self._saved_at = float("-inf")  # when the vector index was last saved (monotonic clock)
         self._vectors: VectorIndex = FlatIndex.empty(dim)
         self._closed = False
+        # Counts the changes, in this process, to what a ranking snapshot holds of a note: its embedded
+        # sections, its vectors, its title and flags. A snapshot taken at the current count is current.
+        self.sections_version = 0
 
     @classmethod
     def open(cls, state_dir: Path, dim: int, model_id: str, keychain: Keychain | None = None,
@@ -304,6 +307,7 @@ class Store:
     def _adopt_key(self, sealer: Sealer | None) -> None:
         """Use `sealer` for secure notes: learn their paths (or, without a key, how many are hidden)."""
         self._veil.sealer = sealer
+        self.sections_version += 1  # secure notes' sections come into view (or go out of it)
         with self._lock:
             hidden = self._raw.execute("SELECT pseudonym, sealed_path FROM hidden_paths").fetchall()
             sealed_notes = self._raw.execute("SELECT count(*) FROM notes WHERE sealed = 1").fetchone()[0]
@@ -568,6 +572,8 @@ class Store:
         seal = self._seal_text if sealed else (lambda text: text)
         with self._transaction() as db:
             old_id = _note_id(db, note.path)
+            if self._changes_sections(db, old_id, note, chunks, sealed):
+                self.sections_version += 1
             if old_id is not None:
                 self._maybe_orphaned.update(_chunk_hashes(db, old_id))
                 _unindex_chunks(db, old_id)
@@ -604,6 +610,17 @@ class Store:
                 db.execute("INSERT INTO chunk_search (chunk_search) VALUES ('optimize')")
         self._move_vectors(moved)
 
+    @staticmethod
+    def _changes_sections(db, old_id: int | None, note: NoteRecord, chunks: Sequence[ChunkRecord], sealed: bool) -> bool:
+        """Does storing `note` change what a ranking snapshot holds of it? Not when only its frontmatter
+        changed (ideaweave's own writes), which is the usual case between two snapshots."""
+        if old_id is None or sealed:  # a secure note's stored title is sealed anew each time: never equal
+            return True
+        old = db.execute("SELECT title, is_template, private FROM notes WHERE id = ?", (old_id,)).fetchone()
+        return (tuple(old) != (note.title, int(note.is_template), int(note.private))
+                or [row[0] for row in db.execute("SELECT hash FROM chunks WHERE note_id = ? ORDER BY ordinal", (old_id,))]
+                != [c.hash for c in sorted(chunks, key=lambda c: c.ordinal)])
+
     def _settle_vectors(self, db, hashes: Sequence[str]) -> list[tuple[int, bool, np.ndarray]]:
         """Seal the vectors of `hashes` that only secure notes use, and open those a public note uses too
         (its text is public anyway). Returns (id, sealed now, vector) of those that changed, for faiss."""
@@ -638,6 +655,7 @@ class Store:
         if not moved:
             return
         with self._lock:
+            self.sections_version += 1
             for vector_id, sealed, vector in moved:
                 ids, row = np.array([vector_id], dtype=np.int64), vector[None, :]
                 source, target = (self._vectors, self._sealed_vectors) if sealed else (self._sealed_vectors, self._vectors)
@@ -662,6 +680,7 @@ class Store:
                     self._maybe_orphaned.update(_chunk_hashes(db, note_id))
                     _delete_note(db, note_id)
                     deleted += 1
+                    self.sections_version += 1
                 db.execute("DELETE FROM written WHERE path = ?", (path,))
                 db.execute("DELETE FROM write_issues WHERE path = ?", (path,))
                 db.execute("DELETE FROM note_problems WHERE path = ?", (path,))
@@ -683,6 +702,7 @@ class Store:
             overwritten = _note_id(db, new)
             if overwritten is not None:
                 _delete_note(db, overwritten)
+            self.sections_version += 1
             if old in self._veil.hidden:  # a secure note keeps its secrecy under its new name
                 self._hide(db, new)
                 if title is not None:
@@ -758,6 +778,7 @@ class Store:
                     self._bump_generation(db)
             # After the commit: SQLite may run ahead of faiss (healed at open), never behind.
             if new_ids:
+                self.sections_version += 1
                 ids, secret = np.array(new_ids, dtype=np.int64), np.array(new_sealed, dtype=bool)
                 vectors = stored[new_rows].astype(np.float32)
                 if secret.any():
@@ -792,6 +813,7 @@ class Store:
                 if removed:
                     self._bump_generation(db)
             if removed:
+                self.sections_version += 1  # a vector id may be given out again
                 self._remove_from_indexes(removed)
         return len(removed)
 
@@ -812,6 +834,7 @@ class Store:
                 db.execute("DELETE FROM vectors")
                 self._set_meta(db, model_id=self.model_id, dim=self.dim)
                 self._bump_generation(db)
+            self.sections_version += 1
             self.stored_model_id, self.stored_dim = self.model_id, self.dim
             self.model_changed = False
             self._vectors = FlatIndex.empty(self.dim)
