@@ -179,7 +179,6 @@ def cmd_novelty(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .hubs import user_hubs
-    from .watch import read_pass_progress
     from .threads import configured_threads, describe_threads
     from .watch import read_embedding_threads, read_pass_progress
 
