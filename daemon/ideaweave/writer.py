@@ -213,6 +213,14 @@ class WriteResult:
     checksum: str | None = None
 
 
+def _unlink_if_ours(path: Path, inode: int) -> None:
+    try:
+        if os.stat(path).st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResult | None:
     """Write data over path atomically, unless the file changed since it was read (compare-and-swap).
 
@@ -232,7 +240,13 @@ def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResu
             os.chmod(temporary, before.st_mode & 0o7777)  # the note keeps its mode: it is the user's file
             if checksum(original.read()) != expected_checksum:
                 return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
+            ours = os.stat(temporary).st_ino
             os.replace(temporary, path)
+            if os.fstat(original.fileno()).st_nlink >= before.st_nlink:
+                # The swap did not unlink the file we read: it was renamed away in the instant before, and the
+                # swap made its old name anew. Take that name back (only if it is still our file).
+                _unlink_if_ours(path, ours)
+                return WriteResult(str(path), "conflict", "the note moved while ideaweave was writing it")
             # A save that opened the old file just before the swap lands within moments: look once more.
             time.sleep(SWAP_GRACE_SECONDS)
             after = os.fstat(original.fileno())
