@@ -247,12 +247,7 @@ def settled(graph: nx.Graph, nodes: Sequence[int] | None, start: Mapping[int, in
                 if other != m:
                     links[label[other]] += data["weight"]
             volume[own] -= degree[m]
-            # The gain of joining community c, up to a constant: links to c minus what chance would give.
-            gain = {c: w - degree[m] * volume[c] / total for c, w in links.items()}
-            stay = links.get(own, 0.0) - degree[m] * volume[own] / total
-            best = max(gain, key=lambda c: (gain[c], c == own), default=own)
-            # A note leaves its topic only for a clearly better one: small changes elsewhere move nothing.
-            target = best if gain.get(best, -math.inf) > stay + STICKINESS * degree[m] + 1e-12 else own
+            target = _chosen(links, own, volume, degree[m], total)
             volume[target] += degree[m]
             if target != own:
                 label[m] = target
@@ -263,6 +258,17 @@ def settled(graph: nx.Graph, nodes: Sequence[int] | None, start: Mapping[int, in
     for m, c in label.items():
         groups[c].append(m)
     return sorted((sorted(c) for c in groups.values()), key=lambda c: (-len(c), c[0]))
+
+
+def _chosen(links: Mapping[int, float], own: int, volume: Mapping[int, float], degree: float, total: float) -> int:
+    """The community a note of this degree belongs to, given its link weight to each neighbouring community and
+    the communities' volumes without it: the one joining raises modularity most, if clearly better than `own`."""
+    # The gain of joining community c, up to a constant: links to c minus what chance would give.
+    gain = {c: w - degree * volume[c] / total for c, w in links.items()}
+    stay = links.get(own, 0.0) - degree * volume[own] / total
+    best = max(gain, key=lambda c: (gain[c], c == own), default=own)
+    # A note leaves its topic only for a clearly better one: small changes elsewhere move nothing.
+    return best if gain.get(best, -math.inf) > stay + STICKINESS * degree + 1e-12 else own
 
 
 def _seeding(nodes: Sequence[int], start: Mapping[int, int] | None) -> dict[str, int] | None:
@@ -1020,10 +1026,7 @@ def _local_moves(graph: nx.Graph, label: np.ndarray, volume: Counter, degree: np
             if other != m and label[other] >= 0:
                 links[int(label[other])] += data["weight"]
         volume[own] -= degree[m]
-        gain = {c: w - degree[m] * volume[c] / total for c, w in links.items()}
-        stay = links.get(own, 0.0) - degree[m] * volume[own] / total
-        best = max(gain, key=lambda c: (gain[c], c == own), default=own)
-        target = best if gain.get(best, -math.inf) > stay + STICKINESS * degree[m] + 1e-12 else own
+        target = _chosen(links, own, volume, degree[m], total)
         volume[target] += degree[m]
         if target != own:
             label[m] = target
