@@ -225,19 +225,6 @@ def test_the_keyring_path_with_a_real_file_keyring_and_forget_removes_the_entry(
     assert not (tmp_path / "state2").exists()
 
 
-@pytest.fixture
-def file_keyring(tmp_path):
-    """keyrings.alt's file keyring, a real backend that keeps its entries in a file, here one of the test's."""
-    from keyrings.alt.file import PlaintextKeyring
-
-    backend = PlaintextKeyring()
-    backend.file_path = str(tmp_path / "keyring" / "keyring_pass.cfg")
-    previous = keyring.get_keyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
-
-
 # ------------------------------------------------------------------ the passphrase at the command line
 
 

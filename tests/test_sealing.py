@@ -117,15 +117,3 @@ def test_set_passphrase_keeps_a_given_key(tmp_path):
     assert set_passphrase(place, "p", KEY).key == KEY
     lock(place)
     assert unlock(place, "p").key == KEY
-
-
-@pytest.fixture
-def file_keyring(tmp_path):
-    from keyrings.alt.file import PlaintextKeyring
-
-    backend = PlaintextKeyring()
-    backend.file_path = str(tmp_path / "keyring" / "keyring_pass.cfg")
-    previous = keyring.get_keyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
