@@ -864,6 +864,26 @@ def _short_notes(count: int, seed: int) -> dict[str, str]:
             for i in range(count)}
 
 
+def _save_during_the_pass(vault, last, stats) -> tuple[dict, float]:
+    """Save a new text to note `last`, wait until the daemon has written its summary and related for it;
+    returns the pass's phase and progress at that moment, and the seconds since the save."""
+    saved = time.monotonic()
+    (vault / last).write_text("# Tomato blight\n\nTomato plants lose their leaves to blight in wet summers; "
+                              "water the soil, not the leaves, and pick off brown leaves early.\n")
+    seen = {}
+
+    def written_with_new_text():
+        if "blight" in (meta(vault, last).get("summary") or "") and related_of(vault, last):
+            seen.setdefault("phase", stats.pass_phase)
+            seen.setdefault("done", stats.pass_done)
+            return True
+        return False
+
+    eventually(written_with_new_text, timeout=60, what="the saved note is indexed, ranked and written")
+    return seen, time.monotonic() - saved
+
+
+
 def test_a_note_saved_during_the_start_up_pass_is_written_ahead_of_its_backlog(tmp_path, embedder):
     from ideaweave.watch import SYNC_SLICE, read_pass_progress
 
@@ -882,21 +902,7 @@ def test_a_note_saved_during_the_start_up_pass_is_written_ahead_of_its_backlog(t
         published = read_pass_progress(app.state_dir)
         assert published["phase"] == "writing" and published["total"] == len(notes)
 
-        saved = time.monotonic()
-        (vault / last).write_text("# Tomato blight\n\nTomato plants lose their leaves to blight in wet summers; "
-                                  "water the soil, not the leaves, and pick off brown leaves early.\n")
-        seen = {}
-
-        def written_with_new_text():
-            summary = meta(vault, last).get("summary") or ""
-            if "blight" in summary and related_of(vault, last):
-                seen.setdefault("done", stats.pass_done)
-                seen.setdefault("phase", stats.pass_phase)
-                return True
-            return False
-
-        eventually(written_with_new_text, timeout=60, what="the saved note is indexed, ranked and written")
-        latency = time.monotonic() - saved
+        seen, latency = _save_during_the_pass(vault, last, stats)
         # Written while the pass still had most of its backlog to go, not when its turn came.
         assert seen["phase"] == "writing" and seen["done"] < len(notes) - 4 * SYNC_SLICE, (seen, len(notes))
         eventually(lambda: stats.edits_during_pass >= 1, what="the batch is counted as handled during the pass")
@@ -922,20 +928,7 @@ def test_a_note_saved_while_the_start_up_pass_indexes_is_written_before_indexing
         threads = eventually(lambda: read_embedding_threads(app.state_dir), what="status can read the threads")
         assert threads["threads"] == embedder.threads and threads["mode"] in ("auto", "fixed")
 
-        saved = time.monotonic()
-        (vault / last).write_text("# Tomato blight\n\nTomato plants lose their leaves to blight in wet summers; "
-                                  "water the soil, not the leaves, and pick off brown leaves early.\n")
-        seen = {}
-
-        def written_with_new_text():
-            if "blight" in (meta(vault, last).get("summary") or "") and related_of(vault, last):
-                seen.setdefault("phase", stats.pass_phase)
-                seen.setdefault("done", stats.pass_done)
-                return True
-            return False
-
-        eventually(written_with_new_text, timeout=60, what="the saved note is indexed, ranked and written")
-        latency = time.monotonic() - saved
+        seen, latency = _save_during_the_pass(vault, last, stats)
         assert seen["phase"] == "indexing" and seen["done"] < len(notes) - 2 * PASS_EMBED_GROUP, (seen, len(notes))
         assert latency < 10, f"written {latency:.1f} s after its save"
         eventually(lambda: stats.edits_during_pass >= 1, what="the batch is counted as handled during the pass")
