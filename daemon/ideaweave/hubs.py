@@ -23,7 +23,6 @@ and the daemon call.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -106,10 +105,6 @@ class HubReport:
 
 
 # ------------------------------------------------------------------ deciding (pure)
-
-
-def checksum_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def hub_stem(name: str) -> str:
@@ -256,7 +251,7 @@ def plan_hubs(topics: Sequence[Topic], ledger: Mapping[str, HubRecord], on_disk:
         if path in users:
             continue  # the user's now: left as they made it
         text = render_hub(topic, hub_of, children, private)
-        digest = checksum_text(text)
+        digest = checksum(text.encode("utf-8"))
         remembered[path] = HubRecord(topic.id, digest)
         if on_disk.get(path) == digest:
             unchanged += 1
@@ -308,7 +303,7 @@ def folder_checksums(root: Path, folder: str) -> dict[str, str]:
     for entry in entries:
         if entry.name.endswith(".md") and not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
             try:
-                found[f"{folder}/{entry.name}"] = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
+                found[f"{folder}/{entry.name}"] = checksum(Path(entry.path).read_bytes())
             except OSError:  # unreadable: treated as the user's, so never written over
                 found[f"{folder}/{entry.name}"] = ""
     return found
@@ -355,7 +350,7 @@ def _write_hub(path: Path, write: HubWrite) -> bool:
 def _remove_hub(path: Path, expected: str) -> bool:
     """Delete a hub only while it holds what ideaweave wrote."""
     try:
-        if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        if checksum(path.read_bytes()) != expected:
             return False
         path.unlink()
     except FileNotFoundError:
