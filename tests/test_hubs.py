@@ -19,7 +19,7 @@ from ideaweave.config import Settings, replace
 from ideaweave.corpus import Corpus
 from ideaweave.frontmatter import Unwritable
 from ideaweave.hubs import (
-    HubRecord, hub_stem, note_hubs, plan_hubs, read_ledger, render_hub,
+    HubPlan, HubRecord, HubWrite, hub_stem, note_hubs, plan_hubs, read_ledger, render_hub, write_hubs,
 )
 from ideaweave.store import Store
 from ideaweave.topics import Topic, vault_topics
@@ -59,6 +59,7 @@ def test_a_hub_is_named_after_its_topic_without_characters_obsidian_refuses():
     assert hub_stem('a/b: c*d?"e<f>|g#h^[i]') == "A b c d e f g h i"
     assert hub_stem("  ...  ") == "Topic"
     assert len(hub_stem("word " * 100)) <= 80
+    assert len(hub_stem("🌱" * 80).encode("utf-8")) <= 200  # file systems count bytes, not characters
 
 
 def test_each_topic_gets_a_hub_linking_its_notes_and_its_neighbours():
@@ -318,3 +319,16 @@ def test_the_ledger_survives_a_damaged_record(tmp_path, embedder):
     store.put_setting("hubs.written", json.dumps({"Topics/A.md": HubRecord("t0-a", "00").as_json()}))
     assert read_ledger(store) == {"Topics/A.md": HubRecord("t0-a", "00")}
     store.close()
+
+
+def test_a_hub_the_file_system_refuses_costs_that_hub_only(tmp_path, embedder):
+    root = tmp_path / "vault"
+    (root / "Topics" / "Blocked.md").mkdir(parents=True)  # not a file: opening it to compare fails
+    app = open_app(root, tmp_path, embedder)
+    plan = HubPlan(hub_of={"a": "Topics/Blocked.md", "b": "Topics/Fine.md"},
+                   writes=[HubWrite("Topics/Blocked.md", "# Blocked\n", "0" * 64), HubWrite("Topics/Fine.md", "# Fine\n", None)],
+                   removals=[], ledger={"Topics/Blocked.md": HubRecord("a", "1" * 64), "Topics/Fine.md": HubRecord("b", "2" * 64)})
+    report = write_hubs(root, app.store, plan, {}, "Topics")
+    assert report.written == ["Topics/Fine.md"] and report.conflicts == ["Topics/Blocked.md"]
+    assert (root / "Topics" / "Fine.md").read_text() == "# Fine\n"
+    app.close()

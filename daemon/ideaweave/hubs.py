@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 KEYS_WRITTEN = "hubs.keys_written"  # store setting: "yes" once a note's topic key was written
 HUB_LEDGER = "hubs.written"  # store setting: {path: {"topic": id, "sha256": ..., "user": bool}}
 HUB_NOTES = 200  # notes a hub links to, most central first; the rest are counted
+NAME_BYTES = 200  # and at most this many bytes in UTF-8 (file names stop at 255; room for " (2).md")
 NAME_CHARS = 80  # longest file name a hub gets (before a collision's " (2)")
 HUB_MODE = 0o644  # a hub is a note of the vault, readable like the user's own
 # Characters Obsidian refuses in file names or reads as link syntax, and line breaks.
@@ -109,7 +110,10 @@ class HubReport:
 
 def hub_stem(name: str) -> str:
     """A topic's name as a file name: characters Obsidian refuses dropped, at most NAME_CHARS, never empty."""
-    stem = " ".join(_UNSAFE.sub(" ", name).split()).strip(". ")[:NAME_CHARS].rstrip(". ")
+    stem = " ".join(_UNSAFE.sub(" ", name).split()).strip(". ")[:NAME_CHARS]
+    while len(stem.encode("utf-8")) > NAME_BYTES:  # file systems count bytes: 80 emoji are 320 of them
+        stem = stem[:-1]
+    stem = stem.rstrip(". ")
     stem = stem[:1].upper() + stem[1:]
     return stem or "Topic"
 
@@ -321,7 +325,7 @@ def write_hubs(root: Path, store, plan: HubPlan, previous: Mapping[str, HubRecor
     if plan.writes:
         (root / report.folder).mkdir(parents=True, exist_ok=True)
     for write in plan.writes:
-        if _write_hub(root / write.path, write):
+        if _carried_out(write.path, lambda: _write_hub(root / write.path, write)):
             report.written.append(write.path)
         else:  # the user got there first: their bytes stay, and the next round sees whose file it is
             report.conflicts.append(write.path)
@@ -330,7 +334,7 @@ def write_hubs(root: Path, store, plan: HubPlan, previous: Mapping[str, HubRecor
             else:
                 final[write.path] = previous.get(write.path, final[write.path])
     for path, expected in plan.removals:
-        if _remove_hub(root / path, expected):
+        if _carried_out(path, lambda: _remove_hub(root / path, expected)):
             report.removed.append(path)
         else:
             report.conflicts.append(path)
@@ -338,6 +342,16 @@ def write_hubs(root: Path, store, plan: HubPlan, previous: Mapping[str, HubRecor
     if final != saved:
         save_ledger(store, final)
     return report
+
+
+def _carried_out(path: str, action: Callable[[], bool]) -> bool:
+    """One hub's write or removal; a file system that refuses it (permissions, a name too long) costs that
+    hub only: one line, and the hub counts as not done, to be tried again on the next round."""
+    try:
+        return action()
+    except OSError as error:
+        log.warning("%s: hub left as it is: %s", path, error)
+        return False
 
 
 def _write_hub(path: Path, write: HubWrite) -> bool:
