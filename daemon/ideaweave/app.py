@@ -93,7 +93,8 @@ class App:
         self.state_dir = state_dir_for(root, settings, self.env)
         # Hub notes are ideaweave's picture of the vault, not notes of it: while they are written, the ones
         # ideaweave wrote stay out of the index (a user's own note in their folder stays in).
-        self.scanner = VaultScanner(root, scan_rules(settings), owned=self.hub_paths if settings.topics.write else None)
+        self.scanner = VaultScanner(root, scan_rules(settings), owned=self.hub_paths if settings.topics.write else None,
+                                    owned_folder=settings.topics.folder)
         self.keys = Keys(settings.writer.related_key, settings.writer.summary_key, settings.writer.related_count)
         self._embedder = embedder
         self._owns_embedder = embedder is None

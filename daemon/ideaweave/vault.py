@@ -459,12 +459,15 @@ def _path_prefixes(path: str) -> Iterator[str]:
 class VaultScanner:
     """Lists the notes of a vault and reads them; the only part of this module that touches files."""
 
-    def __init__(self, root: Path, rules: ScanRules, owned: Callable[[], Collection[str]] | None = None):
+    def __init__(self, root: Path, rules: ScanRules, owned: Callable[[], Collection[str]] | None = None,
+                 owned_folder: str = ""):
         self.root = Path(root)
         self.rules = rules
         # Files ideaweave writes into the vault that are not notes to index (the topics' hub notes): asked
-        # once per scan, and once per path asked about.
+        # once per scan, and for a path asked about only when it lies directly in `owned_folder` (the only
+        # place such files are written; an event elsewhere costs no look-up).
         self.owned = owned
+        self.owned_folder = owned_folder.strip("/")
         obsidian = self.root / ".obsidian"
         self.template_folder = rules.template_folder.strip("/") or _obsidian_template_folder(obsidian)
         self._ignore_prefixes, self._ignore_regexes = _obsidian_ignore_filters(obsidian)
@@ -474,7 +477,7 @@ class VaultScanner:
     def scan(self) -> list[NoteFile]:
         """Every note passing the rules, sorted by path (stat only; notes too large are read() as Skipped)."""
         found, folders = [], [""]
-        owned = self.owned() if self.owned is not None else ()
+        owned = {p for p in self.owned() if posixpath.dirname(p) == self.owned_folder} if self.owned is not None else ()
         while folders:
             folder = folders.pop()
             try:
@@ -500,7 +503,12 @@ class VaultScanner:
 
     def accepts(self, path: str) -> bool:
         """Does a vault-relative path name a note these rules read?"""
-        return self._readable(path) and (self.owned is None or path not in self.owned())
+        return self._readable(path) and not self._owned(path)
+
+    def _owned(self, path: str) -> bool:
+        if self.owned is None or posixpath.dirname(path) != self.owned_folder:
+            return False
+        return path in self.owned()
 
     def _readable(self, path: str) -> bool:
         parts = path.split("/")
