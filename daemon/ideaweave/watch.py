@@ -700,7 +700,10 @@ class VaultWatcher:
             self._update_topics()
 
     def _wait_time(self) -> float:
-        due = min((d for d in (self.batcher.next_due(), self._topics_due) if d is not None), default=None)
+        # The topics wait for the queue to empty (`_step`): while edits are queued, only their time counts,
+        # or a topics update that is due but held back would make every wait zero.
+        topics_due = self._topics_due if not len(self.batcher) else None
+        due = min((d for d in (self.batcher.next_due(), topics_due) if d is not None), default=None)
         if due is None:
             return MAX_WAIT
         return min(MAX_WAIT, max(0.0, due - time.monotonic()))
