@@ -267,9 +267,24 @@ def test_the_command_says_what_it_wrote_and_fails_in_one_line(app, tmp_path, cap
     report = json.loads(capsys.readouterr().out)
     valid(schemas.CLI_OUTPUT["map"], report)
     corpus = Corpus(app.store)
-    assert report == {"file": str(target.resolve()), "notes": len(vault_map(
-        corpus, vault_topics(corpus, app.scanner), app.root.name, lambda p: None).notes), "topics": report["topics"]}
+    topics = vault_topics(corpus, app.scanner)
+    assert report == {"file": str(target.resolve()), "notes": len(vault_map(corpus, topics, app.root.name, lambda p: None).notes),
+                      "topics": sum(1 for t in topics if t.level == 0)}
     assert report["topics"] >= 2
     assert main(["map", "--vault", str(app.root), "--no-index", "--html", str(tmp_path / "nowhere" / "m.html")]) != 0
     error = capsys.readouterr().err.strip()
     assert error.startswith("ideaweave: cannot write the map to") and "\n" not in error
+
+
+def test_a_note_whose_summary_cannot_be_read_is_drawn_without_one(tmp_path, embedder):
+    root = write_vault(tmp_path / "vault", NOTES)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state"), **{"models.verify": False}), root.resolve(),
+              embedder=embedder)
+    app.indexer.run()
+    (root / "Garden/Compost.md").unlink()
+    (root / "Garden/Compost.md").mkdir()  # still in the index, but reading it fails
+    corpus = Corpus(app.store)
+    drawn = vault_map(corpus, vault_topics(corpus, app.scanner), root.name, AppBackend(app).summary)
+    assert {n.path for n in drawn.notes} == set(NOTES)
+    assert next(n for n in drawn.notes if n.path == "Garden/Compost.md").summary == ""
+    app.close()

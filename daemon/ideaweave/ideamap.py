@@ -26,6 +26,7 @@ import numpy as np
 
 from .corpus import Corpus
 from .topics import Topic
+from .vectors import normalise_rows
 
 SEED = 0  # the spring layout starts from random places: one seed, one picture
 GAP = 1.5  # room between two discs, in the units of a note's share of a disc (about one note's spacing)
@@ -102,7 +103,7 @@ def topic_layout(fine: Sequence[Topic], centroids: np.ndarray) -> np.ndarray:
     members = list(groups.values())
     offsets = [spring_places([fine[i] for i in m], centroids[m], radii[m]) for m in members]
     reach = np.array([max(float(np.hypot(*o[k])) + radii[i] for k, i in enumerate(m)) for m, o in zip(members, offsets)])
-    group_centroids = np.array([_unit(centroids[m].mean(axis=0)) for m in members])
+    group_centroids = normalise_rows(np.array([centroids[m].mean(axis=0) for m in members]))
     group_of = {fine[i].id: g for g, m in enumerate(members) for i in m}
     # Two broad topics are neighbours when any of their parts are (sorted: one order, one picture).
     neighbours = [tuple(sorted({f"g{group_of[n]}" for i in m for n in fine[i].neighbours if n in group_of} - {f"g{g}"}))
@@ -212,7 +213,7 @@ def build_map(topics: Sequence[Topic], vault: str, vector_of: Callable[[str], np
     kept = [(t, m) for t, m in zip(fine, members) if m]
     fine = [t for t, _ in kept]
     stacked = [np.vstack([v for _, v in m]) for _, m in kept]
-    centroids = np.array([_unit(s.mean(axis=0)) for s in stacked]) if stacked else np.zeros((0, 1))
+    centroids = normalise_rows(np.array([s.mean(axis=0) for s in stacked])) if stacked else np.zeros((0, 1))
     centres = topic_layout(fine, centroids)
     notes: list[MapNote] = []
     map_fine: list[MapTopic] = []
@@ -243,11 +244,6 @@ def _broad_places(broad: Sequence[Topic], fine: Sequence[MapTopic], colour_of: d
         reach = max(math.hypot(p.x - x, p.y - y) + p.radius for p in parts)
         placed.append(MapTopic(topic.id, topic.name, 0, None, x, y, reach, colour_of[topic.id], int(weights.sum())))
     return placed
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
 
 
 # ------------------------------------------------------------------ the page
