@@ -12,7 +12,10 @@ import random
 
 import pytest
 
-from ideaweave.threads import ThreadController, ThreadPolicy, initial_threads, start_threads, threads_for_idle
+from ideaweave.threads import (
+    ThreadController, ThreadPolicy, configured_threads, cpu_cores, initial_threads, start_threads, thread_limit,
+    threads_for_idle,
+)
 
 IDLE = {1: 2650.0, 2: 5070.0}
 CONTENDED = {1: 2400.0, 2: 900.0}
@@ -103,6 +106,12 @@ def test_start_leaves_a_core_for_the_user():
     assert start_threads(cores=1, max_threads=1) == 1
     assert 1 <= start_threads(cores=8, max_threads=3) <= 3
     assert initial_threads(3) == 3 and initial_threads("auto", 1) == 1
+
+
+def test_the_limit_is_the_cores_or_fewer_and_status_says_the_same_limit():
+    assert thread_limit(0, cores=4) == 4 and thread_limit(16, cores=4) == 4 and thread_limit(2, cores=4) == 2
+    assert configured_threads("auto", 16)["max_threads"] == thread_limit(16) <= cpu_cores()
+    assert configured_threads("auto", 0)["max_threads"] == cpu_cores()
 
 
 def test_start_uses_both_idle_cores_of_two_and_leaves_one_of_more():

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ModelError
 from .llama import file_model_id, load_model, new_context
-from .threads import FreeCores, ThreadController, ThreadPolicy, cpu_cores, start_threads
+from .threads import FreeCores, ThreadController, ThreadPolicy, cpu_cores, start_threads, thread_limit
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class LlamaEmbedder:
         self.controller: ThreadController | None = None
         if options.threads == "auto":
             cores = cpu_cores()
-            limit = min(cores, options.max_threads) if options.max_threads > 0 else cores
+            limit = thread_limit(options.max_threads, cores)
             self.controller = ThreadController(ThreadPolicy(max_threads=limit, start=start_threads(cores, limit)))
             self._free_cores = FreeCores(cores)
             self.threads = self.controller.threads

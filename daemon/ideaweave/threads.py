@@ -245,6 +245,12 @@ def busy_cores() -> float:
         return 0.0
 
 
+def thread_limit(max_threads: int, cores: int | None = None) -> int:
+    """The most threads `auto` may use: the cores, or `embedding.max_threads` when it sets fewer."""
+    cores = cpu_cores() if cores is None else cores
+    return min(cores, max_threads) if max_threads > 0 else cores
+
+
 def start_threads(cores: int, max_threads: int) -> int:
     """Where the embedder's controller starts on this machine now."""
     return threads_for_idle(cores, busy_cores(), max_threads)
@@ -256,14 +262,13 @@ def initial_threads(threads: int | str, max_threads: int = 0) -> int:
     if threads != "auto":
         return int(threads)
     cores = cpu_cores()
-    limit = min(cores, max_threads) if max_threads > 0 else cores
-    return threads_for_idle(cores, busy_cores(), limit, measured=False)
+    return threads_for_idle(cores, busy_cores(), thread_limit(max_threads, cores), measured=False)
 
 
 def configured_threads(threads: int | str, max_threads: int = 0) -> dict:
     """The thread mode as configured, for `status` when no embedder runs to say its current count."""
     if threads == "auto":
-        return {"mode": "auto", "threads": None, "max_threads": max_threads or cpu_cores()}
+        return {"mode": "auto", "threads": None, "max_threads": thread_limit(max_threads)}
     return {"mode": "fixed", "threads": int(threads)}
 
 
