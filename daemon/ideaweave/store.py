@@ -572,10 +572,11 @@ class Store:
         seal = self._seal_text if sealed else (lambda text: text)
         with self._transaction() as db:
             old_id = _note_id(db, note.path)
-            if self._changes_sections(db, old_id, note, chunks, sealed):
+            old_hashes = _chunk_hashes(db, old_id) if old_id is not None else []
+            if self._changes_sections(db, old_id, old_hashes, note, chunks, sealed):
                 self.sections_version += 1
             if old_id is not None:
-                self._maybe_orphaned.update(_chunk_hashes(db, old_id))
+                self._maybe_orphaned.update(old_hashes)
                 _unindex_chunks(db, old_id)
                 db.execute("DELETE FROM chunks WHERE note_id = ?", (old_id,))
                 db.execute("DELETE FROM links WHERE source_id = ?", (old_id,))
@@ -611,15 +612,15 @@ class Store:
         self._move_vectors(moved)
 
     @staticmethod
-    def _changes_sections(db, old_id: int | None, note: NoteRecord, chunks: Sequence[ChunkRecord], sealed: bool) -> bool:
+    def _changes_sections(db, old_id: int | None, old_hashes: list[str], note: NoteRecord, chunks: Sequence[ChunkRecord],
+                          sealed: bool) -> bool:
         """Does storing `note` change what a ranking snapshot holds of it? Not when only its frontmatter
         changed (ideaweave's own writes), which is the usual case between two snapshots."""
         if old_id is None or sealed:  # a secure note's stored title is sealed anew each time: never equal
             return True
         old = db.execute("SELECT title, is_template, private FROM notes WHERE id = ?", (old_id,)).fetchone()
         return (tuple(old) != (note.title, int(note.is_template), int(note.private))
-                or [row[0] for row in db.execute("SELECT hash FROM chunks WHERE note_id = ? ORDER BY ordinal", (old_id,))]
-                != [c.hash for c in sorted(chunks, key=lambda c: c.ordinal)])
+                or old_hashes != [c.hash for c in sorted(chunks, key=lambda c: c.ordinal)])
 
     def _settle_vectors(self, db, hashes: Sequence[str]) -> list[tuple[int, bool, np.ndarray]]:
         """Seal the vectors of `hashes` that only secure notes use, and open those a public note uses too
@@ -1406,7 +1407,8 @@ def _unindex_chunks(db: sqlite3.Connection, note_id: int) -> None:
 
 
 def _chunk_hashes(db: sqlite3.Connection, note_id: int) -> list[str]:
-    return [row[0] for row in db.execute("SELECT hash FROM chunks WHERE note_id = ?", (note_id,))]
+    """The note's chunk hashes, in the order of its sections."""
+    return [row[0] for row in db.execute("SELECT hash FROM chunks WHERE note_id = ? ORDER BY ordinal", (note_id,))]
 
 
 def _delete_note(db: sqlite3.Connection, note_id: int) -> None:
