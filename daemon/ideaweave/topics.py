@@ -939,14 +939,14 @@ class TopicState:
                text_of: Callable[[str], str]) -> list[tuple[str, ...]]:
         """Key phrases of the changed topics, set apart from one another (the topics that did not change
         keep theirs: naming them again would read every note of the vault)."""
-        voices = [[m for m in _ranked(self.graph, g) if m not in private] or (g if len(g) == 1 else []) for g in groups]
+        voices = [[m for m in _by_centrality(self.graph, g, self.paths) if m not in private] or (g if len(g) == 1 else []) for g in groups]
         terms_of = {m: terms(" ".join([title.get(m, "")] * TITLE_REPEAT) + "\n" + text_of(self.paths[m])[:NOTE_TEXT_CHARS])
                     for v in voices for m in v[:DESCRIBING_NOTES * 10]}
         return key_phrases([[terms_of[m] for m in v[:DESCRIBING_NOTES * 10]] for v in voices])
 
     def _topic(self, level: int, c: int, members: list[int], parent: str | None, ids, phrases: tuple[str, ...] | None,
                private: set[int], title: _Titles, sentences_of: Callable[[str], list[str]]) -> Topic:
-        ranked = _ranked(self.graph, members)
+        ranked = _by_centrality(self.graph, members, self.paths)
         voices = [m for m in ranked if m not in private] or (ranked if len(ranked) == 1 else [])
         central = self.paths[voices[0]] if voices else None
         label = self.label[level]
@@ -1000,11 +1000,6 @@ def _groups(labels: np.ndarray) -> dict[int, list[int]]:
         if ordered[start] >= 0:
             found[int(ordered[start])] = order[start:stop].tolist()
     return found
-
-
-def _ranked(graph: nx.Graph, members: Sequence[int]) -> list[int]:
-    degree = centrality(graph, members)
-    return sorted(members, key=lambda m: -degree[m])
 
 
 def _local_moves(graph: nx.Graph, label: np.ndarray, volume: Counter, degree: np.ndarray, total: float,
