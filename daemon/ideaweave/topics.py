@@ -177,8 +177,10 @@ def topic_graph(notes: TopicInput, k: int = NEIGHBOURS, link_weight: float = LIN
     return graph_of_pairs(notes, *nearest_neighbours(notes.vectors, k), link_weight)
 
 
-def graph_of_pairs(notes: TopicInput, rows: np.ndarray, cols: np.ndarray, link_weight: float = LINK_WEIGHT) -> nx.Graph:
-    """The topic graph over the neighbour pairs (rows, cols) and the notes' links."""
+def graph_of_pairs(notes: TopicInput, rows: np.ndarray, cols: np.ndarray, link_weight: float = LINK_WEIGHT,
+                   spread: tuple[np.ndarray, np.ndarray] | None = None) -> nx.Graph:
+    """The topic graph over the neighbour pairs (rows, cols) and the notes' links. `spread`: the notes'
+    (mean, spread) of similarity when the caller already has them (`similarity_spread`)."""
     n = len(notes.paths)
     links = np.asarray([(a, b) for a, b in notes.links if a != b], dtype=np.int64).reshape(-1, 2)
     all_rows = np.concatenate([rows, links[:, 0]])
@@ -186,7 +188,9 @@ def graph_of_pairs(notes: TopicInput, rows: np.ndarray, cols: np.ndarray, link_w
     lo, hi = np.minimum(all_rows, all_cols), np.maximum(all_rows, all_cols)
     pairs = np.unique(lo * n + hi)
     lo, hi = pairs // n, pairs % n
-    weights = np.maximum(standardised_similarity(notes.vectors, lo, hi), 0.0)
+    similarity = (standardised_similarity(notes.vectors, lo, hi) if spread is None
+                  else _standardised(notes.vectors, lo, hi, *spread))
+    weights = np.maximum(similarity, 0.0)
     if len(links):
         linked = np.isin(pairs, np.unique(np.minimum(links[:, 0], links[:, 1]) * n + np.maximum(links[:, 0], links[:, 1])))
         weights = weights + link_weight * linked
@@ -607,7 +611,7 @@ class TopicState:
             a, b = divmod(key, LINK_KEY)
             self.linked[a].add(b)
             self.linked[b].add(a)
-        self.graph = graph_of_pairs(notes, rows, cols)
+        self.graph = graph_of_pairs(notes, rows, cols, spread=(self.mu, self.spread))
         self.degree = np.zeros(n, np.float64)
         for m, d in self.graph.degree(weight="weight"):
             self.degree[m] = d
