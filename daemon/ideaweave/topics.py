@@ -639,7 +639,7 @@ class TopicState:
         of the vault changed since the last one."""
         if not self.built:
             return self.build(notes, text_of, sentences_of)
-        nodes, added, removed = self._nodes_of(notes.paths)
+        nodes, removed = self._nodes_of(notes.paths)
         vectors = np.asarray(notes.vectors, dtype=np.float32)
         edited_at = self._edited(nodes, vectors)
         self.changed_since_build += len(edited_at) + len(removed)
@@ -667,8 +667,8 @@ class TopicState:
         scale = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         return differ[cos < UNMOVED_COSINE * np.maximum(scale, 1e-12)]
 
-    def _nodes_of(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int], list[int]]:
-        """(each path's node, the nodes made for new notes, the nodes of notes that are gone)."""
+    def _nodes_of(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """(each path's node, made for new notes, and the nodes of notes that are gone)."""
         wanted = set(paths)
         removed = [m for p, m in self.node.items() if p not in wanted]
         added = []
@@ -686,13 +686,13 @@ class TopicState:
             self.degree = np.concatenate([self.degree, np.zeros(grow)])
             self.label = [np.concatenate([labels, np.full(grow, -1, np.int64)]) for labels in self.label]
             self.graph.add_nodes_from(added)
-        return np.fromiter((self.node[p] for p in paths), np.int64, len(paths)), added, removed
+        return np.fromiter((self.node[p] for p in paths), np.int64, len(paths)), removed
 
     def _remove(self, removed: Sequence[int]) -> set[int]:
         """Take deleted notes out of the graph; the notes whose rows held them must find another neighbour."""
         touched: set[int] = set()
         for m in removed:
-            self._account(m, self.vectors[m], np.zeros_like(self.vectors[m]), -1)
+            self._account(self.vectors[m], np.zeros_like(self.vectors[m]), -1)
             self.vectors[m] = 0.0
             for other in list(self.graph[m]):
                 self._put_edge(m, other, 0.0)
@@ -719,7 +719,7 @@ class TopicState:
             self._search_rows(alive)
         return touched - set(removed)
 
-    def _account(self, m: int, old: np.ndarray, new: np.ndarray, count_change: int) -> None:
+    def _account(self, old: np.ndarray, new: np.ndarray, count_change: int) -> None:
         self.total += new.astype(np.float64) - old
         self.second += np.outer(new, new) - np.outer(old, old)
         self.count += count_change
@@ -730,7 +730,7 @@ class TopicState:
         if not len(edited):
             return set()
         for m, vector in zip(edited.tolist(), vectors):
-            self._account(m, self.vectors[m], vector, 0 if self.vectors[m].any() else 1)
+            self._account(self.vectors[m], vector, 0 if self.vectors[m].any() else 1)
             self.vectors[m] = vector
         self.mu[edited], self.spread[edited] = similarity_spread(self.vectors[edited], self.total, self.second, self.count)
         touched = self._search_rows(edited, insert=True)
