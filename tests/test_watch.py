@@ -438,6 +438,13 @@ def test_the_daemon_draws_topics_after_start_up_and_moves_a_note_between_hubs_on
                    timeout=60, what="the edited note moves to the kitchen's hub")
         eventually(lambda: meta(vault, moved).get("topic") == f"[[Topics/{hub_holding(vault, moved)[:-3]}]]",
                    timeout=30, what="its topic key follows")
+        # The API answers with the topics the hubs show, not a topics build of its own.
+        from ideaweave.api import AppBackend
+
+        finest = max(t.level for t in stats.topics)
+        holding = {n: t.id for t in AppBackend(app, stats).topics() if t.level == finest for n in t.notes}
+        assert holding[moved] == holding["Kitchen/Sourdough.md"]
+        assert AppBackend(app, stats).topics() is stats.topics
 
 
 def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(tmp_path, embedder):

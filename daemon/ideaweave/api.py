@@ -189,6 +189,7 @@ class DaemonState(Protocol):
     pending: int  # changed notes waiting to be processed
     last_error: str | None
     writes_paused: threading.Event  # set: nothing is written into notes
+    topics: list[Topic] | None  # the topics the daemon last drew (its hub notes and keys show them), if it draws any
 
 
 @dataclass
@@ -201,6 +202,7 @@ class StandaloneState:
     pending: int = 0
     last_error: str | None = None
     writes_paused: threading.Event = field(default_factory=threading.Event)
+    topics: list[Topic] | None = None
 
 
 class AppBackend:
@@ -377,6 +379,8 @@ class AppBackend:
         store.clear_write_issue(path)
 
     def topics(self) -> list[Topic]:
+        if self.state.topics is not None:  # the daemon keeps them current: the answer its hubs and keys show
+            return self.state.topics
         corpus = self._current_corpus()
         return self._answer("topics", corpus, lambda: vault_topics(corpus, self.app.scanner))
 

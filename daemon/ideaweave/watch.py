@@ -179,6 +179,7 @@ class WatchStats:
     pass_started: float = 0.0
     edits_during_pass: int = 0  # batches of changes (not only own writes) handled ahead of a long pass's backlog
     topics_updates: int = 0  # times the topics (and their hubs and keys) were brought up to date
+    topics: list | None = None  # the topics last drawn (None until the daemon draws them: topics.write or .key)
     hubs_written: int = 0
 
     def start_phase(self, phase: str, total: int) -> None:
@@ -735,6 +736,7 @@ class VaultWatcher:
             log.error("updating the topics failed (%s); trying again after the next edit", type(exc).__name__)
             log.debug("the failure: %s", exc, exc_info=True)
             return
+        self.stats.topics = topics
         self.stats.topics_updates += 1
         self.stats.hubs_written += len(published.hubs.written) if published.hubs else 0
         self._after_writes(published.keys.written, published.keys.deferred)
