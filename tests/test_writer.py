@@ -250,3 +250,22 @@ def test_a_save_landing_during_the_swap_is_put_back_with_the_notes_mode(tmp_path
     assert path.read_bytes() == b"Body.\nTyped during the swap.\n"
     assert os.stat(path).st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["note.md"]
+
+
+def test_a_note_renamed_in_the_instant_before_the_swap_does_not_come_back_under_its_old_name(tmp_path, monkeypatch):
+    from ideaweave import writer
+
+    path = note(tmp_path, "Body.\n")
+    base = path.read_bytes()
+    renamed = tmp_path / "renamed.md"
+    swap = os.replace
+
+    def rename_then_swap(source, target):
+        os.rename(path, renamed)  # the user renames the note after the check, before the swap
+        swap(source, target)
+
+    monkeypatch.setattr(writer.os, "replace", rename_then_swap)
+    result = atomic_replace(path, b"---\nsummary: x\n---\nBody.\n", checksum(base))
+    assert result.status == "conflict"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["renamed.md"]  # no resurrected name, no temporary file
+    assert renamed.read_bytes() == base
