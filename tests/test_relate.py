@@ -107,9 +107,9 @@ def test_calibration_on_a_linked_vault(tmp_path, embedder):
     app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
     app.indexer.run()
     corpus = Corpus(app.store)
-    edges = set(corpus.graph.graph.edges)
+    edges = set(corpus.graph.edges())
     result = calibrate(Relater(corpus), app.read_body)
-    assert set(corpus.graph.graph.edges) == edges  # calibration hides links in its own copy of the graph
+    assert set(corpus.graph.edges()) == edges  # calibration hides links in its own copy of the graph
     assert result is not None and result.queries >= 20 and len(result.gains) == FOLDS
     # Kept only when the weights win on notes they were not fitted on, by more than the folds disagree.
     assert result.kept == (result.gain > max(MIN_GAIN, result.spread))
@@ -209,8 +209,8 @@ def corpus_state(corpus: Corpus) -> dict:
         "paths": corpus.paths, "notes": corpus.notes, "template": corpus.template.tolist(),
         "private": corpus.private.tolist(), "chunk_ordinal": corpus.chunk_ordinal.tolist(),
         "chunk_note": corpus.chunk_note.tolist(), "chunk_vid": corpus.chunk_vid.tolist(),
-        "chunk_start": corpus.chunk_start.tolist(), "title_index": corpus.title_index,
-        "edges": sorted(corpus.graph.graph.edges()),
+        "chunk_start": corpus.chunk_start.tolist(), "titles": (corpus.title_matcher.keys.tolist(), corpus.title_matcher.rows.tolist()),
+        "edges": sorted(corpus.graph.edges()),
     }
 
 
@@ -312,3 +312,60 @@ def test_top_indices_equals_a_full_stable_sort_even_with_many_ties():
         scores[rng.random(n) < 0.1] = -np.inf
         finite = np.flatnonzero(np.isfinite(scores))
         assert top_indices(scores, k).tolist() == finite[np.argsort(-scores[finite], kind="stable")][:k].tolist()
+
+
+def reference_link_and_title_evidence(corpus: Corpus, q: int, text: str) -> dict[str, np.ndarray]:
+    """The title, Adamic-Adar, backlink and neighbour-link evidence as the ranker computed it over a
+    networkx graph and a dictionary of joined title words: the integer-array graph and the hashed title
+    runs must give the very same values."""
+    import math
+
+    import networkx as nx
+
+    from ideaweave.corpus import STOPWORDS as stop, TITLE_WORDS, normalise_title
+    from ideaweave.relate import NEIGHBOUR_NOTES
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(corpus.paths)
+    graph.add_edges_from(corpus.graph.edges())
+    around = lambda p: set(graph.successors(p)) | set(graph.predecessors(p))
+    n, path = len(corpus), corpus.paths[q]
+    aa, shared, back, nbr, title = np.zeros(n), np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros(n)
+    for middle in around(path):
+        others = around(middle)
+        for other in others - {path}:
+            aa[corpus.index[other]] += 1.0 / math.log(max(len(others), 2))
+            shared[corpus.index[other]] += 1
+    for other in graph.predecessors(path):
+        back[corpus.index[other]] = 1.0
+    emb = corpus.note_vectors @ corpus.note_vectors[q]
+    for j in [j for j in top_indices(emb, NEIGHBOUR_NOTES + 1) if j != q][:NEIGHBOUR_NOTES]:
+        for target in graph.successors(corpus.paths[j]):
+            nbr[corpus.index[target]] += max(float(emb[j]), 0.0)
+    names: dict[str, list[int]] = {}
+    for i, (name, _, _, aliases) in enumerate(corpus.notes):
+        for key in (normalise_title(a) for a in [name] + list(aliases)):
+            if len(key) >= 3 and key not in stop and key.count(" ") < TITLE_WORDS:
+                names.setdefault(key, []).append(i)
+    words = normalise_title(text).split()
+    for start in range(len(words)):
+        for size in range(1, TITLE_WORDS + 1):
+            for i in names.get(" ".join(words[start:start + size]), []):
+                title[i] = 1.0
+    return {"title": title, "aa": aa, "_shared": shared, "back": back, "nbr": nbr}
+
+
+def test_link_and_title_evidence_equal_the_reference_on_every_note(example_app):
+    """Every note of a real vault (links, aliases, multi-word titles) gets the evidence the networkx graph
+    and the title dictionary gave, so no ranking moves."""
+    relater = example_app.relater()
+    corpus = relater.corpus
+    assert corpus.graph.number_of_edges() > 10 and any(aliases for _, _, _, aliases in corpus.notes)
+    mentioned = 0
+    for q, path in enumerate(corpus.paths):
+        text = relater._text_of(q)
+        parts = relater.components(q, text)
+        for name, want in reference_link_and_title_evidence(corpus, q, text).items():
+            assert np.allclose(parts[name], want, rtol=1e-12, atol=0), (path, name)
+        mentioned += int(parts["title"].sum())
+    assert mentioned > 5  # the vault's notes do name each other's titles

@@ -159,7 +159,7 @@ def weights_for(relater: Relater, store: Store, mode: str, configured: dict, rea
     if mode != "auto":
         return dict(configured)
     c = relater.corpus
-    links = c.graph.graph.number_of_edges()
+    links = c.graph.number_of_edges()
     key = json.dumps(configured, sort_keys=True)
     data = calibration_record(store)
     if data:

@@ -8,7 +8,6 @@ to batch through `updated()`.
 from __future__ import annotations
 
 import copy
-
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -109,16 +108,8 @@ class Corpus:
         self._vid_sorted, self._vid_rows = self.chunk_vid[by_vid], by_vid
         self.graph = graph
         self._sample_sections(sample)
-        self.title_index: dict[str, list[int]] = {}
-        self.title_words: dict[str, int] = {}  # first word of a title -> most words of such a title (<= 5)
-        for i, (title, _, _, aliases) in enumerate(notes):
-            for name in [title] + aliases:
-                key = normalise_title(name)
-                if len(key) >= 3 and key not in STOPWORDS:
-                    self.title_index.setdefault(key, []).append(i)
-                    first, size = key.split(" ", 1)[0], key.count(" ") + 1
-                    if size <= TITLE_WORDS:
-                        self.title_words[first] = max(self.title_words.get(first, 0), size)
+        self.node_rows = _rows_of_nodes(graph, self.index)
+        self.title_matcher = TitleMatcher(notes)
 
     def _sample_sections(self, carried: tuple | None) -> None:
         """A fixed random sample of notes whose section vectors stay in memory (large vaults only):
@@ -227,6 +218,15 @@ class Corpus:
         flag changed since)? Search reads a current snapshot instead of the store."""
         return self.sections_version == self.store.sections_version
 
+    def rows_of_nodes(self, node_ids: np.ndarray) -> np.ndarray:
+        """The corpus row of each link-graph node id; -1 for a note this snapshot does not hold (the graph
+        is shared with later snapshots and may know notes added since)."""
+        node_ids = np.asarray(node_ids, np.int64)
+        rows = np.full(len(node_ids), -1, np.int64)
+        inside = node_ids < len(self.node_rows)
+        rows[inside] = self.node_rows[node_ids[inside]]
+        return rows
+
     def rows_of(self, q: int) -> np.ndarray:
         """The section rows of note q."""
         return np.arange(self.chunk_start[q], self.chunk_start[q + 1])
@@ -250,6 +250,66 @@ class Corpus:
         which = np.repeat(np.arange(len(vector_ids)), counts)
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         return which, self._vid_rows[np.repeat(lo, counts) + offsets]
+
+
+def _rows_of_nodes(graph: LinkGraph, index: dict[str, int]) -> np.ndarray:
+    """The corpus row of each graph node id (-1: not a note of this snapshot)."""
+    return np.fromiter((index.get(p, -1) for p in graph.paths), np.int64, count=len(graph.paths))
+
+
+class TitleMatcher:
+    """Finds which notes' titles and aliases a text mentions, as runs of whole words.
+
+    Every run of up to TITLE_WORDS words of the text is hashed (one rolling hash per run length, in
+    numpy) and looked up among the sorted hashes of the titles: a long note's 5,000 words cost a few
+    vectorised passes instead of 25,000 dictionary lookups of joined strings.
+    """
+
+    def __init__(self, notes: list):
+        hashes, rows = [], []
+        for i, (title, _, _, aliases) in enumerate(notes):
+            for name in [title] + list(aliases):
+                key = normalise_title(name)
+                # Longer titles are never looked for: a run of more words is rarely a title, and each
+                # extra length is one more pass over every note's words.
+                if len(key) >= 3 and key not in STOPWORDS and key.count(" ") < TITLE_WORDS:
+                    hashes.append(_run_hash(_word_hashes(key.split())))
+                    rows.append(i)
+        keys = np.asarray(hashes, np.uint64)
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.rows = keys[order], np.asarray(rows, np.int64)[order]
+
+    def mentioned(self, text: str) -> np.ndarray:
+        """Rows of the notes whose title or alias appears in the text, without duplicates."""
+        words = _word_hashes(normalise_title(text).split())
+        if not len(words) or not len(self.keys):
+            return np.zeros(0, np.int64)
+        found, run = [], words.copy()
+        for size in range(1, min(TITLE_WORDS, len(words)) + 1):
+            if size > 1:
+                run = run[:-1] * _MIX + words[size - 1:]
+            lo = np.searchsorted(self.keys, run, side="left")
+            hi = np.searchsorted(self.keys, run, side="right")
+            hit = hi > lo
+            for a, b in zip(lo[hit].tolist(), hi[hit].tolist()):
+                found.append(self.rows[a:b])
+        return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+
+_MIX = np.uint64(1_000_003)
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    # Python's string hash is stable within a process, which is all a snapshot needs (it is never stored).
+    return np.fromiter((hash(w) for w in words), np.int64, count=len(words)).view(np.uint64)
+
+
+def _run_hash(hashes: np.ndarray) -> int:
+    """The hash `mentioned` computes for this run of words (uint64 arithmetic, wrapping)."""
+    h = 0
+    for w in hashes.tolist():
+        h = (h * int(_MIX) + w) & 0xFFFF_FFFF_FFFF_FFFF
+    return h
 
 
 def _flags_of(flags: dict, path: str) -> tuple:

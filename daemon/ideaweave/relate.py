@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import passage as chunk_passage
-from .corpus import STOPWORDS, WORD, Corpus, centre_on, normalise_title
+from .corpus import STOPWORDS, WORD, Corpus, centre_on
 from .vectors import row_norms
 
 log = logging.getLogger(__name__)
@@ -111,20 +111,16 @@ class Relater:
             if j is not None:
                 bm25[j] = max(bm25[j], hit.score)
         title = np.zeros(n)
-        for j in self._mentioned(text):
-            title[j] = 1.0
+        title[c.title_matcher.mentioned(text)] = 1.0
         aa = np.zeros(n)
-        shared: dict[int, int] = {}
-        for path, (score, count) in c.graph.adamic_adar(c.paths[q]).items():
-            j = c.index.get(path)
-            if j is not None:
-                aa[j] = score
-                shared[j] = count
+        shared = np.zeros(n, np.int64)
+        ids, scores, counts = c.graph.adamic_adar_arrays(c.paths[q])
+        rows = c.rows_of_nodes(ids)
+        known = rows >= 0
+        aa[rows[known]], shared[rows[known]] = scores[known], counts[known]
         back = np.zeros(n)
-        for path in c.graph.backlinks(c.paths[q]):
-            j = c.index.get(path)
-            if j is not None:
-                back[j] = 1.0
+        rows = c.rows_of_nodes(c.graph.backlink_ids(c.paths[q]))
+        back[rows[rows >= 0]] = 1.0
         emb = c.note_vectors @ c.note_vectors[q]
         return {"emb": emb, "chunk": chunk, "bm25": bm25, "title": title, "aa": aa, "back": back,
                 "nbr": self._neighbour_links(q, emb), "_own": own, "_shared": shared, "_stats": stats}
@@ -167,7 +163,7 @@ class Relater:
             others = c.chunk_note[rows] != q  # q's own sections say nothing about where the others stop
             if others.any():
                 chunk[:] = best[others].min()
-        np.maximum.at(chunk, c.chunk_note[rows], best)
+        _raise_to_best(chunk, c.chunk_note[rows], best)
         return chunk, c.chunk_vectors is not None or len(np.unique(c.chunk_note[rows])) == len(c)
 
     def _neighbour_links(self, q: int, emb: np.ndarray) -> np.ndarray:
@@ -175,29 +171,17 @@ class Relater:
         tend to cite the same notes, which carries link evidence to a note that has no links yet."""
         c = self.corpus
         scores = np.zeros(len(c))
-        for j in [j for j in top_indices(emb, NEIGHBOUR_NOTES + 1) if j != q][:NEIGHBOUR_NOTES]:
-            weight = max(float(emb[j]), 0.0)
-            for target in c.graph.outlinks(c.paths[j]):
-                t = c.index.get(target)
-                if t is not None:
-                    scores[t] += weight
+        near = [j for j in top_indices(emb, NEIGHBOUR_NOTES + 1).tolist() if j != q][:NEIGHBOUR_NOTES]
+        targets = [c.graph.outlink_ids(c.paths[j]) for j in near]
+        if targets:
+            weights = np.repeat([max(float(emb[j]), 0.0) for j in near], [len(t) for t in targets])
+            rows = c.rows_of_nodes(np.concatenate(targets))
+            known = rows >= 0
+            np.add.at(scores, rows[known], weights[known])
         return scores
 
     def _text_of(self, q: int) -> str:
         return "\n".join(chunk.text for chunk in self.corpus.store.chunks_of(self.corpus.paths[q]))
-
-    def _mentioned(self, text: str) -> set[int]:
-        """Notes whose title or alias appears in the text as a run of whole words."""
-        words = normalise_title(text).split()
-        found: set[int] = set()
-        index, longest = self.corpus.title_index, self.corpus.title_words
-        for start, word in enumerate(words):
-            # Only runs that start like some title can be one, and no longer than the longest such title.
-            for size in range(1, longest.get(word, 0) + 1):
-                hit = index.get(" ".join(words[start:start + size]))
-                if hit:
-                    found.update(hit)
-        return found
 
     def rank(self, path: str, k: int = 10, exclude: set[str] = frozenset(), include_private: bool = False
              ) -> list[Suggestion]:
@@ -263,7 +247,7 @@ class Relater:
                     heading = chunk.heading
                 if chunk.heading:
                     why.append(f"section '{chunk.heading}' matches")
-        shared = parts["_shared"].get(j, 0)
+        shared = int(parts["_shared"][j])
         if shared:
             why.append(f"shares {shared} link{'s' if shared > 1 else ''}")
         if parts["title"][j]:
@@ -274,6 +258,19 @@ class Relater:
             why.append("similar content")
         components = {name: float(parts[name][j]) for name in COMPONENTS}
         return Suggestion(path, c.titles[j], score, heading, passage, "; ".join(why), components)
+
+
+def _raise_to_best(scores: np.ndarray, notes: np.ndarray, values: np.ndarray) -> None:
+    """scores[n] = max(scores[n], the values of note n): one reduceat over the values grouped by note
+    (np.maximum.at, element by element, took 4 ms for the 40,000 sections of a 10,000-note vault)."""
+    if not len(notes):
+        return
+    if (notes[1:] < notes[:-1]).any():
+        order = np.argsort(notes, kind="stable")
+        notes, values = notes[order], values[order]
+    starts = np.flatnonzero(np.r_[True, notes[1:] != notes[:-1]])
+    at = notes[starts]
+    scores[at] = np.maximum(scores[at], np.maximum.reduceat(values, starts))
 
 
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:

@@ -1046,7 +1046,7 @@ def topic_input(corpus: Corpus) -> TopicInput:
     keep = np.flatnonzero(~corpus.template)
     paths = [corpus.paths[i] for i in keep]
     at = {p: i for i, p in enumerate(paths)}
-    links = [(at[a], at[b]) for a, b in corpus.graph.graph.edges() if a in at and b in at]
+    links = [(at[a], at[b]) for a, b in corpus.graph.edges() if a in at and b in at]
     return TopicInput(paths, [corpus.titles[i] for i in keep], corpus.note_vectors[keep], sorted(links),
                       corpus.private[keep])
 
