@@ -75,3 +75,23 @@ def file_keyring(tmp_path):
     keyring.set_keyring(backend)
     yield backend
     keyring.set_keyring(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedding_variant_chosen(tmp_path_factory):
+    """Every app of the suite embeds with f16, the build the expected vectors were made with, without
+    timing the builds at its first start: the session's cache folder already holds the choice. The tests
+    of the choice itself (test_variants) use caches of their own."""
+    import os
+
+    from ideaweave.variants import Choice, cache_key, machine_key, read_cpuinfo, save_choice, variant_cache_file
+
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    save_choice(variant_cache_file(dict(os.environ)), cache_key(machine_key(read_cpuinfo()), EMBEDDING_F16),
+                Choice("f16", "chosen by the test suite"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved

@@ -225,6 +225,23 @@ def test_doctor(vault, capsys):
     assert {"embedding model", "llama.cpp", "vault", "state directory"} <= {c["name"] for c in data["checks"]}
 
 
+def test_status_and_doctor_name_the_model_build_and_the_cpu(vault, capsys):
+    """The suite's cache chose f16 for this machine, and the index was then built with it: both commands
+    say so (doctor without loading or timing any model)."""
+    from ideaweave.variants import cpu_name, read_cpuinfo
+
+    status = run(capsys, "status", "--vault", str(vault))
+    assert status["model"].endswith(".f16.gguf")
+    assert status["model_variant"]["variant"] == "f16"
+    assert status["model_variant"]["reason"] == "the index was built with it"
+    assert cli.main(["status", "--vault", str(vault)]) == 0
+    assert "variant    f16 (the index was built with it)" in capsys.readouterr().out
+    cli.main(["doctor", "--vault", str(vault), "--json"])
+    check = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "embedding variant")
+    assert check["variant"]["variant"] == "f16" and check["path"].endswith(".f16.gguf")
+    assert check["cpu"] == cpu_name(read_cpuinfo()) and check["cpu"] in check["note"]
+
+
 def test_doctor_outside_any_vault(vault, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = run(capsys, "doctor", code=1)

@@ -6,6 +6,7 @@ receives what it needs as arguments. The model and the store open lazily, so che
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -24,7 +25,8 @@ from .modelfiles import models_dir, require_model, resolve_model
 from .relate import Relater
 from .related import RelatedNotes
 from .sealing import Keychain, KeyPlace, runtime_dir_for
-from .store import Store
+from .store import Store, stored_model_id
+from .variants import Choice, machine_key, pick_variant, read_cpuinfo, variant_cache_file, variant_of, vault_sample
 from .vault import ScanRules, VaultScanner, find_vault_root
 from .writer import Keys
 
@@ -112,7 +114,28 @@ class App:
 
     @property
     def embedding_model_path(self) -> Path:
-        return resolve_model(self.settings.models.embedding, self.models_dir)
+        """The embedding model file in use: the configured model, as the build that is fastest here."""
+        return self.embedding_variant[0]
+
+    @property
+    def embedding_variant(self) -> tuple[Path, Choice]:
+        """(model file, why that build of it): see `variants`. Measured once per machine and model."""
+        return self._once("embedding_variant", self._choose_variant)
+
+    def _choose_variant(self) -> tuple[Path, Choice]:
+        configured = resolve_model(self.settings.models.embedding, self.models_dir)
+        if not self._owns_embedder:
+            return configured, Choice(variant_of(configured), "the embedder given to the app")
+        # The builds are timed on one thread each: the kernels' speed, not how many cores are idle just now.
+        timing = dataclasses.replace(self._embedder_options(), threads=1)
+        return pick_variant(configured, self.settings.embedding.variant, stored_model_id(self.state_dir),
+                            variant_cache_file(self.env), machine_key(read_cpuinfo()),
+                            lambda: vault_sample(self.scanner), lambda path: LlamaEmbedder(path, timing))
+
+    def _embedder_options(self) -> EmbedderOptions:
+        return EmbedderOptions(threads=self.settings.embedding.threads, max_threads=self.settings.embedding.max_threads,
+                               batch_tokens=self.settings.embedding.batch_tokens,
+                               flash_attn=self.settings.embedding.flash_attn)
 
     @property
     def text_model_path(self) -> Path:
@@ -123,11 +146,7 @@ class App:
         with self._building:
             if self._embedder is None:
                 path = require_model(self.embedding_model_path, hash_it=self.settings.models.verify)
-                options = EmbedderOptions(threads=self.settings.embedding.threads,
-                                          max_threads=self.settings.embedding.max_threads,
-                                          batch_tokens=self.settings.embedding.batch_tokens,
-                                          flash_attn=self.settings.embedding.flash_attn)
-                self._embedder = LlamaEmbedder(path, options)
+                self._embedder = LlamaEmbedder(path, self._embedder_options())
             return self._embedder
 
     @property

@@ -188,6 +188,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     search = app.store.vector_search()
     data = {
         "vault": str(app.root), "state_dir": str(app.state_dir), "model": str(app.embedding_model_path),
+        "model_variant": app.embedding_variant[1].as_json(),
         "notes": counts["notes"], "chunks": counts["chunks"], "vectors": counts["vectors"], "vector_search": search,
         "skipped": [{"path": p, "reason": r} for p, r in app.store.skipped()],
         "not_written": [{"path": p, "reason": r} for p, r in app.store.write_issues()],
@@ -203,6 +204,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         or configured_threads(app.settings.embedding.threads, app.settings.embedding.max_threads),
     }
     human = [f"vault      {data['vault']}", f"state      {data['state_dir']}", f"model      {data['model']}",
+             f"variant    {app.embedding_variant[1].describe()}",
              f"notes      {data['notes']} ({data['chunks']} chunks)",
              f"index      {data['index_bytes'] / 1e6:.1f} MB on disk",
              "search     " + ("exact (every vector scanned)" if search["exact"] else

@@ -43,6 +43,7 @@ class EmbeddingSettings:
     batch_tokens: int = setting(512, "Tokens packed into one llama.cpp batch (n_batch = n_ubatch). Larger batches waste attention work across packed texts.")
     max_tokens: int = setting(256, "Token budget of one chunk; must not exceed batch_tokens or the model's context.")
     flash_attn: bool = setting(True, "Use flash attention in llama.cpp.")
+    variant: str = setting("auto", "Which build of the default embedding model to run: \"auto\" times f16 and q8_0 on the vault's text at first start and keeps the fastest whose vectors agree with f16's (cached per machine); \"f16\" or \"q8_0\" forces one. An existing index keeps the build it was made with.")
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,8 @@ def validate(settings: Settings) -> None:
     threads = settings.embedding.threads
     if threads != "auto" and not (isinstance(threads, int) and 1 <= threads <= 256):
         raise ConfigError(f"embedding.threads must be \"auto\" or a number between 1 and 256, not {threads!r}")
+    if settings.embedding.variant not in ("auto", "f16", "q8_0"):
+        raise ConfigError(f"embedding.variant must be \"auto\", \"f16\" or \"q8_0\", not {settings.embedding.variant!r}")
     if not 0 <= settings.embedding.max_threads <= 256:
         raise ConfigError(f"embedding.max_threads must be between 0 and 256, not {settings.embedding.max_threads}")
     if not 32 <= settings.embedding.max_tokens <= settings.embedding.batch_tokens:

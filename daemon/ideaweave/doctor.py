@@ -42,6 +42,21 @@ def _llama_check() -> dict:
             "note": "repacked/AMX kernels are not used (they can die with SIGILL on virtual machines)", "problem": None}
 
 
+def _variant_check(settings: Settings, directory: Path, state_dir: Path, env: dict[str, str]) -> dict:
+    """Which build of the embedding model runs here and why (doctor never times them: the daemon does,
+    once, at its first start)."""
+    from .store import stored_model_id
+    from .variants import cpu_name, known_choice, machine_key, read_cpuinfo, variant_cache_file
+
+    cpuinfo = read_cpuinfo()
+    known = known_choice(resolve_model(settings.models.embedding, directory), settings.embedding.variant,
+                         stored_model_id(state_dir), variant_cache_file(env), machine_key(cpuinfo))
+    note = known[1].describe() if known else "f16 and q8_0 are timed at the next start, and the fastest kept"
+    return {"name": "embedding variant", "ok": True, "path": str(known[0]) if known else "",
+            "variant": known[1].as_json() if known else None, "cpu": cpu_name(cpuinfo), "note": f"{note}; CPU: {cpu_name(cpuinfo)}",
+            "problem": None}
+
+
 def _state_check(state_dir: Path) -> dict:
     entry = {"name": "state directory", "path": str(state_dir), "ok": True, "problem": None}
     if not state_dir.exists():
@@ -124,6 +139,7 @@ def diagnose(settings: Settings, cli_vault: str | None, cwd: Path, env: dict[str
                        "obsidian": (root / ".obsidian").is_dir()})
         state_dir = state_dir_for(root, settings, env)
         checks.append(_state_check(state_dir))
+        checks.append(_variant_check(settings, directory, state_dir, env))
         checks.append(_at_rest_check(root, settings, state_dir, env))
     except IdeaweaveError as exc:
         checks.append({"name": "vault", "ok": False, "problem": str(exc)})

@@ -96,6 +96,8 @@ STATUS_REPORT = record({
     "failed": list_of(NOTE_FAILURE), "warnings": list_of(NOTE_FAILURE),
     "last_indexed": {"type": ["number", "null"]}, "index_bytes": COUNT, "private_mode": FLAG,
     "ranking": TEXT, "pass": LONG_PASS, "threads": THREADS,
+    "model_variant": record({"variant": {"enum": ["f16", "q8_0", None]}, "reason": TEXT, "trials": list_of(
+        record({"variant": TEXT, "tokens_per_s": NUMBER, "cosine": NUMBER}))}),
     "sealing": record({"encrypt": {"enum": ["private", "all"]}, "unlocked": FLAG, "key": TEXT, "locked_notes": COUNT})})
 
 DOCTOR_REPORT = record({"ok": FLAG, "version": TEXT, "private_mode": FLAG,

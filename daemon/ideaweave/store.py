@@ -40,7 +40,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -1276,6 +1276,20 @@ class Store:
 
 
 # ---------------------------------------------------------------- pure helpers
+
+
+def stored_model_id(state_dir: Path) -> str | None:
+    """The model an existing index was built with, read without opening the store (which needs the
+    embedder, whose model file depends on it); None when there is no index yet."""
+    database = Path(state_dir) / DATABASE_NAME
+    if not database.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
 
 
 def fts_query(text: str, match_any: bool = False) -> str | None:
