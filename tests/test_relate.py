@@ -189,8 +189,7 @@ def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(exam
     try:
         corpus = Corpus(app.store)
         assert not corpus.exact and corpus.chunk_vectors is None
-        # Keyword evidence is left out on large vaults (FTS5 is too slow there): compare without it.
-        weights = dict(DEFAULT_WEIGHTS, bm25=0.0)
+        weights = dict(DEFAULT_WEIGHTS)
         exact = Relater(Corpus(example_app.store), weights)
         assert exact.corpus.exact
         approximate = Relater(corpus, weights)
@@ -211,6 +210,10 @@ def corpus_state(corpus: Corpus) -> dict:
         "chunk_note": corpus.chunk_note.tolist(), "chunk_vid": corpus.chunk_vid.tolist(),
         "chunk_start": corpus.chunk_start.tolist(), "titles": (corpus.title_matcher.keys.tolist(), corpus.title_matcher.rows.tolist()),
         "edges": sorted(corpus.graph.edges()),
+        "terms": [sorted(zip(corpus.terms.hashes[a:b].tolist(), corpus.terms.counts[a:b].tolist()))
+                  for a, b in zip(corpus.terms.start[:-1], corpus.terms.start[1:])],
+        "words": corpus.terms.words.tolist(),
+        "df": {h: d for h, d in zip(corpus.terms.vocabulary.tolist(), corpus.terms.df.tolist()) if d},
     }
 
 
@@ -369,3 +372,31 @@ def test_link_and_title_evidence_equal_the_reference_on_every_note(example_app):
             assert np.allclose(parts[name], want, rtol=1e-12, atol=0), (path, name)
         mentioned += int(parts["title"].sum())
     assert mentioned > 5  # the vault's notes do name each other's titles
+
+
+def test_a_vault_too_large_for_fts5_scores_keywords_by_signatures_over_the_pool(example_app, monkeypatch):
+    """Above KEYWORD_SEARCH_SECTIONS the keywords are scored against term signatures, for the pool of
+    notes the other evidence ranks highest only, and FTS5 is not asked."""
+    from ideaweave import relate
+
+    monkeypatch.setattr(relate, "KEYWORD_SEARCH_SECTIONS", 0)
+    monkeypatch.setattr(relate, "KEYWORD_POOL", 5)
+    relater = Relater(Corpus(example_app.store))
+    corpus = relater.corpus
+
+    def no_fts(*args, **kwargs):
+        raise AssertionError("FTS5 asked on a vault above the limit")
+
+    monkeypatch.setattr(corpus.store, "fts_search", no_fts)
+    q = corpus.index["Concepts/Reward hacking.md"]
+    parts = relater.components(q)
+    candidates = ~corpus.template
+    candidates[q] = False
+    provisional = sum(relater.weights[name] * z for name, z in
+                      relate.standardised({**parts, "bm25": np.zeros(len(corpus))}, candidates).items())
+    provisional[~candidates] = -np.inf
+    scored = set(np.flatnonzero(parts["bm25"]).tolist())
+    assert scored and scored <= set(top_indices(provisional, 5).tolist())
+    monkeypatch.setattr(relate, "KEYWORD_POOL", 200)
+    top = [s.path for s in relater.rank("Concepts/Reward hacking.md", k=5)]
+    assert "Concepts/Specification gaming.md" in top

@@ -8,7 +8,6 @@ to batch through `updated()`.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,21 +15,11 @@ import numpy as np
 
 from .graph import LinkGraph
 from .store import Store
+from .terms import STOPWORDS, WORD, TermIndex  # noqa: F401 (STOPWORDS and WORD: read from here by search, topics)
 from .vectors import row_norms
 
 SAMPLE_NOTES = 1000  # notes whose sections estimate the spread of the best-section evidence there
 TITLE_WORDS = 5  # titles and aliases of up to this many words are looked for in a note's text
-
-STOPWORDS = frozenset("""a about above after again against all also am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had has have having he her
-here hers herself him himself his how i if in into is it its itself just let me more most my myself no nor not now of
-off on once only or other our ours ourselves out over own same she should so some such than that the their theirs them
-themselves then there these they this those through to too under until up very was we were what when where which while
-who whom why will with would you your yours yourself yourselves one two also like use used using get make way thing
-things much many may might must need via per etc""".split())
-
-
-WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]{2,}")
 
 
 def normalise_title(text: str) -> str:
@@ -49,6 +38,11 @@ class Corpus:
         """Load everything; `note_mean`/`chunk_mean` centre the vectors on given means instead of the
         vault's own (what `updated()` does, so that a note keeps its vector between snapshots)."""
         version = store.sections_version  # before reading: a change during the reads makes it stale at once
+        # Signatures first, while little else is in memory: their encoded rows are the largest passing
+        # allocation of a load (about 90 MB at 100,000 notes); they are put in path order further down.
+        signatures = store.term_signatures()
+        signed, term_index = list(signatures), TermIndex(list(signatures.values()))
+        del signatures
         paths, note_vectors, own_chunk_mean = store.note_means()
         flags = store.note_flags()
         # A note deleted between the two reads keeps a placeholder until the next load.
@@ -67,14 +61,16 @@ class Corpus:
         same = {p: p for p in paths}
         graph = LinkGraph(((same.get(a, a), same.get(b, b)) for a, b in store.each_link()), nodes=paths)
         del same
+        term_index = _in_order(term_index, signed, paths)
+        del signed
         self._assemble(store, paths, notes, note_vectors, note_mean, chunk_mean,
-                       (ordinals, chunk_paths, vector_ids), None, graph, store.vectors_exact)
+                       (ordinals, chunk_paths, vector_ids), None, graph, store.vectors_exact, term_index)
         self.changes_since_load = 0
         self.sections_version = version
 
     def _assemble(self, store: Store, paths: list[str], notes: list, note_vectors: np.ndarray,
                   note_mean: np.ndarray, chunk_mean: np.ndarray, chunks: tuple, chunk_vectors: np.ndarray | None,
-                  graph: LinkGraph, exact: bool, sample: tuple | None = None) -> None:
+                  graph: LinkGraph, exact: bool, term_index: TermIndex, sample: tuple | None = None) -> None:
         """Everything derived from the per-note data: indexes, sections grouped by note, title index.
 
         `chunks` is (ordinals, note path of each, vector_ids); sections of notes not in `paths` are
@@ -110,6 +106,7 @@ class Corpus:
         self._sample_sections(sample)
         self.node_rows = _rows_of_nodes(graph, self.index)
         self.title_matcher = TitleMatcher(notes)
+        self.terms = term_index
 
     def _sample_sections(self, carried: tuple | None) -> None:
         """A fixed random sample of notes whose section vectors stay in memory (large vaults only):
@@ -197,8 +194,11 @@ class Corpus:
             else:
                 graph.remove_note(path)
         following = Corpus.__new__(Corpus)
+        fresh_signatures = store.term_signatures(only=fresh_paths)
+        term_index = self.terms.updated(kept, at_kept, [fresh_signatures.get(p) for p in fresh_paths], at_fresh,
+                                        len(paths))
         following._assemble(store, paths, notes, note_vectors, self.note_mean, self.chunk_mean, chunks,
-                            chunk_vectors, graph, self.exact, sample=(self.sample_vectors, self.sample_starts))
+                            chunk_vectors, graph, self.exact, term_index, sample=(self.sample_vectors, self.sample_starts))
         following.changes_since_load = changes
         following.sections_version = version
         return following
@@ -250,6 +250,15 @@ class Corpus:
         which = np.repeat(np.arange(len(vector_ids)), counts)
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         return which, self._vid_rows[np.repeat(lo, counts) + offsets]
+
+
+def _in_order(term_index: TermIndex, signed: list[str], paths: list[str]) -> TermIndex:
+    """The signatures (of the notes `signed`, in that order) rearranged to the order of `paths`; a note
+    indexed between the two reads has none until the next snapshot."""
+    at = {p: i for i, p in enumerate(paths)}
+    kept = np.fromiter((i for i, p in enumerate(signed) if p in at), np.int64)
+    at_kept = np.fromiter((at[signed[i]] for i in kept.tolist()), np.int64, count=len(kept))
+    return term_index.updated(kept, at_kept, [], np.zeros(0, np.int64), len(paths))
 
 
 def _rows_of_nodes(graph: LinkGraph, index: dict[str, int]) -> np.ndarray:

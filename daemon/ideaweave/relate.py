@@ -15,6 +15,7 @@ import numpy as np
 
 from .chunking import passage as chunk_passage
 from .corpus import STOPWORDS, WORD, Corpus, centre_on
+from .terms import term_hash
 from .vectors import row_norms
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ SECTION_HITS_MIN = 40
 SECTION_QUERIES = 8
 PASSAGE_CHARS = 300
 KEYWORDS = 40
+# Up to this many sections FTS5 scores the keywords exactly (about 10 ms); above, term signatures do, over
+# the KEYWORD_POOL notes the other evidence ranks highest.
+KEYWORD_SEARCH_SECTIONS = 8_000
+KEYWORD_POOL = 200
 
 
 
@@ -105,11 +110,6 @@ class Relater:
         chunk, complete = self._best_sections(q, own)
         stats = {} if complete else {"chunk": c.sample_stats(own)}
         text = self._text_of(q) if text is None else text
-        bm25 = np.zeros(n)
-        for hit in self._keyword_hits(text):
-            j = c.index.get(hit.note_path)
-            if j is not None:
-                bm25[j] = max(bm25[j], hit.score)
         title = np.zeros(n)
         title[c.title_matcher.mentioned(text)] = 1.0
         aa = np.zeros(n)
@@ -122,19 +122,47 @@ class Relater:
         rows = c.rows_of_nodes(c.graph.backlink_ids(c.paths[q]))
         back[rows[rows >= 0]] = 1.0
         emb = c.note_vectors @ c.note_vectors[q]
-        return {"emb": emb, "chunk": chunk, "bm25": bm25, "title": title, "aa": aa, "back": back,
-                "nbr": self._neighbour_links(q, emb), "_own": own, "_shared": shared, "_stats": stats}
+        parts = {"emb": emb, "chunk": chunk, "bm25": np.zeros(n), "title": title, "aa": aa, "back": back,
+                 "nbr": self._neighbour_links(q, emb), "_own": own, "_shared": shared, "_stats": stats}
+        parts["bm25"] = self._keyword_scores(q, text, parts)
+        return parts
 
-    def _keyword_hits(self, text: str):
-        """FTS5 hits for the note's keywords, on vaults small enough to search exactly.
+    def _keyword_scores(self, q: int, text: str, parts: dict) -> np.ndarray:
+        """BM25 of the note's keywords: FTS5's (best section per note, over the vault's 200 best sections)
+        on vaults of up to KEYWORD_SEARCH_SECTIONS sections; above, term signatures scored over a pool.
 
-        FTS5 scores every chunk that matches any keyword (about 15 microseconds each), and a note's
-        40 keywords match most chunks of a large vault: 600 ms per query at 100,000 notes against
-        20 ms for everything else (bench/RESULTS.md). Large vaults rank without the keyword evidence.
+        FTS5 scores every section that matches any of the 40 keywords (most sections of a large vault):
+        70 ms at 10,000 notes, 600 ms at 100,000. A query restricted to the pool's sections (`rowid IN`)
+        is slower still: FTS5 counts each keyword's documents again for every rowid (bench/RESULTS.md).
         """
-        if not self.weights.get("bm25") or not self.corpus.exact:
-            return []
-        return self.corpus.store.fts_search(" ".join(keywords(text)), 200, match_any=True)
+        c = self.corpus
+        scores = np.zeros(len(c))
+        if not self.weights.get("bm25"):
+            return scores
+        if len(c.chunk_vid) <= KEYWORD_SEARCH_SECTIONS:
+            for hit in c.store.fts_search(" ".join(keywords(text)), 200, match_any=True):
+                j = c.index.get(hit.note_path)
+                if j is not None:
+                    scores[j] = max(scores[j], hit.score)
+            return scores
+        return self._signature_scores(q, text, parts, scores)
+
+    def _signature_scores(self, q: int, text: str, parts: dict, scores: np.ndarray) -> np.ndarray:
+        """BM25 of the note's keywords against the term signatures of the KEYWORD_POOL notes that every
+        other component together ranks highest; zero elsewhere. Keywords reorder the top of the ranking
+        and rarely lift a note from below it, and scoring a pool costs a fraction of a millisecond at
+        any vault size (bench/RESULTS.md)."""
+        c = self.corpus
+        candidates = ~c.template
+        candidates[q] = False
+        provisional = np.zeros(len(c))
+        for name, z in standardised({**parts, "bm25": scores}, candidates).items():
+            provisional += self.weights.get(name, 0.0) * z
+        provisional[~candidates] = -np.inf
+        pool = top_indices(provisional, KEYWORD_POOL)
+        query = np.fromiter((term_hash(w) for w in keywords(text)), np.int64)
+        scores[pool] = c.terms.bm25(query, pool)
+        return scores
 
     def _best_sections(self, q: int, own: np.ndarray) -> tuple[np.ndarray, bool]:
         """Per note, the best cosine between one of its sections and one of `own` (note q's centred

@@ -157,6 +157,17 @@ MIGRATIONS: list[str] = [
     INSERT INTO chunk_search (chunk_search) VALUES ('rebuild');
     DELETE FROM summaries;
     """,
+    """
+    -- Each note's term signature (its most frequent content words as 64-bit hashes, with their counts):
+    -- the keyword evidence of ranking on vaults too large for FTS5 to score every matching section, held
+    -- in memory. A secure note keeps an empty one (its words are its plaintext). Notes indexed before this
+    -- table existed get theirs at the next ranking load.
+    CREATE TABLE note_terms (
+        note_id INTEGER PRIMARY KEY REFERENCES notes(id) ON DELETE CASCADE,
+        words INTEGER NOT NULL,
+        terms BLOB NOT NULL
+    );
+    """,
 ]
 
 # The first version whose databases keep no plaintext of a private note: opening an older one rewrites

@@ -47,6 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import terms
 from .errors import StoreError
 from .schema import open_database
 from .sealing import HIDDEN_PREFIX, SEALED_PREFIX, Keychain, Sealer, SealingError
@@ -600,6 +601,7 @@ class Store:
                 ],
             )
             _index_chunks(db, note_id)
+            _save_signature(db, note_id, (0, b"") if sealed else terms.signature("\n".join(c.text for c in chunks)))
             _insert_links(db, note_id, links, seal)
             db.executemany("INSERT OR IGNORE INTO tags (note_id, tag) VALUES (?, ?)", [(note_id, seal(t)) for t in tags])
             db.execute("DELETE FROM skipped WHERE path = ?", (note.path,))
@@ -1046,6 +1048,31 @@ class Store:
             vectors[sealed] = self._sealed_vectors.gather(np.array([kept[i][3] for i in sealed], dtype=np.int64))
         return np.fromiter((row[0] for row in kept), dtype=np.int64, count=len(kept)), vectors
 
+    def term_signatures(self, only: Iterable[str] | None = None) -> dict[str, tuple[int, bytes]]:
+        """path -> (content words, encoded term signature) of every note (or of `only`). Notes indexed
+        before signatures were kept get theirs now, from their stored text (once: they are saved)."""
+        rows = self._rows_where_in("SELECT notes.path, notes.id, notes.sealed, note_terms.words, note_terms.terms"
+                                   " FROM notes LEFT JOIN note_terms ON note_terms.note_id = notes.id", only,
+                                   column="notes.path")
+        signatures, missing = {}, []
+        for path, note_id, sealed, words, blob in rows:
+            if blob is None:
+                missing.append((path, note_id, sealed))
+            else:
+                signatures[path] = (words, blob)
+        for batch in _batches(missing):
+            made = []
+            for path, note_id, sealed in batch:
+                text = "" if sealed else "\n".join(t for (t,) in self._rows(
+                    "SELECT text FROM chunks WHERE note_id = ? ORDER BY ordinal", (note_id,)))
+                signatures[path] = terms.signature(text) if text else (0, b"")
+                made.append((note_id, signatures[path]))
+            with self._transaction() as db:
+                for note_id, made_signature in made:
+                    if _note_exists(db, note_id):
+                        _save_signature(db, note_id, made_signature)
+        return signatures
+
     def note_flags(self, only: Iterable[str] | None = None) -> dict[str, tuple[str, bool, bool, list[str]]]:
         """path -> (title, is_template, private, aliases) of every note (or of `only`): what ranking
         needs of notes."""
@@ -1387,6 +1414,14 @@ def _upsert_note(db: sqlite3.Connection, note: NoteRecord, seal: Callable[[str],
         (note.path, seal(note.title), note.size, note.mtime_ns, note.content_hash, int(note.is_template),
          int(note.private), time.time(), seal(_to_json(dict(note.frontmatter))), int(sealed)),
     ).fetchone()[0]
+
+
+def _save_signature(db: sqlite3.Connection, note_id: int, made: tuple[int, bytes]) -> None:
+    db.execute("INSERT OR REPLACE INTO note_terms (note_id, words, terms) VALUES (?, ?, ?)", (note_id, made[0], made[1]))
+
+
+def _note_exists(db: sqlite3.Connection, note_id: int) -> bool:
+    return db.execute("SELECT 1 FROM notes WHERE id = ?", (note_id,)).fetchone() is not None
 
 
 def _insert_links(db: sqlite3.Connection, note_id: int, links: Sequence[LinkRecord],
