@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +38,10 @@ SECTION_HITS_MIN = 40
 SECTION_QUERIES = 8
 PASSAGE_CHARS = 300
 KEYWORDS = 40
+KEYWORD_HITS = 200  # sections a note's keyword search returns
+# Notes whose best-section products `prefetch` takes in one matrix product (bounds its memory: at 50,000
+# sections, 16 notes of five sections each make a 16 MB product).
+PREFETCH_PRODUCT_NOTES = 16
 
 
 
@@ -92,6 +98,7 @@ class Relater:
     def __init__(self, corpus: Corpus, weights: dict[str, float] | None = None):
         self.corpus = corpus
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        self._batch = PrefetchedEvidence()  # what `prefetch` computed for a batch of notes
 
     def components(self, q: int, text: str | None = None) -> dict[str, np.ndarray]:
         """Raw evidence for every note of the corpus about note q.
@@ -138,7 +145,9 @@ class Relater:
         """
         if not self.weights.get("bm25") or not self.corpus.exact:
             return []
-        return self.corpus.store.fts_search(" ".join(keywords(text)), 200, match_any=True)
+        if text in self._batch.keyword_hits:
+            return self._batch.keyword_hits[text].result()
+        return self.corpus.store.fts_search(" ".join(keywords(text)), KEYWORD_HITS, match_any=True)
 
     def _best_sections(self, q: int, own: np.ndarray) -> tuple[np.ndarray, bool]:
         """Per note, the best cosine between one of its sections and one of `own` (note q's centred
@@ -150,6 +159,8 @@ class Relater:
         not over these mostly filled-in values. Returns (scores, whether every note's are exact).
         """
         c = self.corpus
+        if q in self._batch.sections:
+            return self._batch.sections[q]
         chunk = np.full(len(c), -1.0)
         if not len(own):
             return chunk, True
@@ -198,6 +209,40 @@ class Relater:
                 if hit:
                     found.update(hit)
         return found
+
+    def prefetch(self, paths: Sequence[str]) -> None:
+        """Compute together what ranking each of these notes needs most time for, so that `rank` of each reads
+        it: their best-section evidence in a few matrix products (exact index), and their keyword searches
+        on a thread of the store's own (`Store.fts_searches`), which runs while the caller does other work
+        (summaries, writes) between two notes' ranks. Replaces what an earlier prefetch held. What `rank`
+        returns is the same with or without it (tests/test_relate.py compares them)."""
+        self._batch.close()
+        self._batch = PrefetchedEvidence()
+        c = self.corpus
+        rows = [q for q in (c.index.get(p) for p in dict.fromkeys(paths)) if q is not None]
+        if not rows:
+            return
+        if self.weights.get("bm25") and c.exact:
+            texts = [self._text_of(q) for q in rows]
+            queries = [" ".join(keywords(t)) for t in texts]
+            self._batch.keyword_hits = dict(zip(texts, c.store.fts_searches(queries, KEYWORD_HITS, match_any=True)))
+        if c.chunk_vectors is not None:
+            for start in range(0, len(rows), PREFETCH_PRODUCT_NOTES):
+                self._batch.sections.update(best_sections_together(c, rows[start:start + PREFETCH_PRODUCT_NOTES]))
+
+    def rank_many(self, paths: Sequence[str], k: int = 10, exclude: Mapping[str, set[str]] | None = None,
+                  include_private: bool = False) -> dict[str, list[Suggestion]]:
+        """`rank` of each note (`exclude[path]`: its rejected links), computed as a batch: the same lists."""
+        self.prefetch(paths)
+        try:
+            return {p: self.rank(p, k, (exclude or {}).get(p, frozenset()), include_private) for p in paths}
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Forget what `prefetch` computed (and stop searches not started yet)."""
+        self._batch.close()
+        self._batch = PrefetchedEvidence()
 
     def rank(self, path: str, k: int = 10, exclude: set[str] = frozenset(), include_private: bool = False
              ) -> list[Suggestion]:
@@ -274,6 +319,34 @@ class Relater:
             why.append("similar content")
         components = {name: float(parts[name][j]) for name in COMPONENTS}
         return Suggestion(path, c.titles[j], score, heading, passage, "; ".join(why), components)
+
+
+@dataclass
+class PrefetchedEvidence:
+    """Evidence `Relater.prefetch` computed for a batch of notes: best sections by note row, keyword hits
+    (futures) by the note's text."""
+
+    sections: dict[int, tuple[np.ndarray, bool]] = field(default_factory=dict)
+    keyword_hits: dict[str, Future] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for future in self.keyword_hits.values():
+            future.cancel()  # a search not started yet is not needed any more
+
+
+def best_sections_together(c: Corpus, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, bool]]:
+    """`Relater._best_sections` of several notes from one product of their sections with every section
+    (exact index only): per note, the best cosine between one of its sections and each note's."""
+    owns = [c.section_vectors(c.rows_of(q)) for q in rows]
+    sizes = [len(own) for own in owns]
+    product = np.concatenate(owns) @ c.chunk_vectors.T if sum(sizes) else np.zeros((0, len(c.chunk_note)))
+    found = {}
+    for q, end, size in zip(rows, np.cumsum(sizes), sizes):
+        chunk = np.full(len(c), -1.0)
+        if size:
+            np.maximum.at(chunk, c.chunk_note, product[end - size:end].max(axis=0))
+        found[q] = (chunk, True)
+    return found
 
 
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
