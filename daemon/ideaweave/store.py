@@ -157,6 +157,18 @@ class FtsHit(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """ideaweave's own write of a note's frontmatter, as the index records it (`Store.record_rewrites`)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    values: Mapping[str, object]  # the managed keys set (None: removed)
+    shift: int  # how far the body moved, in characters
+
+
+@dataclass(frozen=True)
 class WrittenRecord:
     path: str
     checksum: str
@@ -672,6 +684,30 @@ class Store:
                 target.add(ids, row)
                 (self._sealed_ids.add if sealed else self._sealed_ids.discard)(vector_id)
             self._fit_index_to_size()
+
+    def record_rewrites(self, rewrites: Sequence[Rewrite]) -> list[str]:
+        """Record ideaweave's own frontmatter writes in one transaction: the note's new size, time and hash,
+        its properties with the managed values, its sections' offsets moved with the body. What indexing
+        the notes again would store, without the re-reading, chunking and keyword re-indexing. Secure notes
+        (their properties are sealed) are left out. Returns the paths recorded."""
+        done = []
+        with self._transaction() as db:
+            for r in rewrites:
+                row = db.execute("SELECT id, frontmatter_json, sealed FROM notes WHERE path = ?", (r.path,)).fetchone()
+                if row is None or row[2]:
+                    continue
+                properties = json.loads(row[1])
+                for key, value in r.values.items():
+                    if value is None:
+                        properties.pop(key, None)
+                    else:
+                        properties[key] = value
+                db.execute("UPDATE notes SET size = ?, mtime_ns = ?, content_hash = ?, indexed_at = ?, frontmatter_json = ?"
+                           " WHERE id = ?", (r.size, r.mtime_ns, r.content_hash, time.time(), _to_json(properties), row[0]))
+                db.execute("UPDATE chunks SET start_offset = start_offset + ?, end_offset = end_offset + ? WHERE note_id = ?",
+                           (r.shift, r.shift, row[0]))
+                done.append(r.path)
+        return done
 
     def touch_note(self, path: str, size: int, mtime_ns: int) -> bool:
         """Record a new size/mtime for a note whose content did not change."""

@@ -42,6 +42,8 @@ class SyncReport:
     failed: list[NoteFailure] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Each note written: (the bytes the write replaced, the managed values it set), for Indexer.record_own_writes.
+    rewritten: dict[str, tuple[bytes, dict]] = field(default_factory=dict, repr=False)
 
     def retried(self, again: SyncReport) -> None:
         """Take in a second run over this run's deferred notes."""
@@ -52,6 +54,7 @@ class SyncReport:
         self.handed_off += again.handed_off
         self.deferred = again.deferred
         self.seconds += again.seconds
+        self.rewritten.update(again.rewritten)
 
     def as_json(self) -> dict:
         return {"written": len(self.written), "unchanged": self.unchanged,
@@ -267,6 +270,7 @@ class VaultSync:
             store.record_written(write.path, result.checksum, write.remembered)
             store.clear_write_issue(write.path)
             report.written.append(write.path)
+            report.rewritten[write.path] = (base, dict(write.values))
             log.debug("%s: wrote %s", write.path, ", ".join(write.values))
         elif result.status == "unchanged":
             store.record_written(write.path, checksum(base), write.remembered)
