@@ -10,7 +10,9 @@ The model loads before the clock starts. Then, in the same process and at the sa
 lowers its own), a fresh embedder embeds every chunk the pass embedded, in groups as the indexer does:
 the cost of the embedding alone. Prints, per vault: the indexing phase, the writing phase (ranking,
 summaries, writes) and their sum, the embedder alone, and the ratio of the pass to it (target: <= 1.2x).
-`--profile` adds the writing phase's top functions (cProfile, cumulative time).
+`--profile` adds the writing phase's top functions (cProfile, cumulative time). Each figure is also printed on
+stderr as soon as it is known (the edit's latency, the end of indexing, of writing), so that a run of hours that
+is stopped still says how far it came.
 
 The machine's load average is printed before and after: on a shared machine the absolute times move with
 it; the ratio, taken in the same run, is the figure to compare.
