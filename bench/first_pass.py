@@ -10,7 +10,9 @@ The model loads before the clock starts. Then, in the same process and at the sa
 lowers its own), a fresh embedder embeds every chunk the pass embedded, in groups as the indexer does:
 the cost of the embedding alone. Prints, per vault: the indexing phase, the writing phase (ranking,
 summaries, writes) and their sum, the embedder alone, and the ratio of the pass to it (target: <= 1.2x).
-`--profile` adds the writing phase's top functions (cProfile, cumulative time).
+`--profile` adds the writing phase's top functions (cProfile, cumulative time). Each figure is also printed on
+stderr as soon as it is known (the edit's latency, the end of indexing, of writing), so that a run of hours that
+is stopped still says how far it came.
 
 The machine's load average is printed before and after: on a shared machine the absolute times move with
 it; the ratio, taken in the same run, is the figure to compare.
@@ -128,6 +130,11 @@ class EditDuringPass:
                 "seconds": latency}
 
 
+def note(line: str) -> None:
+    """A figure as soon as it is known (on stderr): a long run interrupted still says how far it came."""
+    print(f"[{time.strftime('%H:%M:%S')}] {line} ({load()})", file=sys.stderr, flush=True)
+
+
 def first_pass(source: Path, settings_env: dict, profile: bool, edit_at: float | None = None) -> dict:
     """Cold start to every note written, on a copy of `source`, then the embedder alone on its chunks."""
     with tempfile.TemporaryDirectory(prefix="first-pass-") as scratch:
@@ -144,11 +151,16 @@ def first_pass(source: Path, settings_env: dict, profile: bool, edit_at: float |
         edit = EditDuringPass(vault, edit_at) if edit_at is not None else None
 
         def watch_phases():
+            edit_said = False
             while not ready.is_set():
                 if stats.pass_phase == "writing" and "writing" not in marks:
                     marks["writing"] = time.perf_counter()
+                    note(f"indexing done after {marks['writing'] - marks['start']:.1f} s; writing {stats.pass_total} notes")
                 if edit is not None:
                     edit.step(stats)
+                    if edit.written_at is not None and not edit_said:
+                        edit_said = True
+                        note(f"edit saved at {edit.saved_progress}, written {edit.written_at - edit.saved_at:.2f} s later")
                 time.sleep(0.02)
 
         outcome = {}
@@ -171,6 +183,7 @@ def first_pass(source: Path, settings_env: dict, profile: bool, edit_at: float |
         watcher.start()
         ready.wait()
         marks["written"] = time.perf_counter()
+        note(f"every note written after {marks['written'] - marks['start']:.1f} s; now the embedder alone")
         stop.set()
         thread.join()
         if "error" in outcome:
@@ -191,6 +204,7 @@ def first_pass(source: Path, settings_env: dict, profile: bool, edit_at: float |
         pass_threads = getattr(app.embedder, "batches_by_threads", {})
         app.close()
         alone_seconds, tokens, alone_threads = embedder_alone(model_path, options, list(texts.values()))
+        note(f"embedder alone: {alone_seconds:.1f} s")
     writing_at = marks.get("writing", marks["written"])
     result = {
         "vault": str(source), "notes": len(notes), "chunks": len(texts), "tokens": tokens,

@@ -177,3 +177,68 @@ def test_an_update_run_in_a_pause_of_the_pass_is_kept_and_the_pass_completes(tmp
     # Nothing is left half-done: a second pass finds every note as the first left it.
     again = indexer.run()
     assert again.read == 0 and again.embedded_chunks == 0
+
+
+def _index_rows(store: Store) -> dict:
+    """What the index holds of every note, as a fresh indexing would store it (ids and times aside)."""
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(store.database_path)
+    try:
+        notes = {path: (title, size, mtime_ns, content_hash, is_template, private, fm if fm.startswith("\x1e") else json.loads(fm)) for
+                 path, title, size, mtime_ns, content_hash, is_template, private, fm in db.execute(
+                     "SELECT path, title, size, mtime_ns, content_hash, is_template, private, frontmatter_json FROM notes")}
+        chunks = sorted(db.execute(
+            "SELECT notes.path, ordinal, heading, heading_path_json, start_offset, end_offset, hash, text"
+            " FROM chunks JOIN notes ON notes.id = chunks.note_id"))
+        links = sorted(db.execute("SELECT notes.path, raw, target_path, heading, kind FROM links JOIN notes ON notes.id = links.source_id"), key=repr)
+        tags = sorted(db.execute("SELECT notes.path, tag FROM tags JOIN notes ON notes.id = tags.note_id"))
+    finally:
+        db.close()
+    return {"notes": notes, "chunks": chunks, "links": links, "tags": tags}
+
+
+def test_own_writes_recorded_without_reading_equal_indexing_the_notes_again(tmp_path, embedder):
+    """After a sync writes every note, recording the writes (record_own_writes) leaves the index as a fresh
+    index of the written vault: properties, sections (moved with the body), links, tags; and the keyword
+    search finds the same sections."""
+    import shutil
+
+    from ideaweave.app import App
+    from ideaweave.config import Settings, replace
+    from ideaweave.sync import VaultSync
+
+    root = tmp_path / "vault"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "vault", root)
+    write(root, "No frontmatter.md", "# Heading\r\n\r\nA note without properties, its lines ending in CRLF, about reward hacking.\r\n")
+    write(root, "Odd block.md", "---  \ntags: [x]\n---\t\n\n\nBody after blank lines, about corrigibility and shutdown.\n")
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state"), **{"writer.defer_seconds": 0.0}), root, embedder=embedder)
+    app.indexer.run()
+    report = VaultSync.for_app(app).run()
+    assert len(report.written) > 10 and set(report.rewritten) == set(report.written)
+    recorded = app.indexer.record_own_writes(report.rewritten)
+    assert "No frontmatter.md" in recorded
+    long_way = set(report.written) - set(recorded)
+    # Secure notes go the long way, and a note whose body the write moved: the writer does not take
+    # "---  " for a frontmatter block (it puts a new one above it), where the vault does.
+    assert "Odd block.md" in long_way and all(p.startswith("Private/") for p in long_way - {"Odd block.md"})
+    app.indexer.update(sorted(long_way))
+    secure = {p for p in long_way if p.startswith("Private/")}
+    assert secure
+    fresh = App(replace(Settings(), state_dir=str(tmp_path / "fresh")), root, embedder=embedder)
+    fresh.indexer.run()
+    ours, theirs = _index_rows(app.store), _index_rows(fresh.store)
+    # Secure notes are stored sealed, under pseudonyms, with each store's own key: compared by the rest.
+    shown = {p for p in app.store.note_paths() if p not in secure}
+    public = lambda rows: [r for r in rows if r[0] in shown]  # noqa: E731 - a filter for the three tables
+    assert len(shown) > 10 and {p: v for p, v in ours["notes"].items() if p in shown} == \
+           {p: v for p, v in theirs["notes"].items() if p in shown}
+    for table in ("chunks", "links", "tags"):
+        assert public(ours[table]) == public(theirs[table]), table
+    for query in ("reward hacking", "corrigibility shutdown", "Eliciting latent knowledge"):
+        assert [(h.note_path, round(h.score, 9)) for h in app.store.fts_search(query, 20, match_any=True)] == \
+               [(h.note_path, round(h.score, 9)) for h in fresh.store.fts_search(query, 20, match_any=True)]
+    assert app.indexer.update(report.written).changed == []  # nothing left for the long way to see
+    fresh.close()
+    app.close()

@@ -400,3 +400,37 @@ def test_a_vault_too_large_for_fts5_scores_keywords_by_signatures_over_the_pool(
     monkeypatch.setattr(relate, "KEYWORD_POOL", 200)
     top = [s.path for s in relater.rank("Concepts/Reward hacking.md", k=5)]
     assert "Concepts/Specification gaming.md" in top
+
+
+def test_rank_many_gives_each_note_what_rank_gives(example_app):
+    """The batched ranking (one product for the best sections of several notes, the keyword searches on the
+    store's search thread) names the same notes, in the same order, with the same passages and reasons."""
+    relater = example_app.relater()
+    paths = example_app.store.note_paths()
+    rejected = {p: {q for q in paths if q.startswith("Papers/")} for p in paths[::2]}
+    for include_private in (False, True):
+        alone = {p: relater.rank(p, k=8, exclude=rejected.get(p, set()), include_private=include_private) for p in paths}
+        together = relater.rank_many(paths, k=8, exclude=rejected, include_private=include_private)
+        assert relater._batch.sections == {} and relater._batch.keyword_hits == {}  # released
+        for p in paths:
+            assert [(s.path, s.heading, s.passage, s.why) for s in together[p]] == \
+                   [(s.path, s.heading, s.passage, s.why) for s in alone[p]], p
+            # float32 products of another shape may round the last digit differently
+            assert np.allclose([s.score for s in together[p]], [s.score for s in alone[p]], atol=1e-5), p
+        assert any(alone[p] for p in paths)
+
+
+def test_prefetched_evidence_is_what_each_note_computes_alone(example_app):
+    relater = example_app.relater()
+    corpus = relater.corpus
+    paths = example_app.store.note_paths()
+    relater.prefetch(paths)
+    prefetched = dict(relater._batch.sections)
+    texts = {t: f.result() for t, f in relater._batch.keyword_hits.items()}
+    relater.release()
+    assert set(prefetched) == {corpus.index[p] for p in paths if p in corpus.index} and texts
+    for q, (chunk, complete) in prefetched.items():
+        alone, alone_complete = relater._best_sections(q, corpus.section_vectors(corpus.rows_of(q)))
+        assert complete == alone_complete and np.allclose(chunk, alone, atol=1e-6)
+    for text, hits in texts.items():
+        assert [(h.chunk_id, h.note_path) for h in hits] == [(h.chunk_id, h.note_path) for h in relater._keyword_hits(text)]

@@ -356,6 +356,20 @@ def test_fts_finds_words_stems_titles_and_headings(store: Store):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_fts_searches_on_the_search_thread_equal_fts_search_and_see_every_commit(state_dir: Path):
+    store = Store.open(state_dir, DIM, MODEL)
+    add_note(store, "cooking.md", ["Knead the dough and let it rise.", "Bake the bread hot."])
+    add_note(store, "garden.md", ["Sow the seeds; the dough of the soil.", "Water the bread of the earth."])
+    queries = ["dough bread", "seeds", "nothing here", "", "the"]
+    futures = store.fts_searches(queries, 5, match_any=True)
+    assert [f.result() for f in futures] == [store.fts_search(q, 5, match_any=True) for q in queries]
+    add_note(store, "seeds.md", ["Seeds of doubt and seeds of hope."])  # committed on the main connection
+    assert {h.note_path for h in store.fts_searches(["seeds"], 5)[0].result()} == {"garden.md", "seeds.md"}
+    store.close()
+    with pytest.raises(StoreError):
+        store.fts_searches(["seeds"], 5)
+
+
 def test_fts_survives_query_syntax_and_unicode(store: Store):
     add_note(store, "intl.md", ["Le café était très bon", "東京 ist groß", "Привет мир"])
     for query in ['"AND OR ( * :', "NOT", "a:b", "*", '"', "(", "NEAR(a b)", "title:x", "^start", "-", "", "   "]:

@@ -11,6 +11,7 @@ from ideaweave import frontmatter
 from ideaweave.app import App
 from ideaweave.config import Settings, replace
 from ideaweave.sync import VaultSync
+from ideaweave.writer import checksum
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 NOTE = "Concepts/Reward hacking.md"
@@ -72,3 +73,30 @@ def test_templates_are_never_written(app):
     assert templates
     report = sync_of(app).run(paths=sorted(templates))
     assert report.written == [] and all("related" not in managed(app, t) for t in templates)
+
+
+def test_in_a_batch_of_writes_one_notes_failure_or_conflict_costs_that_note_only(app, monkeypatch):
+    """The writes of a run are one batch (swaps, one wait, one fsync per folder): a note that fails to be
+    written, and a note the user saves between the plan and the write, change nothing for the others;
+    the saved note is planned again from the user's bytes, which stay."""
+    from ideaweave import sync as sync_module
+    from ideaweave.failures import FaultPlan
+
+    paths = sorted(p for p in app.store.note_paths() if p not in app.store.template_paths())
+    failing, saved = paths[1], paths[2]
+    typed = "\nTyped while ideaweave was writing.\n"
+    batch = sync_module.VaultSync._write_all
+
+    def user_saves_before_the_writes(self, writes, *args):
+        assert len(writes) > 3  # the batch
+        (app.root / saved).write_text((app.root / saved).read_text(encoding="utf-8") + typed, encoding="utf-8")
+        return batch(self, writes, *args)
+
+    monkeypatch.setattr(sync_module.VaultSync, "_write_all", user_saves_before_the_writes)
+    report = sync_of(app, faults=FaultPlan([f"write:{failing}"])).run(paths=paths)
+    assert [f.path for f in report.failed] == [failing] and report.failed[0].stage == "write"
+    assert "related" not in managed(app, failing)
+    assert set(report.written) == set(paths) - {failing}
+    assert (app.root / saved).read_text(encoding="utf-8").endswith(typed) and managed(app, saved)["related"]
+    for path in report.written:  # each write remembered with the bytes it put there
+        assert app.store.last_written(path).checksum == checksum((app.root / path).read_bytes())

@@ -11,6 +11,7 @@ from pathlib import Path
 from ideaweave import frontmatter
 from ideaweave.writer import (
     BYSTANDER_HYSTERESIS, Candidate, Keys, NoteState, Write, apply_write, atomic_replace, checksum, plan_note, plan_writes,
+    WriteResult,
 )
 
 KEYS = Keys(count=3)
@@ -269,3 +270,28 @@ def test_a_note_renamed_in_the_instant_before_the_swap_does_not_come_back_under_
     assert result.status == "conflict"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["renamed.md"]  # no resurrected name, no temporary file
     assert renamed.read_bytes() == base
+
+
+def test_a_batch_of_swaps_shares_one_wait_and_puts_back_a_save_that_landed_in_it(tmp_path):
+    """begin_write swaps each note, one wait serves them all, finish_write looks at each: a save into one
+    note's old file during the wait puts that note back; the others stand; nothing is left over."""
+    from ideaweave.writer import SWAP_GRACE_SECONDS, begin_write, finish_write, fsync_folders
+
+    bases = {}
+    for name in ("a.md", "b.md", "c.md"):
+        (tmp_path / name).write_bytes(f"Body of {name}.\n".encode())
+        bases[name] = (tmp_path / name).read_bytes()
+    editor = open(tmp_path / "b.md", "ab")  # an editor's handle on b.md from before the swap
+    pending = [begin_write(tmp_path, Write(n, {"summary": f"S {n}"}, {}), bases[n], defer_seconds=0) for n in bases]
+    assert all(not isinstance(p, WriteResult) for p in pending)
+    with editor:
+        editor.write(b"Typed during the swap.\n")
+    time.sleep(SWAP_GRACE_SECONDS)
+    results = {p.write.path: finish_write(p) for p in pending}
+    fsync_folders(tmp_path / n for n, r in results.items() if r.status == "written")
+    assert {n: r.status for n, r in results.items()} == {"a.md": "written", "b.md": "conflict", "c.md": "written"}
+    assert (tmp_path / "b.md").read_bytes() == b"Body of b.md.\nTyped during the swap.\n"
+    for name in ("a.md", "c.md"):
+        data = (tmp_path / name).read_bytes()
+        assert data.endswith(bases[name]) and f"summary: \"S {name}\"".encode() in data and results[name].checksum == checksum(data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "b.md", "c.md"]

@@ -8,6 +8,7 @@ are, so a crash at any point leaves a store that the next run completes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 from .chunking import Chunk, chunk_note
 from .embedding import Embedder
 from .failures import INDEX_STAGES, NO_FAULTS, WARNING_STAGES, FaultPlan, NoteFailure, NoteGuard, is_about_the_note
-from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Store
+from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Rewrite, Store
 from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, glob_matcher, link_names, split_wikilink
+from .vault import _line_starts, _line_text  # the frontmatter block exactly as the vault finds it
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,29 @@ def chunk_records(chunks: Iterable[Chunk]) -> list[ChunkRecord]:
 VECTOR_SAVE_INTERVAL = 60.0  # seconds
 
 
+def body_start(text: str) -> int:
+    """Where a note's body begins: after a '---' block opened on the first line and closed (as `vault`
+    reads the frontmatter, without parsing it)."""
+    starts = _line_starts(text)
+    if _line_text(text, starts, 0).rstrip(" \t") != "---":
+        return 0
+    closing = next((i for i in range(1, len(starts)) if _line_text(text, starts, i).rstrip(" \t") == "---"), None)
+    if closing is None:
+        return 0
+    return starts[closing + 1] if closing + 1 < len(starts) else len(text)
+
+
+def body_shift(old_raw: bytes, new_raw: bytes) -> int | None:
+    """How far a note's body moved when only its frontmatter changed (ideaweave's own writes): None unless
+    the body, everything after the frontmatter block, is the same text in both."""
+    try:
+        old, new = old_raw.decode("utf-8-sig"), new_raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    old_start, new_start = body_start(old), body_start(new)
+    return new_start - old_start if old[old_start:] == new[new_start:] else None
+
+
 def link_records(note: Note, resolver: LinkResolver) -> list[LinkRecord]:
     records = []
     for link in note.links:
@@ -162,6 +187,30 @@ class Indexer:
         report = self._apply(plan, progress, known, full=False)
         report.seconds = time.perf_counter() - started
         return report
+
+    def record_own_writes(self, rewritten: dict[str, tuple[bytes, dict]]) -> list[str]:
+        """Index ideaweave's own writes without reading the notes again, in one transaction: `rewritten` maps
+        each note to (the bytes the write replaced, the managed values it set). Only the frontmatter changed,
+        and the managed keys are neither links nor text: the sections stay, moved by the frontmatter's change
+        in length, and the stored properties take the values. Returns the notes recorded so; any other (the
+        index did not hold the replaced bytes, the body is not the same, a secure note) is for `update`."""
+        known = self.store.note_stats(only=list(rewritten))
+        rewrites = []
+        for path, (old_raw, values) in rewritten.items():
+            stat = known.get(path)
+            if stat is None or stat.content_hash != hashlib.sha256(old_raw).hexdigest():
+                continue
+            try:
+                mtime_ns = (self.scanner.root / path).stat().st_mtime_ns  # before the read, as `VaultScanner.read`
+                new_raw = (self.scanner.root / path).read_bytes()
+            except OSError:
+                continue
+            if len(new_raw) > self.scanner.rules.max_note_bytes or b"\x00" in new_raw:
+                continue  # the long way says what becomes of it
+            shift = body_shift(old_raw, new_raw)
+            if shift is not None:
+                rewrites.append(Rewrite(path, len(new_raw), mtime_ns, hashlib.sha256(new_raw).hexdigest(), values, shift))
+        return self.store.record_rewrites(rewrites) if rewrites else []
 
     def _not_retried(self) -> dict[str, tuple[int | None, int | None]]:
         """Files skipped or failed before, as they were then: read again only once they change."""

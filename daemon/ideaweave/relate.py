@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +43,10 @@ KEYWORDS = 40
 # the KEYWORD_POOL notes the other evidence ranks highest.
 KEYWORD_SEARCH_SECTIONS = 8_000
 KEYWORD_POOL = 200
+KEYWORD_HITS = 200  # sections a note's keyword search returns
+# Notes whose best-section products `prefetch` takes in one matrix product (bounds its memory: at 50,000
+# sections, 16 notes of five sections each make a 16 MB product).
+PREFETCH_PRODUCT_NOTES = 16
 
 
 
@@ -97,6 +103,7 @@ class Relater:
     def __init__(self, corpus: Corpus, weights: dict[str, float] | None = None):
         self.corpus = corpus
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        self._batch = PrefetchedEvidence()  # what `prefetch` computed for a batch of notes
 
     def components(self, q: int, text: str | None = None) -> dict[str, np.ndarray]:
         """Raw evidence for every note of the corpus about note q.
@@ -140,12 +147,18 @@ class Relater:
         if not self.weights.get("bm25"):
             return scores
         if len(c.chunk_vid) <= KEYWORD_SEARCH_SECTIONS:
-            for hit in c.store.fts_search(" ".join(keywords(text)), 200, match_any=True):
+            for hit in self._keyword_hits(text):
                 j = c.index.get(hit.note_path)
                 if j is not None:
                     scores[j] = max(scores[j], hit.score)
             return scores
         return self._signature_scores(q, text, parts, scores)
+
+    def _keyword_hits(self, text: str) -> list:
+        """FTS5's hits for the note's keywords: prefetched with its batch, or searched now."""
+        if text in self._batch.keyword_hits:
+            return self._batch.keyword_hits[text].result()
+        return self.corpus.store.fts_search(" ".join(keywords(text)), KEYWORD_HITS, match_any=True)
 
     def _signature_scores(self, q: int, text: str, parts: dict, scores: np.ndarray) -> np.ndarray:
         """BM25 of the note's keywords against the term signatures of the KEYWORD_POOL notes that every
@@ -174,6 +187,8 @@ class Relater:
         not over these mostly filled-in values. Returns (scores, whether every note's are exact).
         """
         c = self.corpus
+        if q in self._batch.sections:
+            return self._batch.sections[q]
         chunk = np.full(len(c), -1.0)
         if not len(own):
             return chunk, True
@@ -210,6 +225,40 @@ class Relater:
 
     def _text_of(self, q: int) -> str:
         return "\n".join(chunk.text for chunk in self.corpus.store.chunks_of(self.corpus.paths[q]))
+
+    def prefetch(self, paths: Sequence[str]) -> None:
+        """Compute together what ranking each of these notes needs most time for, so that `rank` of each reads
+        it: their best-section evidence in a few matrix products (exact index), and their keyword searches
+        on a thread of the store's own (`Store.fts_searches`), which runs while the caller does other work
+        (summaries, writes) between two notes' ranks. Replaces what an earlier prefetch held. What `rank`
+        returns is the same with or without it (tests/test_relate.py compares them)."""
+        self._batch.close()
+        self._batch = PrefetchedEvidence()
+        c = self.corpus
+        rows = [q for q in (c.index.get(p) for p in dict.fromkeys(paths)) if q is not None]
+        if not rows:
+            return
+        if self.weights.get("bm25") and len(c.chunk_vid) <= KEYWORD_SEARCH_SECTIONS:
+            texts = [self._text_of(q) for q in rows]
+            queries = [" ".join(keywords(t)) for t in texts]
+            self._batch.keyword_hits = dict(zip(texts, c.store.fts_searches(queries, KEYWORD_HITS, match_any=True)))
+        if c.chunk_vectors is not None:
+            for start in range(0, len(rows), PREFETCH_PRODUCT_NOTES):
+                self._batch.sections.update(best_sections_together(c, rows[start:start + PREFETCH_PRODUCT_NOTES]))
+
+    def rank_many(self, paths: Sequence[str], k: int = 10, exclude: Mapping[str, set[str]] | None = None,
+                  include_private: bool = False) -> dict[str, list[Suggestion]]:
+        """`rank` of each note (`exclude[path]`: its rejected links), computed as a batch: the same lists."""
+        self.prefetch(paths)
+        try:
+            return {p: self.rank(p, k, (exclude or {}).get(p, frozenset()), include_private) for p in paths}
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Forget what `prefetch` computed (and stop searches not started yet)."""
+        self._batch.close()
+        self._batch = PrefetchedEvidence()
 
     def rank(self, path: str, k: int = 10, exclude: set[str] = frozenset(), include_private: bool = False
              ) -> list[Suggestion]:
@@ -299,6 +348,34 @@ def _raise_to_best(scores: np.ndarray, notes: np.ndarray, values: np.ndarray) ->
     starts = np.flatnonzero(np.r_[True, notes[1:] != notes[:-1]])
     at = notes[starts]
     scores[at] = np.maximum(scores[at], np.maximum.reduceat(values, starts))
+
+
+@dataclass
+class PrefetchedEvidence:
+    """Evidence `Relater.prefetch` computed for a batch of notes: best sections by note row, keyword hits
+    (futures) by the note's text."""
+
+    sections: dict[int, tuple[np.ndarray, bool]] = field(default_factory=dict)
+    keyword_hits: dict[str, Future] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for future in self.keyword_hits.values():
+            future.cancel()  # a search not started yet is not needed any more
+
+
+def best_sections_together(c: Corpus, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, bool]]:
+    """`Relater._best_sections` of several notes from one product of their sections with every section
+    (exact index only): per note, the best cosine between one of its sections and each note's."""
+    owns = [c.section_vectors(c.rows_of(q)) for q in rows]
+    sizes = [len(own) for own in owns]
+    product = np.concatenate(owns) @ c.chunk_vectors.T if sum(sizes) else np.zeros((0, len(c.chunk_note)))
+    found = {}
+    for q, end, size in zip(rows, np.cumsum(sizes), sizes):
+        chunk = np.full(len(c), -1.0)
+        if size:
+            _raise_to_best(chunk, c.chunk_note, product[end - size:end].max(axis=0))
+        found[q] = (chunk, True)
+    return found
 
 
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:

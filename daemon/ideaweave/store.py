@@ -40,6 +40,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,18 @@ class FtsHit(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """ideaweave's own write of a note's frontmatter, as the index records it (`Store.record_rewrites`)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    values: Mapping[str, object]  # the managed keys set (None: removed)
+    shift: int  # how far the body moved, in characters
+
+
+@dataclass(frozen=True)
 class WrittenRecord:
     path: str
     checksum: str
@@ -198,6 +211,9 @@ class Store:
         # Counts the changes, in this process, to what a ranking snapshot holds of a note: its embedded
         # sections, its vectors, its title and flags. A snapshot taken at the current count is current.
         self.sections_version = 0
+        self._searcher: ThreadPoolExecutor | None = None  # `fts_searches`' thread, started on first use
+        self._side = threading.local()  # its read connection
+        self._side_connections: list[_VeiledConnection] = []
 
     @classmethod
     def open(cls, state_dir: Path, dim: int, model_id: str, keychain: Keychain | None = None,
@@ -549,8 +565,12 @@ class Store:
             try:
                 self.flush()
             finally:
-                self._db.close()
                 self._closed = True
+                if self._searcher is not None:
+                    self._searcher.shutdown(wait=True, cancel_futures=True)
+                for side in self._side_connections:
+                    side.close()
+                self._db.close()
 
     # ---- notes
 
@@ -666,6 +686,30 @@ class Store:
                 target.add(ids, row)
                 (self._sealed_ids.add if sealed else self._sealed_ids.discard)(vector_id)
             self._fit_index_to_size()
+
+    def record_rewrites(self, rewrites: Sequence[Rewrite]) -> list[str]:
+        """Record ideaweave's own frontmatter writes in one transaction: the note's new size, time and hash,
+        its properties with the managed values, its sections' offsets moved with the body. What indexing
+        the notes again would store, without the re-reading, chunking and keyword re-indexing. Secure notes
+        (their properties are sealed) are left out. Returns the paths recorded."""
+        done = []
+        with self._transaction() as db:
+            for r in rewrites:
+                row = db.execute("SELECT id, frontmatter_json, sealed FROM notes WHERE path = ?", (r.path,)).fetchone()
+                if row is None or row[2]:
+                    continue
+                properties = json.loads(row[1])
+                for key, value in r.values.items():
+                    if value is None:
+                        properties.pop(key, None)
+                    else:
+                        properties[key] = value
+                db.execute("UPDATE notes SET size = ?, mtime_ns = ?, content_hash = ?, indexed_at = ?, frontmatter_json = ?"
+                           " WHERE id = ?", (r.size, r.mtime_ns, r.content_hash, time.time(), _to_json(properties), row[0]))
+                db.execute("UPDATE chunks SET start_offset = start_offset + ?, end_offset = end_offset + ? WHERE note_id = ?",
+                           (r.shift, r.shift, row[0]))
+                done.append(r.path)
+        return done
 
     def touch_note(self, path: str, size: int, mtime_ns: int) -> bool:
         """Record a new size/mtime for a note whose content did not change."""
@@ -1108,17 +1152,29 @@ class Store:
         Every word of `query` must match (any word when `match_any`); the query is
         taken as plain words, never as FTS5 syntax.
         """
-        expression = fts_query(query, match_any)
-        if expression is None or k <= 0:
-            return []
-        weights = ", ".join(str(w) for w in FTS_WEIGHTS)
-        rows = self._rows(
-            f"SELECT chunk_search.rowid, notes.path, bm25(chunk_search, {weights}) AS rank FROM chunk_search"
-            " JOIN chunks ON chunks.id = chunk_search.rowid JOIN notes ON notes.id = chunks.note_id"
-            " WHERE chunk_search MATCH ? ORDER BY rank LIMIT ?",
-            (expression, k),
-        )
-        return [FtsHit(chunk_id, path, -rank) for chunk_id, path, rank in rows]
+        with self._lock:
+            return _fts_search(self._db, query, k, match_any)
+
+    def fts_searches(self, queries: Sequence[str], k: int, match_any: bool = False) -> list[Future]:
+        """`fts_search` of each query, as futures run in order on the store's search thread, which reads
+        through a connection of its own (WAL: it sees what was committed) and so runs while this one
+        serves other calls. A keyword search is the costliest part of ranking a note on a small vault, and
+        the daemon's start-up pass ranks notes one after another: the next ones' searches run meanwhile."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the index is closed")
+            if self._searcher is None:
+                self._searcher = ThreadPoolExecutor(1, thread_name_prefix="ideaweave-search")
+            return [self._searcher.submit(self._side_fts_search, q, k, match_any) for q in queries]
+
+    def _side_fts_search(self, query: str, k: int, match_any: bool) -> list[FtsHit]:
+        side = getattr(self._side, "connection", None)
+        if side is None:
+            raw = sqlite3.connect(self.database_path, check_same_thread=False)  # closed by `close()`
+            raw.execute("PRAGMA query_only = 1")
+            side = self._side.connection = _VeiledConnection(raw, self._veil)
+            self._side_connections.append(side)
+        return _fts_search(side, query, k, match_any)
 
     def each_link(self) -> Iterator[tuple[str, str]]:
         """links(), one at a time (a vault's links are many small strings: not all in a list at once).
@@ -1317,6 +1373,20 @@ def stored_model_id(state_dir: Path) -> str | None:
     except sqlite3.Error:
         return None
     return row[0] if row else None
+
+
+def _fts_search(db, query: str, k: int, match_any: bool) -> list[FtsHit]:
+    expression = fts_query(query, match_any)
+    if expression is None or k <= 0:
+        return []
+    weights = ", ".join(str(w) for w in FTS_WEIGHTS)
+    rows = db.execute(
+        f"SELECT chunk_search.rowid, notes.path, bm25(chunk_search, {weights}) AS rank FROM chunk_search"
+        " JOIN chunks ON chunks.id = chunk_search.rowid JOIN notes ON notes.id = chunks.note_id"
+        " WHERE chunk_search MATCH ? ORDER BY rank LIMIT ?",
+        (expression, k),
+    ).fetchall()
+    return [FtsHit(chunk_id, path, -rank) for chunk_id, path, rank in rows]
 
 
 def fts_query(text: str, match_any: bool = False) -> str | None:

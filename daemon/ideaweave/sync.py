@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,8 @@ from .frontmatter import Unwritable
 from .related import RelatedNotes, link_target
 from .store import Store
 from .summaries import Summaries
-from .writer import BYSTANDER_HYSTERESIS, HYSTERESIS, Candidate, Keys, NoteState, Plan, Write, apply_write, checksum, plan_note
+from .writer import (BYSTANDER_HYSTERESIS, HYSTERESIS, SWAP_GRACE_SECONDS, Candidate, Keys, NoteState, PendingWrite, Plan,
+                     Write, WriteResult, apply_write, begin_write, checksum, finish_write, fsync_folders, plan_note)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class SyncReport:
     failed: list[NoteFailure] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Each note written: (the bytes the write replaced, the managed values it set), for Indexer.record_own_writes.
+    rewritten: dict[str, tuple[bytes, dict]] = field(default_factory=dict, repr=False)
 
     def retried(self, again: SyncReport) -> None:
         """Take in a second run over this run's deferred notes."""
@@ -51,6 +54,7 @@ class SyncReport:
         self.handed_off += again.handed_off
         self.deferred = again.deferred
         self.seconds += again.seconds
+        self.rewritten.update(again.rewritten)
 
     def as_json(self) -> dict:
         return {"written": len(self.written), "unchanged": self.unchanged,
@@ -106,6 +110,8 @@ class VaultSync:
         failed_before = dict((p, (stage, reason)) for p, stage, reason in store.problems(SYNC_STAGES))
         inputs = _PlanInputs()
         plan = Plan()
+        # The notes' rankings computed as a batch where that is cheaper (see Relater.prefetch): the same lists.
+        related.relater.prefetch([p for p in targets if p not in templates and p not in failed_before])
         for path in targets:
             if path in templates:
                 continue  # templates are copied into new notes: never write into them
@@ -116,16 +122,14 @@ class VaultSync:
             with guard.note(path) as at:
                 at.stage = "relate"
                 self._plan_note(path, related, bystanders, report, inputs, plan, at)
+        related.relater.release()
         self._remember_feedback(plan, related.resolver, dry_run)
         report.skipped.extend(plan.skipped)
         report.unchanged += len(plan.unchanged)
         for path, reason in plan.skipped:
             if not dry_run:
                 store.set_write_issue(path, reason)
-        for write in plan.writes:
-            with guard.note(write.path) as at:
-                at.stage = "write"
-                self._write(write, inputs.bases[write.path], report, dry_run, inputs)
+        self._write_all(plan.writes, guard, report, dry_run, inputs)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -180,8 +184,61 @@ class VaultSync:
                     self.store.set_feedback(note, target, action)
                     log.debug("%s: %s %s", note, action, link)  # titles only at debug level
 
+    def _write_all(self, writes: Sequence[Write], guard: NoteGuard, report: SyncReport, dry_run: bool,
+                   inputs: _PlanInputs) -> None:
+        """Write the notes as a batch: each swapped in atomically and checked against the bytes it was planned
+        from, then one wait for every swap's last look (writer.SWAP_GRACE_SECONDS), one fsync per folder, and
+        only then the store's memory of each write. A note whose first try ends otherwise (a conflict,
+        a deferral) goes the one-note way (`_write`), which plans it again from the user's new bytes."""
+        if dry_run or self.handoff is not None:  # the bridge takes writes one by one
+            for write in writes:
+                with guard.note(write.path) as at:
+                    at.stage = "write"
+                    self._write(write, inputs.bases[write.path], report, dry_run, inputs)
+            return
+        pending: list[PendingWrite] = []
+        again: list[Write] = []
+        try:
+            for write in writes:
+                with guard.note(write.path) as at:
+                    at.stage = "write"
+                    started = begin_write(self.root, write, inputs.bases[write.path], self.defer_seconds)
+                    if isinstance(started, PendingWrite):
+                        pending.append(started)
+                    elif started.status == "conflict":
+                        again.append(write)
+                    else:
+                        self._record(write, inputs.bases[write.path], started, report)
+            if pending:
+                time.sleep(SWAP_GRACE_SECONDS)
+        finally:
+            results = {}
+            for started in pending:
+                with guard.note(started.write.path) as at:
+                    at.stage = "write"
+                    results[started.write.path] = finish_write(started)
+        fsync_folders(self.root / path for path, result in results.items() if result.status == "written")
+        for started in pending:
+            write, result = started.write, results.get(started.write.path)
+            if result is None:
+                continue  # its failure is recorded
+            with guard.note(write.path) as at:
+                at.stage = "write"
+                if result.status == "conflict":
+                    again.append(write)
+                else:
+                    self._record(write, inputs.bases[write.path], result, report)
+        for write in again:
+            with guard.note(write.path) as at:
+                at.stage = "write"
+                # The user saved the note between our read and our write: their bytes win; plan again from them.
+                replanned = self._replan(write.path, inputs)
+                if replanned is None:
+                    report.unchanged += 1
+                    continue
+                self._write(*replanned, report, dry_run, inputs)
+
     def _write(self, write, base: bytes, report: SyncReport, dry_run: bool, inputs: _PlanInputs) -> None:
-        store = self.store
         if dry_run:
             edited = frontmatter.set_managed(base, write.values)
             if isinstance(edited, Unwritable):
@@ -204,10 +261,16 @@ class VaultSync:
                 report.unchanged += 1
                 return
             write, base = replanned
+        self._record(write, base, result, report)
+
+    def _record(self, write: Write, base: bytes, result: WriteResult, report: SyncReport) -> None:
+        """Remember a write's outcome in the store and the report."""
+        store = self.store
         if result.status == "written":
             store.record_written(write.path, result.checksum, write.remembered)
             store.clear_write_issue(write.path)
             report.written.append(write.path)
+            report.rewritten[write.path] = (base, dict(write.values))
             log.debug("%s: wrote %s", write.path, ", ".join(write.values))
         elif result.status == "unchanged":
             store.record_written(write.path, checksum(base), write.remembered)

@@ -911,7 +911,7 @@ class VaultWatcher:
             report = sync.run(paths=paths[start:start + SYNC_SLICE], dry_run=dry_run,
                               corpus=self._corpus if long_pass else corpus, bystanders=bystanders)
             if not dry_run:
-                self._after_writes(report.written, report.deferred)
+                self._after_writes(report.written, report.deferred, report.rewritten)
                 written += report.written
                 deferred += report.deferred
             if long_pass:
@@ -928,14 +928,19 @@ class VaultWatcher:
         if self.api is not None and hasattr(self.api, "refresh"):
             self.api.refresh(corpus)
 
-    def _after_writes(self, written: Sequence[str], deferred: Sequence[str]) -> None:
+    def _after_writes(self, written: Sequence[str], deferred: Sequence[str],
+                      rewritten: Mapping[str, tuple[bytes, dict]] | None = None) -> None:
         """Index our own writes at once, and come back to the notes whose write had to wait.
 
         Indexing the bytes just written (no embedding: only the frontmatter changed) keeps the
         index's content hash equal to the file's, which is how a later rename is recognised and how
-        the write's own file events are told apart from the user's.
+        the write's own file events are told apart from the user's. `rewritten` (what each write
+        replaced and set) lets the index record most of them without reading them again.
         """
         ours = [p for p in written if self._holds_our_write(p)]
+        if ours and rewritten:
+            recorded = set(self.app.indexer.record_own_writes({p: rewritten[p] for p in ours if p in rewritten}))
+            ours = [p for p in ours if p not in recorded]
         if ours:
             self.app.indexer.update(ours)
         defer_seconds = self.app.settings.writer.defer_seconds

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,16 +229,39 @@ def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResu
     file stays open across the swap: if someone appended to it in the instant between our check and
     the swap, their bytes are in the old file, and we put that file back (their edit wins; re-plan).
     """
+    swap = begin_replace(path, data, expected_checksum)
+    if isinstance(swap, WriteResult):
+        return swap
+    time.sleep(SWAP_GRACE_SECONDS)
+    conflict = finish_replace(swap)
+    if conflict is None:
+        fsync_folder(path.parent)
+    return conflict
+
+
+@dataclass
+class Swap:
+    """A note swapped in whose last look is still to come (`finish_replace`): the file it replaced, open."""
+
+    path: Path
+    original: object  # the replaced file, open for reading
+    before: os.stat_result  # its state when it was checked
+
+
+def begin_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResult | Swap:
+    """The first half of `atomic_replace`: the checked swap. Returns the conflict, or the `Swap` that
+    `finish_replace` must look at once SWAP_GRACE_SECONDS have passed (several swaps share one wait)."""
     with temporary_beside(path) as temporary:
         write_synced(temporary, data)
         try:
             original = open(path, "rb")
         except FileNotFoundError:  # renamed or deleted since it was read: its new name gets planned
             return WriteResult(str(path), "conflict", "the note moved while ideaweave was writing it")
-        with original:
+        try:
             before = os.fstat(original.fileno())
             os.chmod(temporary, before.st_mode & 0o7777)  # the note keeps its mode: it is the user's file
             if checksum(original.read()) != expected_checksum:
+                original.close()
                 return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
             ours = os.stat(temporary).st_ino
             os.replace(temporary, path)
@@ -246,15 +269,27 @@ def atomic_replace(path: Path, data: bytes, expected_checksum: str) -> WriteResu
                 # The swap did not unlink the file we read: it was renamed away in the instant before, and the
                 # swap made its old name anew. Take that name back (only if it is still our file).
                 _unlink_if_ours(path, ours)
+                original.close()
                 return WriteResult(str(path), "conflict", "the note moved while ideaweave was writing it")
-            # A save that opened the old file just before the swap lands within moments: look once more.
-            time.sleep(SWAP_GRACE_SECONDS)
-            after = os.fstat(original.fileno())
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                _restore(path, original, before.st_mode & 0o7777)
-                return WriteResult(str(path), "conflict", "the note changed while ideaweave was writing it")
-    fsync_folder(path.parent)
-    return None
+        except BaseException:
+            original.close()
+            raise
+    return Swap(path, original, before)
+
+
+def finish_replace(swap: Swap) -> WriteResult | None:
+    """The second half of `atomic_replace`, SWAP_GRACE_SECONDS after the swap: a save that opened the old
+    file just before the swap has landed by now; if one did, the user's version is put back (a conflict).
+    None: the swap stands. The folder is not fsynced here: the caller does it once per folder."""
+    original = swap.original
+    try:
+        after = os.fstat(original.fileno())
+        if (after.st_size, after.st_mtime_ns) != (swap.before.st_size, swap.before.st_mtime_ns):
+            _restore(swap.path, original, swap.before.st_mode & 0o7777)
+            return WriteResult(str(swap.path), "conflict", "the note changed while ideaweave was writing it")
+        return None
+    finally:
+        original.close()
 
 
 def _restore(path: Path, original, mode: int) -> None:
@@ -266,6 +301,30 @@ def _restore(path: Path, original, mode: int) -> None:
 def apply_write(root: Path, write: Write, base: bytes, defer_seconds: float,
                 now: Callable[[], float] = time.time) -> WriteResult:
     """Edit the managed keys of one note on disk; `base` is the content the plan was made from."""
+    started = begin_write(root, write, base, defer_seconds, now)
+    if isinstance(started, WriteResult):
+        return started
+    time.sleep(SWAP_GRACE_SECONDS)
+    result = finish_write(started)
+    if result.status == "written":
+        fsync_folder(started.swap.path.parent)
+    return result
+
+
+@dataclass
+class PendingWrite:
+    """A write swapped in (`begin_write`) and waiting for its last look (`finish_write`)."""
+
+    write: Write
+    swap: Swap
+    checksum: str  # of the bytes written
+
+
+def begin_write(root: Path, write: Write, base: bytes, defer_seconds: float,
+                now: Callable[[], float] = time.time) -> WriteResult | PendingWrite:
+    """`apply_write` up to the swap: its outcome when it ends there (unchanged, deferred, skipped, a
+    conflict), else the pending write for `finish_write`. A batch of notes swaps each, waits
+    SWAP_GRACE_SECONDS once, finishes each, then fsyncs each folder once (`fsync_folders`)."""
     path = root / write.path
     try:
         stat = path.stat()
@@ -278,7 +337,21 @@ def apply_write(root: Path, write: Write, base: bytes, defer_seconds: float,
         return WriteResult(write.path, "skipped", edited.reason)
     if edited == base:
         return WriteResult(write.path, "unchanged", checksum=checksum(base))
-    conflict = atomic_replace(path, edited, checksum(base))
+    swap = begin_replace(path, edited, checksum(base))
+    if isinstance(swap, WriteResult):
+        return WriteResult(write.path, "conflict", swap.reason)
+    return PendingWrite(write, swap, checksum(edited))
+
+
+def finish_write(pending: PendingWrite) -> WriteResult:
+    """The write's outcome once SWAP_GRACE_SECONDS have passed since its swap (its folder not yet fsynced)."""
+    conflict = finish_replace(pending.swap)
     if conflict is not None:
-        return WriteResult(write.path, "conflict", conflict.reason)
-    return WriteResult(write.path, "written", checksum=checksum(edited))
+        return WriteResult(pending.write.path, "conflict", conflict.reason)
+    return WriteResult(pending.write.path, "written", checksum=pending.checksum)
+
+
+def fsync_folders(paths: Iterable[Path]) -> None:
+    """Make the renames into these files' folders durable: one fsync per folder."""
+    for folder in sorted({Path(p).parent for p in paths}):
+        fsync_folder(folder)
