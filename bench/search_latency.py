@@ -56,6 +56,7 @@ from ideaweave.app import App  # noqa: E402
 from ideaweave.config import Settings  # noqa: E402
 from ideaweave.corpus import Corpus  # noqa: E402
 from ideaweave.search import search  # noqa: E402
+from ideaweave.watch import one_blas_thread  # noqa: E402
 from harness import PERCENTILE_NOTE, distribution  # noqa: E402
 from scale_bench import PrecomputedEmbedder  # noqa: E402
 
@@ -203,12 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         queries = real_queries(args.queries, args.seed, app.root)
         prefixes = [p for q in queries for p in typed_prefixes(q, args.min_prefix)]
         measured = {}
-        for name, backend in (("snapshot", AppBackend), ("store reads", StoreReadingBackend)):
-            running = serve(build_api(backend(app), TOKEN), "127.0.0.1", 0)
-            try:
-                measured[name] = measure_http(running.url, prefixes)
-            finally:
-                running.shutdown()
+        # numpy's BLAS on one thread, as `ideaweave watch` serves the API: OpenBLAS's spare threads spin
+        # after each product and take the core the next query's embedding needs.
+        with one_blas_thread():
+            for name, backend in (("snapshot", AppBackend), ("store reads", StoreReadingBackend)):
+                running = serve(build_api(backend(app), TOKEN), "127.0.0.1", 0)
+                try:
+                    measured[name] = measure_http(running.url, prefixes)
+                finally:
+                    running.shutdown()
         seconds, baseline = measured["snapshot"], measured["store reads"]
         report = {"index": "stand-in vectors, real query model" if args.stand_in_index else "real model",
                   "notes": len(app.store.note_paths()), "chunks": app.store.counts()["chunks"],
@@ -217,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                   "before_per_request_ms": distribution(baseline, digits=1, scale=1000),
                   "load_average": [round(x, 2) for x in os.getloadavg()]}
         if args.profile:
-            report["profile"] = profile(app, prefixes[:400], args.profile)
+            with one_blas_thread():
+                report["profile"] = profile(app, prefixes[:400], args.profile)
     finally:
         app.close()
         if temporary is not None:

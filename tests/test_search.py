@@ -6,13 +6,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ideaweave import search as search_module
 from ideaweave import vectors
 from ideaweave.app import App
 from ideaweave.corpus import Corpus
 from ideaweave.config import Settings, replace
-from ideaweave.search import Passage, more_like, note_passage, search
+from ideaweave.search import Passage, QueryVectors, more_like, note_passage, question_query, ranked_hits, search
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -150,3 +152,38 @@ def test_a_snapshot_is_left_aside_once_a_note_changes_and_kept_when_only_frontma
     assert hits[0].path == "Concepts/Goodhart's law.md" and hits[0].heading == "Quokka census"
     fresh = corpus.updated(["Concepts/Goodhart's law.md"])
     assert fresh.current and _answers(app, fresh) == _answers(app, None)
+
+
+class CountingEmbedder:
+    """The real model, counting the texts it is asked to embed."""
+
+    def __init__(self, real):
+        self.real, self.texts = real, []
+        self.model_id, self.dim, self.max_tokens = real.model_id, real.dim, real.max_tokens
+
+    def count_tokens(self, text):
+        return self.real.count_tokens(text)
+
+    def embed(self, texts):
+        self.texts.extend(texts)
+        return self.real.embed(texts)
+
+
+def test_a_query_asked_again_is_answered_the_same_without_embedding_it_again(app, monkeypatch):
+    monkeypatch.setattr(search_module, "_query_vectors", QueryVectors())  # none remembered from other tests
+    model = CountingEmbedder(app.embedder)
+    typed = ["when a measure becomes", "when a measure becomes a target", "when a measure becomes"]
+    answers = [search(app.store, model, q) for q in typed]
+    assert model.texts.count("when a measure becomes") == 1  # the prefix backspaced to is remembered
+    assert [h.as_json() for h in answers[0]] == [h.as_json() for h in answers[2]]
+    fresh = QueryVectors()
+    assert np.array_equal(fresh.embed(model, typed[1]), app.embedder.embed([typed[1]])[0])
+
+
+def test_the_keyword_query_run_beside_the_embedding_gives_the_answer_run_after_it(app):
+    for query in ["when a measure becomes a target", "Goodhart measure quokka", "What is"]:
+        beside = question_query(app.embedder, query, app.store)
+        after = question_query(app.embedder, query)
+        assert (beside.keyword_hits is not None) == bool(beside.words)
+        assert ([h.as_json() for h in ranked_hits(app.store, beside, 20)]
+                == [h.as_json() for h in ranked_hits(app.store, after, 20)])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -96,3 +99,24 @@ def test_rows_are_normalised_to_unit_length_and_zero_rows_stay_zero(matrix):
     large = row_norms(matrix) > 1e-3
     np.testing.assert_allclose(norms[large], 1.0, rtol=1e-4)
     assert (unit[(matrix == 0).all(axis=1)] == 0).all()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenMP's default is one thread anyway")
+@pytest.mark.parametrize("make", [lambda: FlatIndex.empty(2), trained_ivf])
+def test_a_search_from_a_new_thread_runs_faiss_on_one_thread(make):
+    # OpenMP keeps the thread count per thread: the API searches from worker threads, which would
+    # otherwise use every core and spin (a search of 10,000 notes' vectors took 10x longer on 2 cores).
+    index = make()
+    index.add(np.array([1, 2]), np.array([[1, 0], [0, 1]], np.float32))
+    seen = {}
+
+    def search_in_thread():
+        seen["before"] = faiss.omp_get_max_threads()
+        seen["found"] = index.search(np.array([[1, 0]], np.float32), 1)[1].tolist()
+        seen["after"] = faiss.omp_get_max_threads()
+
+    worker = threading.Thread(target=search_in_thread)
+    worker.start()
+    worker.join()
+    assert seen["before"] > 1  # the default the search must not run with
+    assert seen == {"before": seen["before"], "found": [[1]], "after": 1}

@@ -14,7 +14,10 @@ comes from is left out of the answer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -89,6 +92,8 @@ class Query:
     words: str  # what FTS5 matches
     match_any: bool = False  # any word of `words` (a passage's content words), not all of them
     exclude: frozenset[str] = frozenset()
+    # The keyword hits of `words`, already asked for while the query was embedded (`question_query`).
+    keyword_hits: Future | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,63 @@ def subject_words(query: str) -> str:
     return " ".join(w for w in words if w.lower().strip("'-") not in _NOT_SUBJECT)
 
 
-def question_query(embedder: Embedder, query: str) -> Query | None:
-    """A typed question or problem: its meaning, and its subject words, every one of which keywords must match."""
+def question_query(embedder: Embedder, query: str, store: Store | None = None) -> Query | None:
+    """A typed question or problem: its meaning, and its subject words, every one of which keywords must match.
+
+    With `store`, its keyword search runs in another thread while the query is embedded: llama.cpp and
+    SQLite both let go of Python's lock, so on a machine with a free core a query waits for the slower
+    of the two, not for both (search as you type: one query per pause in typing)."""
     query = query.strip()
     if not query:
         return None
-    return Query(query, embedder.embed([query])[0], subject_words(query))
+    words = subject_words(query)
+    keyword_hits = None
+    if store is not None and words:
+        keyword_hits = _keyword_search_pool().submit(_keyword_hits, store, Query(query, _NO_VECTOR, words))
+    return Query(query, _query_vectors.embed(embedder, query), words, keyword_hits=keyword_hits)
+
+
+_NO_VECTOR = np.zeros(0, np.float32)
+_keyword_search: ThreadPoolExecutor | None = None
+_keyword_search_lock = threading.Lock()
+
+
+def _keyword_search_pool() -> ThreadPoolExecutor:
+    global _keyword_search
+    with _keyword_search_lock:
+        if _keyword_search is None:
+            # Two: the API answers a few searches at once; the store serialises their reads anyway.
+            _keyword_search = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ideaweave-keywords")
+        return _keyword_search
+
+
+class QueryVectors:
+    """The vectors of the last queries embedded, by model and text: a user backspacing over a typed
+    query asks again for prefixes already embedded, and the model's answer for a text never changes."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.embedded = 0  # texts the model was asked for
+
+    def embed(self, embedder: Embedder, text: str) -> np.ndarray:
+        key = (embedder.model_id, text)
+        with self._lock:
+            if key in self._vectors:
+                self._vectors.move_to_end(key)
+                return self._vectors[key]
+        vector = embedder.embed([text])[0]
+        vector.setflags(write=False)  # shared by every query of this text
+        with self._lock:
+            self.embedded += 1
+            self._vectors[key] = vector
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return vector
+
+
+_query_vectors = QueryVectors()
 
 
 def passage_query(store: Store, embedder: Embedder, passage: Passage) -> Query | None:
@@ -166,6 +222,8 @@ def _keyword_hits(store: Store, query: Query) -> list:
     """Keyword hits: every subject word matching, else (nothing found) any of them. A query whose words
     are all stopwords or question words has no subject to match: FTS5 would rank nearly every section
     (75 ms at 10,000 notes for "The") for no evidence."""
+    if query.keyword_hits is not None:
+        return query.keyword_hits.result()
     if not query.words:
         return []
     keywords = store.fts_search(query.words, POOL, match_any=query.match_any)
@@ -262,7 +320,7 @@ def search(store: Store, embedder: Embedder, query: str, k: int = 20, include_pr
            weights: dict[str, float] | None = None, corpus: Corpus | None = None) -> list[SearchHit]:
     """The k notes most about `query`, best first, each with its best passage and why. `corpus`: the
     daemon's ranking snapshot, read instead of the store while it is current (the answer is the same)."""
-    return ranked_hits(store, question_query(embedder, query), k, include_private, weights, corpus)
+    return ranked_hits(store, question_query(embedder, query, store), k, include_private, weights, corpus)
 
 
 def more_like(store: Store, embedder: Embedder, passage: Passage, k: int = 20,

@@ -28,7 +28,9 @@ IVF_SAMPLE_PER_LIST = 40
 
 # One OpenMP thread for faiss, as for llama.cpp (embedding.threads): a query scans too little to share,
 # and OpenMP's waiting threads spin, so a second thread on a busy 2-core laptop made one search of 39,000
-# vectors take 96 ms instead of 12 ms (bench/search_latency.py, 10,000 notes).
+# vectors take 96 ms instead of 12 ms (bench/search_latency.py, 10,000 notes). OpenMP keeps the count per
+# thread, and a thread that never set it uses every core: `search` sets it again in the thread that asks
+# (the API's searches run in a pool of worker threads).
 faiss.omp_set_num_threads(1)
 
 
@@ -78,6 +80,7 @@ class _FaissIndex:
         self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        faiss.omp_set_num_threads(1)  # in this thread (see above): a worker thread's default is every core
         return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def save(self, path: Path) -> None:

@@ -8,7 +8,7 @@ const MIN_QUERY_LENGTH = 2;
 const RESULT_COUNT = 20;
 /**
  * How long typing must pause before the daemon is asked. Short enough to feel live (the daemon answers
- * in about 10 ms at 10,000 notes, bench/search_latency.py), long enough that a word typed at speed
+ * in about 20 ms at the median at 10,000 notes, bench/search_latency.py), long enough that a word typed at speed
  * sends one request, not one per letter.
  */
 export const TYPING_PAUSE_MS = 120;
