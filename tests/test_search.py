@@ -6,13 +6,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ideaweave import search as search_module
 from ideaweave import vectors
 from ideaweave.app import App
 from ideaweave.corpus import Corpus
 from ideaweave.config import Settings, replace
-from ideaweave.search import Passage, more_like, note_passage, search
+from ideaweave.search import (SEARCH_WEIGHTS, Passage, more_like, note_components, note_passage,
+                              question_query, search, vault_centre)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -150,3 +153,37 @@ def test_a_snapshot_is_left_aside_once_a_note_changes_and_kept_when_only_frontma
     assert hits[0].path == "Concepts/Goodhart's law.md" and hits[0].heading == "Quokka census"
     fresh = corpus.updated(["Concepts/Goodhart's law.md"])
     assert fresh.current and _answers(app, fresh) == _answers(app, None)
+
+
+# ---- the vault's centre: a note near it (an overview) counts against it
+
+def test_the_vault_centre_is_the_mean_whole_note_vector_of_the_first_notes_and_follows_changes(app, monkeypatch):
+    _paths, vectors, _ = app.store.note_means()
+    assert np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
+    (app.root / "Quokkas.md").write_text("# Quokkas\n\nQuokkas hop between mangrove roots at dawn.\n", encoding="utf-8")
+    app.indexer.run()
+    _paths, vectors, _ = app.store.note_means()
+    assert np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
+    # A large vault: the centre of its first notes only, the same from one search to the next.
+    monkeypatch.setattr(search_module, "CENTRE_NOTES", 3)
+    (app.root / "Wombats.md").write_text("# Wombats\n\nWombats dig burrows.\n", encoding="utf-8")
+    app.indexer.run()
+    first = app.store.oldest_note_paths(3)
+    _paths, vectors, _ = app.store.note_means(only=first)
+    assert len(first) == 3 and np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
+
+
+def test_how_central_a_candidate_is_counts_against_it(app):
+    query = question_query(app.embedder, "an AI that lets humans switch it off")
+    evidence = note_components(app.store, query)
+    paths, vectors, _ = app.store.note_means(only=evidence.paths)
+    centre = vault_centre(app.store)
+    expected = dict(zip(paths, vectors @ centre))
+    central = dict(zip(evidence.paths, evidence.parts["central"]))
+    assert all(abs(central[p] - expected[p]) < 1e-5 for p in paths)
+    # The most central candidate loses ground to every other when centrality counts; the rest of the fusion is unchanged.
+    without = {k: w for k, w in SEARCH_WEIGHTS.items() if k != "central"}
+    gain = evidence.fused(SEARCH_WEIGHTS) - evidence.fused(without)
+    most = int(np.argmax(evidence.parts["central"]))
+    assert SEARCH_WEIGHTS["central"] < 0 and gain[most] == gain.min()
+
