@@ -10,9 +10,13 @@ The copy of the vault (descriptions removed) is indexed once with the real model
 ranks the same queries through ideaweave's own search code and the figures print as a table (hit@1,
 hit@10, MRR@10). `ideaweave search` itself is measured by the shared benchmark, which runs the CLI.
 
-Two levers not in search yet are measured here too:
-- a per-note vector of the title with the first paragraph, embedded here for every note, fused at a few
-  weights (the index would keep it as one more vector per note);
+Levers not in search are measured here too, each alone and added to the shipped fusion:
+- per-note vectors the index would have to keep (embedded here for every note): the title with the first
+  paragraph; openings (the title with the first 1 or 3 sentences); the title with the aliases;
+- sentence-level evidence (every sentence of every note embedded, `prose.sentences_of`): the best sentence,
+  the best of the first three, the first sentence, the mean of the best two; with the tokens it would
+  add to the index;
+- other fusions: reciprocal rank instead of z-scores, and z-scores over the first 30 only (a second stage);
 - weights learned on the vault: every combination of weights on a grid, chosen on half of the queries and
   scored on the other half (2-fold, both ways): what fitting the weights to a vault can give at best, since
   it learns from the real queries where a vault would learn from pseudo-queries.
@@ -35,13 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
 import numpy as np  # noqa: E402
 
-from ideaweave.app import App  # noqa: E402
+from ideaweave.app import App, scan_rules  # noqa: E402
 from ideaweave.config import Settings, replace  # noqa: E402
+from ideaweave.prose import sentences_of  # noqa: E402
 from ideaweave.relate import zscore  # noqa: E402
 from ideaweave.search import SEARCH_WEIGHTS, note_components, question_query, search  # noqa: E402
+from ideaweave.vault import parse_note  # noqa: E402
 from ideaweave.vectors import row_norms  # noqa: E402
 
 GRID = (0.0, 0.25, 0.5, 1.0)  # each weight's values in the learned-weights search
+LEARNED = ("section", "lead", "note", "keywords", "title")  # the components whose weights are learned
+SECOND_STAGE = 30  # candidates standardised by the second-stage variant
 
 DESCRIPTION = re.compile(r"^description: (.*)\n", re.M)
 
@@ -78,12 +86,66 @@ def first_paragraph(body: str) -> str:
     return ""
 
 
-def title_lead_vectors(app, paths: list[str]) -> dict[str, np.ndarray]:
-    """{note: unit vector of "title. first paragraph"}."""
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(row_norms(vectors), 1e-9)[:, None]
+
+
+def note_extras(app, paths: list[str]) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], dict]:
+    """Per-note vectors ({lever: {note: unit vector}}), every note's sentence vectors, and token counts."""
+    rules = scan_rules(app.settings)
+    notes = {p: parse_note(p, (app.root / p).read_bytes(), 0, rules, "") for p in paths}
+    sentences = {p: [s.text for s in sentences_of(n)] for p, n in notes.items()}
     flags = app.store.note_flags()
-    texts = [f"{flags[p][0]}. {first_paragraph(app.read_body(p) or '')}" for p in paths]
-    vectors = np.asarray(app.embedder.embed(texts), dtype=np.float32)
-    return dict(zip(paths, vectors / np.maximum(row_norms(vectors), 1e-9)[:, None]))
+    texts = {
+        "title + first paragraph": [f"{flags[p][0]}. {first_paragraph(app.read_body(p) or '')}" for p in paths],
+        "opening: title + first sentence": [f"{flags[p][0]}. {' '.join(sentences[p][:1])}" for p in paths],
+        "opening: title + first 3 sentences": [f"{flags[p][0]}. {' '.join(sentences[p][:3])}" for p in paths],
+        "title + aliases": ["; ".join([flags[p][0], *flags[p][3]]) for p in paths],
+    }
+    vectors = {name: dict(zip(paths, unit_rows(app.embedder.embed(t)))) for name, t in texts.items()}
+    flat = [s for p in paths for s in sentences[p]]
+    embedded = unit_rows(app.embedder.embed(flat)) if flat else np.zeros((0, app.embedder.dim), np.float32)
+    bounds = np.cumsum([0] + [len(sentences[p]) for p in paths])
+    sentence_vectors = {p: embedded[bounds[i]:bounds[i + 1]] for i, p in enumerate(paths)}
+    tokens = {"sentences": len(flat), "sentence tokens": sum(app.embedder.count_tokens(s) for s in flat),
+              "section tokens": sum(app.embedder.count_tokens(c.text) for p in paths for c in app.store.chunks_of(p))}
+    for name, t in texts.items():
+        tokens[f"{name} tokens"] = sum(app.embedder.count_tokens(x) for x in t)
+    return vectors, sentence_vectors, tokens
+
+
+def add_extra_parts(evidence, query_vector: np.ndarray, vectors: dict, sentence_vectors: dict) -> None:
+    """The levers not in search, as more components of one query's candidates."""
+    unit = query_vector / max(float(np.linalg.norm(query_vector)), 1e-9)
+    for name, of_note in vectors.items():
+        evidence.parts[name] = np.array([float(of_note[p] @ unit) if p in of_note else -1.0 for p in evidence.paths])
+    sims = [sentence_vectors[p] @ unit if len(sentence_vectors.get(p, ())) else np.array([-1.0]) for p in evidence.paths]
+    evidence.parts["best sentence"] = np.array([s.max() for s in sims])
+    evidence.parts["best of the first 3 sentences"] = np.array([s[:3].max() for s in sims])
+    evidence.parts["first sentence"] = np.array([s[0] for s in sims])
+    evidence.parts["mean of the best 2 sentences"] = np.array([np.sort(s)[-2:].mean() for s in sims])
+
+
+def reciprocal_rank_fused(evidence, weights: dict[str, float], k: int = 60) -> list[str]:
+    """Each component's rank turned into weight / (k + rank) and added (a negative weight ranks that
+    component from its low end)."""
+    total = np.zeros(len(evidence.paths))
+    for name, weight in weights.items():
+        order = np.argsort(-np.sign(weight) * evidence.parts[name], kind="stable")
+        rank = np.empty(len(order))
+        rank[order] = np.arange(1, len(order) + 1)
+        total += abs(weight) / (k + rank)
+    return [evidence.paths[i] for i in np.argsort(-total, kind="stable")[:10]]
+
+
+def second_stage(evidence, weights: dict[str, float], n: int = SECOND_STAGE) -> list[str]:
+    """The first n of the fusion ranked again, each component standardised over those n only."""
+    top = np.argsort(-evidence.fused(weights), kind="stable")[:n]
+    chosen = np.zeros(len(evidence.paths), dtype=bool)
+    chosen[top] = True
+    total = sum(w * zscore(evidence.parts[name], chosen) for name, w in weights.items())
+    order = top[np.argsort(-total[top], kind="stable")]
+    return [evidence.paths[i] for i in order[:10]]
 
 
 def gold_rank_scores(z: np.ndarray, gold: int, weights: np.ndarray) -> np.ndarray:
@@ -99,8 +161,10 @@ def gold_rank_scores(z: np.ndarray, gold: int, weights: np.ndarray) -> np.ndarra
 
 def learned_weights(parts, sample: list[str], names: list[str]) -> tuple[float, list[dict]]:
     """2-fold cross-validated MRR@10 of grid-searched weights, and the weights each fold chose."""
-    grid = np.array(list(itertools.product(GRID, repeat=len(names))))
-    grid = grid[grid.sum(axis=1) > 0]
+    # A component that counts against a note (centrality) is searched over negative weights.
+    axes = [[-g for g in GRID] if SEARCH_WEIGHTS.get(n, 1.0) < 0 else list(GRID) for n in names]
+    grid = np.array(list(itertools.product(*axes)))
+    grid = grid[np.abs(grid).sum(axis=1) > 0]
     rr = []
     for p, gold in zip(parts, sample):
         every = np.ones(len(p.paths), dtype=bool)
@@ -138,28 +202,36 @@ def main() -> None:
     seconds = (time.perf_counter() - started) / len(sample)
     asked = [question_query(app.embedder, queries[n]) for n in sample]
     parts = [note_components(app.store, q) for q in asked]
-    lead_of = title_lead_vectors(app, app.store.note_paths())
+    vectors, sentence_vectors, tokens = note_extras(app, app.store.note_paths())
     for p, q in zip(parts, asked):
-        unit = q.vector / max(float(np.linalg.norm(q.vector)), 1e-9)
-        p.parts["titlelead"] = np.array([float(lead_of[path] @ unit) for path in p.paths])
-    variants = {f"{name} alone": {name: 1.0} for name in SEARCH_WEIGHTS}
-    variants["title + first paragraph vector alone"] = {"titlelead": 1.0}
-    for weight in (0.25, 0.5, 1.0):
-        variants[f"fused + title & first paragraph {weight}"] = dict(SEARCH_WEIGHTS, titlelead=weight)
+        add_extra_parts(p, q.vector, vectors, sentence_vectors)
+    levers = list(vectors) + ["best sentence", "best of the first 3 sentences", "first sentence",
+                              "mean of the best 2 sentences"]
+    # A component alone ranks by its own direction: a note's centrality counts against it.
+    variants = {f"{name} alone": {name: 1.0 if weight > 0 else -1.0} for name, weight in SEARCH_WEIGHTS.items()}
     variants["fused (weights as shipped)"] = dict(SEARCH_WEIGHTS)
     for name in SEARCH_WEIGHTS:
         variants[f"fused without {name}"] = {k: v for k, v in SEARCH_WEIGHTS.items() if k != name}
+    for name in levers:
+        variants[f"{name} alone"] = {name: 1.0}
+        for weight in (0.25, 0.5, 1.0):
+            variants[f"fused + {name} {weight}"] = dict(SEARCH_WEIGHTS, **{name: weight})
     for label, weights in variants.items():
         rows[label] = [score(p.ranked(weights, 10), n) for p, n in zip(parts, sample)]
-    for names in (list(SEARCH_WEIGHTS), list(SEARCH_WEIGHTS) + ["titlelead"]):
+    rows["reciprocal rank fusion (k 60), shipped weights"] = [
+        score(reciprocal_rank_fused(p, SEARCH_WEIGHTS), n) for p, n in zip(parts, sample)]
+    rows[f"z-scores over the first {SECOND_STAGE} only"] = [score(second_stage(p, SEARCH_WEIGHTS), n)
+                                                           for p, n in zip(parts, sample)]
+    for names in (list(LEARNED), list(SEARCH_WEIGHTS), list(SEARCH_WEIGHTS) + ["title + first paragraph"]):
         mrr, chosen = learned_weights(parts, sample, names)
-        label = "learned weights, 2-fold" + (" (+ title & first paragraph)" if "titlelead" in names else "")
-        print(f"{label}: MRR@10 {mrr:.3f}; chosen: {chosen}")
+        print(f"learned weights, 2-fold, over {', '.join(names)}: MRR@10 {mrr:.3f}; chosen: {chosen}")
     print(f"{len(sample)} queries over {len(app.store.note_paths())} notes; search {seconds * 1000:.1f} ms per query")
-    print(f"{'variant':34} hit@1  hit@10 MRR@10")
+    print("tokens embedded: " + ", ".join(f"{k} {v:,}" for k, v in tokens.items()))
+    width = max(len(label) for label in rows)
+    print(f"{'variant':{width}} hit@1  hit@10 MRR@10")
     for label, values in rows.items():
         means = [sum(v[i] for v in values) / len(values) for i in range(3)]
-        print(f"{label:34} {means[0]:.3f}  {means[1]:.3f}  {means[2]:.3f}")
+        print(f"{label:{width}} {means[0]:.3f}  {means[1]:.3f}  {means[2]:.3f}")
     app.close()
 
 

@@ -14,7 +14,8 @@ from ideaweave import vectors
 from ideaweave.app import App
 from ideaweave.corpus import Corpus
 from ideaweave.config import Settings, replace
-from ideaweave.search import Passage, QueryVectors, more_like, note_passage, question_query, ranked_hits, search
+from ideaweave.search import (SEARCH_WEIGHTS, Passage, QueryVectors, more_like, note_components, note_passage,
+                              question_query, ranked_hits, search, vault_centre)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -187,3 +188,37 @@ def test_the_keyword_query_run_beside_the_embedding_gives_the_answer_run_after_i
         assert (beside.keyword_hits is not None) == bool(beside.words)
         assert ([h.as_json() for h in ranked_hits(app.store, beside, 20)]
                 == [h.as_json() for h in ranked_hits(app.store, after, 20)])
+
+
+# ---- the vault's centre: a note near it (an overview) counts against it
+
+def test_the_vault_centre_is_the_mean_whole_note_vector_of_the_first_notes_and_follows_changes(app, monkeypatch):
+    _paths, vectors, _ = app.store.note_means()
+    assert np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
+    (app.root / "Quokkas.md").write_text("# Quokkas\n\nQuokkas hop between mangrove roots at dawn.\n", encoding="utf-8")
+    app.indexer.run()
+    _paths, vectors, _ = app.store.note_means()
+    assert np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
+    # A large vault: the centre of its first notes only, the same from one search to the next.
+    monkeypatch.setattr(search_module, "CENTRE_NOTES", 3)
+    (app.root / "Wombats.md").write_text("# Wombats\n\nWombats dig burrows.\n", encoding="utf-8")
+    app.indexer.run()
+    first = app.store.oldest_note_paths(3)
+    _paths, vectors, _ = app.store.note_means(only=first)
+    assert len(first) == 3 and np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
+
+
+def test_how_central_a_candidate_is_counts_against_it(app):
+    query = question_query(app.embedder, "an AI that lets humans switch it off")
+    evidence = note_components(app.store, query)
+    paths, vectors, _ = app.store.note_means(only=evidence.paths)
+    centre = vault_centre(app.store)
+    expected = dict(zip(paths, vectors @ centre))
+    central = dict(zip(evidence.paths, evidence.parts["central"]))
+    assert all(abs(central[p] - expected[p]) < 1e-5 for p in paths)
+    # The most central candidate loses ground to every other when centrality counts; the rest of the fusion is unchanged.
+    without = {k: w for k, w in SEARCH_WEIGHTS.items() if k != "central"}
+    gain = evidence.fused(SEARCH_WEIGHTS) - evidence.fused(without)
+    most = int(np.argmax(evidence.parts["central"]))
+    assert SEARCH_WEIGHTS["central"] < 0 and gain[most] == gain.min()
+

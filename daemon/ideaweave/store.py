@@ -916,6 +916,11 @@ class Store:
     def note_paths(self) -> list[str]:
         return sorted(row[0] for row in self._rows("SELECT path FROM notes"))  # by the real paths, not pseudonyms
 
+    def oldest_note_paths(self, limit: int) -> list[str]:
+        """The paths of the `limit` notes indexed first: a sample of the vault that stays put while notes
+        come and go (only the ones removed leave it)."""
+        return [row[0] for row in self._rows("SELECT path FROM notes ORDER BY id LIMIT ?", (int(limit),))]
+
     def notes(self) -> list[StoredNote]:
         return sorted((_stored_note(row) for row in self._rows(f"SELECT {_NOTE_COLUMNS} FROM notes")),
                       key=lambda note: note.path)
