@@ -246,6 +246,9 @@ def test_read_managed_returns_plain_values() -> None:
         ("---\nloop: &l [*l]\n---\n", "frontmatter aliases refer to themselves"),
         ("---\ntitle: A\n", "frontmatter has no closing --- line"),
         ("---\ntitle: A\rtags: b\n---\n", "frontmatter uses line breaks other than LF or CRLF"),
+        # The index reads this block as frontmatter: a new block above it would turn its properties into text.
+        ("---  \ntitle: A\n---\nBody\n", "frontmatter's opening --- line ends in spaces"),
+        ("---\t\r\ntitle: A\r\n---\r\n", "frontmatter's opening --- line ends in spaces"),
     ],
 )
 def test_unsafe_frontmatter_is_refused_with_a_reason(note: str, reason_start: str) -> None:

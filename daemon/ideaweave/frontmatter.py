@@ -117,6 +117,10 @@ def split_frontmatter(text: str) -> NoteParts:
     return NoteParts(bom, opening, rest[len(opening):], "", "")
 
 
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0].rstrip("\r")
+
+
 def one_line(text: str) -> str:
     """A summary as it is stored: each line break, with the whitespace around it, becomes one space."""
     return " ".join(piece for piece in _LINE_BREAK_RUN.split(text) if piece)
@@ -194,6 +198,11 @@ def _decode_and_split(raw: bytes) -> NoteParts | Unwritable:
     except UnicodeDecodeError as error:
         return Unwritable(f"note is not valid UTF-8 (byte {error.start})")
     parts = split_frontmatter(text)
+    first = _first_line(parts.body)
+    if not parts.opening and first != "---" and first.rstrip(" \t") == "---":
+        # The index reads such a block as frontmatter (vault.py), this parser would read it as body and put
+        # a second block above it, turning the user's properties into text: the two must never disagree.
+        return Unwritable("frontmatter's opening --- line ends in spaces or tabs; remove them to let ideaweave write")
     if parts.unclosed:
         return Unwritable("frontmatter has no closing --- line")
     return parts
