@@ -108,9 +108,31 @@ def test_the_end_of_the_body_is_untouched(ending: str) -> None:
     assert result.decode().endswith("---\nBody" + ending)
 
 
-def test_closing_line_without_newline_and_dots_closing() -> None:
+def test_closing_line_without_newline() -> None:
     assert _set(b"---\na: 1\n---", {"summary": "S"}) == b'---\na: 1\nsummary: "S"\n---'
-    assert _set(b"---\na: 1\n...\nBody", {"summary": "S"}) == b'---\na: 1\nsummary: "S"\n...\nBody'
+
+
+def test_dots_end_the_yaml_but_not_the_block() -> None:
+    # Obsidian (and so the index) reads on to the next --- line; YAML's `...` inside is only where its
+    # document ends, so new keys go above it and every line of the user's stays as it was.
+    note = b"---\na: 1\nrelated: [x]\n...\n# after the end\n---\nBody\n"
+    assert _set(note, {"summary": "S"}) == b'---\na: 1\nrelated: [x]\nsummary: "S"\n...\n# after the end\n---\nBody\n'
+    assert _set(note, {"related": ["[[B]]"]}) == b'---\na: 1\nrelated:\n  - "[[B]]"\n...\n# after the end\n---\nBody\n'
+    assert _set(note, {"related": None}) == b"---\na: 1\n...\n# after the end\n---\nBody\n"
+    crlf = b"---\r\na: |\r\n  text\r\n...  \r\n---\r\n"
+    assert _set(crlf, {"summary": "S"}) == b'---\r\na: |\r\n  text\r\nsummary: "S"\r\n...  \r\n---\r\n'
+
+
+def test_dots_without_a_closing_line_leave_no_block_to_edit() -> None:
+    # The index reads such a note as body only: no block to edit, and none is put above it.
+    result = set_managed(b"---\na: 1\n...\nBody\n", {"summary": "S"})
+    assert isinstance(result, Unwritable) and result.reason == "frontmatter has no closing --- line"
+
+
+def test_an_opening_line_ending_in_spaces_is_edited_in_place() -> None:
+    # The index reads it as frontmatter (as Obsidian does), so the writer edits the same block.
+    assert _set(b"---  \ntitle: A\n---\nBody\n", {"summary": "S"}) == b'---  \ntitle: A\nsummary: "S"\n---\nBody\n'
+    assert _set(b"---\t\r\ntitle: A\r\n--- \r\n", {"related": []}) == b"---\t\r\ntitle: A\r\nrelated: []\r\n--- \r\n"
 
 
 def test_note_without_frontmatter_gets_a_block_on_top() -> None:
@@ -246,9 +268,9 @@ def test_read_managed_returns_plain_values() -> None:
         ("---\nloop: &l [*l]\n---\n", "frontmatter aliases refer to themselves"),
         ("---\ntitle: A\n", "frontmatter has no closing --- line"),
         ("---\ntitle: A\rtags: b\n---\n", "frontmatter uses line breaks other than LF or CRLF"),
-        # The index reads this block as frontmatter: a new block above it would turn its properties into text.
-        ("---  \ntitle: A\n---\nBody\n", "frontmatter's opening --- line ends in spaces"),
-        ("---\t\r\ntitle: A\r\n---\r\n", "frontmatter's opening --- line ends in spaces"),
+        ("---\rtitle: A\n---\n", "frontmatter uses line breaks other than LF or CRLF"),
+        ("---\ntitle: A\n...\nBody\n", "frontmatter has no closing --- line"),
+        ("---\na: 1\n...\nb: 2\n---\nBody\n", "frontmatter is not valid YAML: "),
     ],
 )
 def test_unsafe_frontmatter_is_refused_with_a_reason(note: str, reason_start: str) -> None:
@@ -284,9 +306,9 @@ def test_caller_mistakes_raise() -> None:
 
 
 def test_split_frontmatter_parts_rebuild_the_text() -> None:
-    parts = split_frontmatter("\ufeff---\r\na: 1\r\n...  \r\nBody\r\n---\r\n")
+    parts = split_frontmatter("\ufeff---\r\na: 1\r\n...  \r\nb\r\n---  \r\nBody\r\n---\r\n")
     assert (parts.bom, parts.opening, parts.block, parts.closing, parts.body) == (
-        "\ufeff", "---\r\n", "a: 1\r\n", "...  \r\n", "Body\r\n---\r\n"
+        "\ufeff", "---\r\n", "a: 1\r\n...  \r\nb\r\n", "---  \r\n", "Body\r\n---\r\n"
     )
     assert parts.line_ending == "\r\n" and parts.has_frontmatter and not parts.unclosed
     plain = split_frontmatter("Body\n")
@@ -378,6 +400,7 @@ def notes(draw: st.DrawFn) -> Note:
     bom = draw(st.sampled_from(["", "\ufeff"]))
     kind = draw(st.sampled_from(["none", "empty", "full", "full", "full"]))
     groups = [OTHER_GROUPS[i] for i in draw(st.lists(st.integers(0, len(OTHER_GROUPS) - 1), unique=True))]
+    other_keys = bool(groups)
     if draw(st.booleans()):
         style = draw(st.sampled_from(["block", "indentless", "flow", "flow_lines", "commented", "null", "scalar"]))
         groups.append(_related_lines(style, draw(st.lists(st.sampled_from(LINKS), max_size=3))))
@@ -396,7 +419,12 @@ def notes(draw: st.DrawFn) -> Note:
             body = "Text" + eol + body
     else:
         block_lines = block_lines if kind == "full" else []
-        opening, closing = "---" + eol, draw(st.sampled_from(["---", "..."])) + eol
+        opening = draw(st.sampled_from(["---", "---", "---  ", "---\t"])) + eol
+        closing = draw(st.sampled_from(["---", "---", "--- "])) + eol
+        # YAML's document end may close the YAML before the block's closing line, comments after it
+        # (after a key that stays: ruamel, like the index, refuses a document end with no document before it).
+        if other_keys and kind == "full":
+            block_lines += draw(st.sampled_from([[], [], ["..."], ["...", "# after the end"]]))
     block = "".join(line + eol for line in block_lines)
     raw = (bom + opening + block + closing + body).encode()
     return Note(raw, kind, bom, eol, opening, closing, body)
@@ -418,12 +446,12 @@ managed_values = st.dictionaries(st.sampled_from(MANAGED), managed_value, min_si
 def _split_text(text: str) -> tuple[str, list[str] | None, str]:
     """(prefix before the block, block lines with endings or None, everything after the block)."""
     bom = "\ufeff" if text.startswith("\ufeff") else ""
-    match = re.match(r"---\r?\n", text[len(bom):])
+    match = re.match(r"---[ \t]*\r?\n", text[len(bom):])
     if not match:
         return bom, None, text[len(bom):]
     lines = re.findall(r"[^\n]*\n|[^\n]+$", text[len(bom) + match.end():])
     for index, line in enumerate(lines):
-        if line.rstrip("\r\n") in ("---", "..."):
+        if line.rstrip("\r\n").rstrip(" \t") == "---":
             return bom + match.group(), lines[:index], "".join(lines[index:])
     raise AssertionError("no closing line")
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ideaweave.frontmatter import find_block, split_frontmatter
 from ideaweave.vault import (
     Link,
     LinkResolver,
@@ -224,6 +226,64 @@ def test_frontmatter_edge_cases():
     assert indented.body_start == 0 and indented.frontmatter == {}
     only = parse("---\na: 1\n---")
     assert only.frontmatter == {"a": 1} and only.body_start == len(only.text)
+
+
+def test_dots_do_not_close_frontmatter_as_in_obsidian():
+    closed_below = parse("---\na: 1\n...\n---\nbody")
+    assert closed_below.frontmatter == {"a": 1} and closed_below.text[closed_below.body_start:] == "body"
+    never_closed = parse("---\na: 1\n...\nbody")
+    assert never_closed.body_start == 0 and never_closed.frontmatter == {}
+    spaced = parse("---  \na: 1\n--- \t\nbody")
+    assert spaced.frontmatter == {"a": 1} and spaced.text[spaced.body_start:] == "body"
+
+
+# Lines that may open, close or only look like frontmatter delimiters, joined by every line break
+# markdown-it counts (and a few it does not).
+DELIMITER_LIKE = ["---", "--- ", "---\t", "...", "... ", " ---", "----", "--", "a: 1", "b: [x]", "# c", "", "body"]
+LINE_BREAKS = ["\n", "\r\n", "\r", "\u2028", "\x85"]
+
+
+@st.composite
+def delimiter_texts(draw) -> str:
+    pieces = draw(st.lists(st.tuples(st.sampled_from(DELIMITER_LIKE), st.sampled_from(LINE_BREAKS)), max_size=7))
+    text = "".join(line + brk for line, brk in pieces)
+    return draw(st.sampled_from(["", "\ufeff"])) + text + draw(st.sampled_from(["", "---", "x"]))
+
+
+def _block_by_lines(text: str) -> tuple[int, int, int] | None:
+    """A line-by-line reading of Obsidian's rule, independent of the shared finder: (YAML start, YAML end,
+    body start) of a closed block, else None."""
+    lines = re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
+    if not lines or lines[0].rstrip("\r\n").rstrip(" \t") != "---" or lines[0] == lines[0].rstrip("\r\n"):
+        return None
+    offset = len(lines[0])
+    for line in lines[1:]:
+        if line.rstrip("\r\n").rstrip(" \t") == "---":
+            return len(lines[0]), offset, offset + len(line)
+        offset += len(line)
+    return None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=delimiter_texts())
+def test_property_index_and_writer_find_the_same_frontmatter_block(text):
+    """The index's properties and the lines the writer edits are one block, for any text: were they not,
+    a write could turn the user's properties into body text, or edit lines the index reads as body."""
+    rest = text.removeprefix("\ufeff")
+    expected = _block_by_lines(rest)
+    block = find_block(rest)
+    assert (expected is None) == (block is None or not block.closed)
+    if expected is not None:
+        assert (block.start, block.end, block.body_start) == expected
+    note = parse_note("n.md", text.encode(), 0, ScanRules(), "")
+    parts = split_frontmatter(text)
+    if expected is None:
+        assert note.body_start == 0
+        assert not parts.has_frontmatter or parts.unclosed
+    else:
+        assert note.text[:note.body_start] == parts.opening + parts.block + parts.closing
+        assert note.text[note.body_start:] == parts.body
+        assert parts.block == rest[expected[0]:expected[1]]
 
 
 def test_yaml_alias_bomb_does_not_hang():

@@ -30,8 +30,14 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 BOM = "\ufeff"
-_OPENINGS = ("---\n", "---\r\n")
-_CLOSINGS = ("---", "...")
+# Where a frontmatter block lies is Obsidian's rule, and the index (vault.py) and this writer share it
+# (`find_block`): a `---` line on the very first line opens it, the next `---` line closes it (trailing
+# spaces and tabs allowed on both), and lines break at CRLF, LF or a lone CR, as markdown-it counts them.
+# `...` closes nothing: Obsidian reads on to the next `---`, so in the block it is YAML's document end.
+_OPENING_LINE = re.compile(r"---[ \t]*(\r\n|\r|\n)")
+_CLOSING_LINE = re.compile(r"(?:\r\n|\r|\n)(---[ \t]*(?:\r\n|\r|\n|\Z))")
+# YAML's document end marker, which may end the block's YAML before its closing `---` line.
+_DOCUMENT_END = re.compile(r"\.\.\.(?:[ \t].*)?\r?\n?\Z")
 
 # ruamel counts a lone CR, NEL, LS and PS as line breaks too; splitting lines on
 # LF alone would then disagree with its line numbers, so such blocks are refused.
@@ -57,6 +63,34 @@ class Unwritable:
     """Why a note's frontmatter cannot be read or edited safely (a sentence for the user)."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """Where the frontmatter block lies in a note's text (BOM removed): its YAML is text[start:end], its
+    closing line text[end:body_start]. A block never closed has end == body_start == len(text) and
+    `closed` false; Obsidian, and so the index, then reads the whole text as body."""
+
+    start: int
+    end: int
+    body_start: int
+    closed: bool
+
+
+def find_block(text: str) -> Block | None:
+    """The frontmatter block of a note's text (BOM removed), or None when its first line is no `---` line.
+
+    The one rule for both the index (`vault`) and the writer: the two must never disagree on which lines
+    are properties, or a write could turn the user's properties into body text.
+    """
+    opening = _OPENING_LINE.match(text)
+    if opening is None:
+        return None
+    # The search starts at the opening line's break, so that the very next line may close the block.
+    closing = _CLOSING_LINE.search(text, opening.start(1))
+    if closing is None:
+        return Block(opening.end(), len(text), len(text), closed=False)
+    return Block(opening.end(), closing.start(1), closing.end(1), closed=True)
 
 
 @dataclass(frozen=True)
@@ -91,7 +125,7 @@ class NoteParts:
     def line_ending(self) -> str:
         """The line ending new lines should use: the opening line's, else the first one in the text."""
         if self.opening:
-            return self.opening[3:]
+            return self.opening[len(self.opening.rstrip("\r\n")):]  # the line break alone
         first_break = self.body.find("\n")
         return "\r\n" if first_break > 0 and self.body[first_break - 1] == "\r" else "\n"
 
@@ -99,26 +133,16 @@ class NoteParts:
 def split_frontmatter(text: str) -> NoteParts:
     """Cut a note into BOM, opening `---` line, YAML block, closing line and body.
 
-    Frontmatter counts only when the text (after an optional BOM) starts with
-    `---` and a line break; it ends at the first line that is `---` or `...`
-    (trailing spaces allowed). The body is everything after that line, untouched.
+    The block is where `find_block` puts it (the index reads the same lines as properties). The body is
+    everything after the closing line, untouched.
     """
     bom = BOM if text.startswith(BOM) else ""
     rest = text[len(bom):]
-    opening = next((o for o in _OPENINGS if rest.startswith(o)), "")
-    if not opening:
+    block = find_block(rest)
+    if block is None:
         return NoteParts(bom, "", "", "", rest)
-    offset = len(opening)
-    for line in _lines(rest[offset:]):
-        if line.rstrip("\r\n").rstrip(" \t") in _CLOSINGS:
-            body_start = offset + len(line)
-            return NoteParts(bom, opening, rest[len(opening):offset], line, rest[body_start:])
-        offset += len(line)
-    return NoteParts(bom, opening, rest[len(opening):], "", "")
-
-
-def _first_line(text: str) -> str:
-    return text.split("\n", 1)[0].rstrip("\r")
+    return NoteParts(bom, rest[:block.start], rest[block.start:block.end], rest[block.end:block.body_start],
+                     rest[block.body_start:])
 
 
 def one_line(text: str) -> str:
@@ -174,6 +198,12 @@ class _ParsedBlock:
     data: Mapping[str, Any]
     root: MappingNode | None
 
+    @property
+    def yaml_end(self) -> int:
+        """The line where the YAML ends: a `...` document end line, which only comments may follow before
+        the closing `---`, else the end of the block. Keys are written above it, never past it."""
+        return next((i for i, line in enumerate(self.lines) if _DOCUMENT_END.match(line)), len(self.lines))
+
 
 @dataclass(frozen=True)
 class _Span:
@@ -198,11 +228,9 @@ def _decode_and_split(raw: bytes) -> NoteParts | Unwritable:
     except UnicodeDecodeError as error:
         return Unwritable(f"note is not valid UTF-8 (byte {error.start})")
     parts = split_frontmatter(text)
-    first = _first_line(parts.body)
-    if not parts.opening and first != "---" and first.rstrip(" \t") == "---":
-        # The index reads such a block as frontmatter (vault.py), this parser would read it as body and put
-        # a second block above it, turning the user's properties into text: the two must never disagree.
-        return Unwritable("frontmatter's opening --- line ends in spaces or tabs; remove them to let ideaweave write")
+    if parts.opening.endswith("\r"):
+        # New lines take the opening line's ending, and a lone CR is one this parser does not split on.
+        return Unwritable("frontmatter uses line breaks other than LF or CRLF")
     if parts.unclosed:
         return Unwritable("frontmatter has no closing --- line")
     return parts
@@ -313,7 +341,7 @@ def _find_span(parsed: _ParsedBlock, key: str) -> _Span | None | Unwritable:
     start = key_node.start_mark.line
     if key_node.start_mark.column != 0:
         return Unwritable(f"{key} does not start at the beginning of a line")
-    stop = pairs[index + 1][0].start_mark.line if index + 1 < len(pairs) else len(parsed.lines)
+    stop = pairs[index + 1][0].start_mark.line if index + 1 < len(pairs) else parsed.yaml_end
     content_end = max(start, _last_content_line(value_node))
     if content_end >= stop:
         return Unwritable(f"cannot tell where the value of {key} ends")
@@ -388,7 +416,7 @@ def _defines_anchor(node: Node, span: _Span) -> bool:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Block lines to replace (by no lines: remove) and lines to append at the end.
+    """Block lines to replace (by no lines: remove) and lines to add where the YAML ends (`append_at`).
 
     `kept` are the spans of managed keys left as they are; the check after the
     edit sets their lines aside too.
@@ -396,14 +424,16 @@ class _Plan:
 
     replacements: tuple[tuple[_Span, tuple[str, ...]], ...]
     appended: tuple[str, ...]
+    append_at: int
     kept: tuple[_Span, ...]
 
     def apply(self, lines: Sequence[str]) -> str:
         edited = list(lines)
-        # Bottom-up, so earlier spans keep their line numbers.
+        # Bottom-up, so earlier spans keep their line numbers (every span ends at or before append_at).
+        edited[self.append_at:self.append_at] = self.appended
         for span, new_lines in sorted(self.replacements, key=lambda r: r[0].start, reverse=True):
             edited[span.start:span.stop] = new_lines
-        return "".join(edited) + "".join(self.appended)
+        return "".join(edited)
 
     @property
     def managed_spans(self) -> list[_Span]:
@@ -428,7 +458,7 @@ def _plan_edit(
             span = _Span(span.start, _past_absorbable_lines(parsed.lines, span.stop))
         replacements.append((span, tuple(_emit(key, value, eol))))
     kept = tuple(span for key, span in spans.items() if key not in changes and span is not None)
-    return _Plan(tuple(replacements), tuple(appended), kept)
+    return _Plan(tuple(replacements), tuple(appended), parsed.yaml_end, kept)
 
 
 def _managed_spans(parsed: _ParsedBlock, keys: Iterable[str]) -> dict[str, _Span | None] | Unwritable:

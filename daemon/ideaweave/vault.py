@@ -23,6 +23,8 @@ from urllib.parse import unquote
 from markdown_it import MarkdownIt
 from ruamel.yaml import YAML
 
+from .frontmatter import find_block
+
 log = logging.getLogger(__name__)
 
 # [[target#heading|alias]] and ![[embed]]; a table cell escapes the pipe as \|.
@@ -126,7 +128,7 @@ def parse_note(path: str, raw: bytes, mtime_ns: int, rules: ScanRules, template_
     except UnicodeDecodeError:
         return Skipped(path, "not UTF-8 text")
     starts = _line_starts(text)
-    frontmatter, error, body_start = _read_frontmatter(text, starts)
+    frontmatter, error, body_start = _read_frontmatter(text)
     body = _BodyStructure.parse(text, starts, body_start)
     frontmatter_links = tuple(_frontmatter_links(frontmatter, rules.managed_keys))
     template = template_folder.strip("/")
@@ -164,20 +166,19 @@ def _line_text(text: str, starts: list[int], i: int) -> str:
     return text[starts[i]:end].rstrip("\r\n")
 
 
-def _read_frontmatter(text: str, starts: list[int]) -> tuple[dict, str | None, int]:
-    """(properties, error, body start). Like Obsidian, only a '---' block on the very first line counts.
+def _read_frontmatter(text: str) -> tuple[dict, str | None, int]:
+    """(properties, error, body start). Like Obsidian, only a '---' block on the very first line counts,
+    closed by a '---' line; the writer edits the same lines (`frontmatter.find_block` is the one rule).
 
     python-frontmatter's own ``parse`` strips the text (losing the body offset) and also accepts TOML and
     JSON blocks that Obsidian ignores, so the block is located here and only its YAML loader is used.
     """
-    if _line_text(text, starts, 0).rstrip(" \t") != "---":
+    block = find_block(text)
+    if block is None or not block.closed:  # never closed: Obsidian reads the whole file as body
         return {}, None, 0
-    closing = next((i for i in range(1, len(starts)) if _line_text(text, starts, i).rstrip(" \t") == "---"), None)
-    if closing is None:  # never closed: Obsidian reads the whole file as body
-        return {}, None, 0
-    body_start = starts[closing + 1] if closing + 1 < len(starts) else len(text)
+    body_start = block.body_start
     try:
-        data = load_properties(text[starts[1]:starts[closing]])
+        data = load_properties(text[block.start:block.end])
     except Exception as exc:  # noqa: BLE001 - ruamel raises more than YAMLError on hostile input
         return {}, _yaml_error(exc), body_start
     if data is None:
