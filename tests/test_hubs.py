@@ -332,3 +332,54 @@ def test_a_hub_the_file_system_refuses_costs_that_hub_only(tmp_path, embedder):
     assert report.written == ["Topics/Fine.md"] and report.conflicts == ["Topics/Blocked.md"]
     assert (root / "Topics" / "Fine.md").read_text() == "# Fine\n"
     app.close()
+
+
+def test_the_topic_key_is_written_the_way_related_is(vault, tmp_path, embedder, capsys):
+    """The topic key goes the way of every managed key (writer.NoteWriter): to the Obsidian bridge while it
+    takes writes, never over a note another write waits on, planned again from the user's bytes when they
+    save between plan and write, and a write that fails is that note's failure, which `status` shows."""
+    root, config = vault
+    app = open_app(root, tmp_path, embedder, **{"topics.key": True})
+    app.indexer.run()
+    corpus = Corpus(app.store)
+    topics = vault_topics(corpus, app.scanner)
+    handed, waiting, saved = "Garden/Compost.md", "Garden/Watering.md", "Kitchen/Stock.md"
+    gone, refused = "Garden/Tomatoes.md", "Alignment/Reward hacking.md"
+    typed = "\nTyped while ideaweave was writing.\n"
+    before = vault_files(root)
+    offered = []
+
+    def bridge(write, base):
+        """Takes one note's write; for others, things happen to the file just before ideaweave writes it."""
+        if write.path == handed:
+            offered.append((write, base))
+            return True
+        if write.path == saved and not (root / saved).read_text(encoding="utf-8").endswith(typed):
+            (root / saved).write_text((root / saved).read_text(encoding="utf-8") + typed, encoding="utf-8")
+        if write.path == gone:
+            (root / gone).unlink()
+        if write.path == refused:  # the file system refuses the write: a folder now has the note's name
+            (root / refused).unlink()
+            (root / refused).mkdir()
+        return False
+
+    keys = app.publish_topics(corpus, topics, hubs=True, handoff=bridge, busy=lambda path: path == waiting).keys
+    assert keys.handed_off == [handed] and [w.path for w, _ in offered] == [handed]
+    assert offered[0][0].values["topic"].startswith("[[Topics/") and offered[0][1] == before[handed]
+    assert (root / handed).read_bytes() == before[handed]  # the bridge writes it, inside Obsidian
+    assert keys.deferred == [waiting] and (root / waiting).read_bytes() == before[waiting]
+    # The user's save stays, and the key is written over it, planned again from their bytes.
+    text = (root / saved).read_text(encoding="utf-8")
+    assert text.endswith(typed) and frontmatter.read_managed(text.encode(), ["topic"])["topic"].startswith("[[Topics/")
+    assert app.store.last_written(saved).checksum == hashlib.sha256(text.encode()).hexdigest()
+    # Each failing note costs that note only.
+    assert sorted(p for p, _ in keys.skipped) == sorted([gone, refused])
+    others = set(app.store.note_paths()) - {handed, waiting, gone, refused}
+    assert saved in others and set(keys.written) == others
+    assert [p for p, _ in app.store.write_issues()] == [gone]
+    assert [(p, stage) for p, stage, _ in app.store.problems(("write",))] == [(refused, "write")]
+    assert not [p for p in (root / "Alignment").iterdir() if p.name.startswith(".")]  # no temporary file left
+    app.close()
+    status = run_cli(capsys, config, "status", "--vault", str(root))
+    assert [s["path"] for s in status["not_written"]] == [gone]
+    assert [f["path"] for f in status["failed"]] == [refused]

@@ -295,3 +295,36 @@ def test_a_batch_of_swaps_shares_one_wait_and_puts_back_a_save_that_landed_in_it
         data = (tmp_path / name).read_bytes()
         assert data.endswith(bases[name]) and f"summary: \"S {name}\"".encode() in data and results[name].checksum == checksum(data)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "b.md", "c.md"]
+
+
+def test_the_note_writer_hands_off_replans_after_a_save_and_remembers_each_outcome(tmp_path):
+    """NoteWriter, the one way every managed key reaches a note: the bridge first, a note another write waits
+    on left for later, a save between plan and write kept and planned again from, the outcome remembered."""
+    from ideaweave.store import Store
+    from ideaweave.writer import NoteWriter
+
+    store = Store.open(tmp_path / "state", 4, "m")
+    path = note(tmp_path, "---\ntags: [x]\n---\nStart.\n")
+    base = path.read_bytes()
+    write = Write("note.md", {"topic": "[[Topics/T]]"}, {"topic": "[[Topics/T]]"})
+
+    def replan():
+        fresh = path.read_bytes()
+        return Write("note.md", {"topic": "[[Topics/T]]"}, {"topic": "[[Topics/T]]"}), fresh
+
+    offered = []
+    bridge = NoteWriter(tmp_path, store, 0.0, handoff=lambda w, b: offered.append(w) or True)
+    assert bridge.write(write, base, replan).status == "handed_off" and offered == [write]
+    assert NoteWriter(tmp_path, store, 0.0, bridge.handoff, busy=lambda p: True).write(write, base, replan).status == "deferred"
+    assert len(offered) == 1 and path.read_bytes() == base and store.last_written("note.md") is None
+
+    path.write_bytes(base + b"Typed after the plan.\n")  # the user saves: the plan's base is stale
+    outcome = NoteWriter(tmp_path, store, 0.0).write(write, base, replan)
+    assert outcome.status == "written" and outcome.base == base + b"Typed after the plan.\n"
+    assert path.read_bytes() == b'---\ntags: [x]\ntopic: "[[Topics/T]]"\n---\nStart.\nTyped after the plan.\n'
+    assert store.last_written("note.md").checksum == checksum(path.read_bytes())
+
+    path.unlink()
+    gone = NoteWriter(tmp_path, store, 0.0).write(Write("note.md", {"topic": None}, {}), base, replan)
+    assert gone.status == "skipped" and store.write_issues() == [("note.md", "the note no longer exists")]
+    store.close()

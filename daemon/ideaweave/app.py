@@ -217,16 +217,18 @@ class App:
 
         return self._once("summaries", lambda: summaries_for(self))
 
-    def publish_topics(self, corpus: Corpus, topics, hubs: bool):
+    def publish_topics(self, corpus: Corpus, topics, hubs: bool, handoff=None, busy=None):
         """Hub notes (when `hubs`) and each note's topic key for `topics`, as the settings ask: what the CLI's
-        `topics --write` and the daemon both do."""
+        `topics --write` and the daemon both do. `handoff` and `busy`: the Obsidian bridge, as the daemon's
+        other writes meet it (writer.NoteWriter)."""
         from .hubs import publish_topics
+        from .writer import NoteWriter
 
         settings = self.settings.topics
         notes = [p for p, template in zip(corpus.paths, corpus.template) if not template]
         private = {p for p, secret in zip(corpus.paths, corpus.private) if secret}
-        return publish_topics(self.root, self.store, topics, notes, private, settings.folder, hubs, settings.key_name,
-                              settings.key, self.settings.writer.defer_seconds)
+        writer = NoteWriter(self.root, self.store, self.settings.writer.defer_seconds, handoff, busy)
+        return publish_topics(writer, topics, notes, private, settings.folder, hubs, settings.key_name, settings.key)
 
     def hub_paths(self) -> frozenset[str]:
         """The hub notes ideaweave wrote into the vault."""

@@ -36,7 +36,7 @@ from .atomic import create_file, fsync_folder
 from .failures import NoteGuard
 from .frontmatter import Unwritable
 from .topics import Topic
-from .writer import NoteState, apply_write, atomic_replace, checksum, plan_topic
+from .writer import NoteState, NoteWriter, Write, atomic_replace, checksum, plan_topic
 
 log = logging.getLogger(__name__)
 
@@ -399,22 +399,25 @@ class KeyReport:
     written: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    handed_off: list[str] = field(default_factory=list)  # only the daemon meets the Obsidian bridge
 
     def as_json(self) -> dict:
         return {"written": self.written, "deferred": self.deferred,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
-def write_topic_keys(root: Path, store, notes: Sequence[str], note_hub: Mapping[str, str], key: str, enabled: bool,
-                     defer_seconds: float) -> KeyReport:
+def write_topic_keys(writer: NoteWriter, notes: Sequence[str], note_hub: Mapping[str, str], key: str,
+                     enabled: bool) -> KeyReport:
     """Write `key: "[[<hub>]]"` into each of `notes` (or, not `enabled`, remove the key ideaweave wrote), by
-    the rules of the other managed keys: only the key's lines change, atomically, never over a change ideaweave
-    has not seen, and a value the user edited or removed is theirs. A note whose remembered value is already
-    the one wanted is not even read."""
+    the rules of the other managed keys and through the same `writer`: only the key's lines change,
+    atomically, never over a change ideaweave has not seen, handed to the Obsidian bridge while it is
+    connected, and a note that cannot be written gets its write issue in `status`. A value the user
+    edited or removed is theirs. A note whose remembered value is already the one wanted is not even read."""
     report = KeyReport()
+    store = writer.store
     if not enabled and store.get_setting(KEYS_WRITTEN) != "yes":
         return report  # no key to take back: the notes' records need not be read
-    guard = NoteGuard(lambda failure: report.skipped.append((failure.path, failure.reason)))
+    guard = NoteGuard(lambda failure: _failed(store, failure, report))
     remembered = {path: record.values.get(key) for path, record in store.all_written().items()}
     for path in notes:
         link = link_to(note_hub[path]) if enabled and path in note_hub else None
@@ -422,7 +425,7 @@ def write_topic_keys(root: Path, store, notes: Sequence[str], note_hub: Mapping[
             continue
         with guard.note(path) as at:
             at.stage = "write"
-            _write_topic_key(root, store, path, key, link, defer_seconds, report)
+            _write_topic_key(writer, path, key, link, report)
     if enabled and report.written:
         store.put_setting(KEYS_WRITTEN, "yes")
     elif not enabled and not report.deferred and not any(v for p, v in remembered.items() if p not in report.written):
@@ -430,33 +433,48 @@ def write_topic_keys(root: Path, store, notes: Sequence[str], note_hub: Mapping[
     return report
 
 
-def _write_topic_key(root: Path, store, path: str, key: str, link: str | None, defer_seconds: float,
-                     report: KeyReport) -> None:
+def _failed(store, failure, report: KeyReport) -> None:
+    """A topic key's write that raised: that note's failure, recorded as a sync's would be (`status`)."""
+    report.skipped.append((failure.path, failure.reason))
+    store.record_problem(failure.path, failure.stage, failure.reason)
+
+
+def _write_topic_key(writer: NoteWriter, path: str, key: str, link: str | None, report: KeyReport) -> None:
+    planned = _plan_topic_key(writer, path, key, link, report)
+    if planned is None:
+        return
+    outcome = writer.write(*planned, replan=lambda: _plan_topic_key(writer, path, key, link, KeyReport()))
+    if outcome.status == "written":
+        report.written.append(path)
+    elif outcome.status == "deferred":
+        report.deferred.append(path)
+    elif outcome.status == "handed_off":
+        report.handed_off.append(path)
+    elif outcome.status == "skipped":
+        report.skipped.append((path, outcome.reason or "not written"))
+
+
+def _plan_topic_key(writer: NoteWriter, path: str, key: str, link: str | None,
+                    report: KeyReport) -> tuple[Write, bytes] | None:
+    """(the write, the bytes it was planned from) for one note's topic key as the note is on disk now;
+    None when nothing is to be written (why, when it is a problem, goes to `report` and the note's record)."""
+    store = writer.store
     try:
-        base = (root / path).read_bytes()
+        base = (writer.root / path).read_bytes()
     except OSError as exc:
         report.skipped.append((path, f"cannot be read: {exc.strerror or exc}"))
-        return
+        return None
     current = frontmatter.read_managed(base, (key,))
     if isinstance(current, Unwritable):
         report.skipped.append((path, current.reason))
-        return
+        store.set_write_issue(path, current.reason)
+        return None
     last = store.last_written(path)
     write, problem = plan_topic(NoteState(path, current, last.values if last else None), key, link)
     if problem:
         report.skipped.append((path, problem))
-    if write is None:
-        return
-    result = apply_write(root, write, base, defer_seconds)
-    if result.status == "written":
-        store.record_written(path, result.checksum, write.remembered)
-        report.written.append(path)
-    elif result.status == "unchanged":
-        store.record_written(path, checksum(base), write.remembered)
-    elif result.status in ("deferred", "conflict"):
-        report.deferred.append(path)
-    else:
-        report.skipped.append((path, result.reason or result.status))
+        store.set_write_issue(path, problem)
+    return None if write is None else (write, base)
 
 
 # ------------------------------------------------------------------ the one shell the CLI and the daemon call
@@ -472,14 +490,16 @@ class Published:
 
     def describe(self) -> str:
         lines = [self.hubs.describe()] if self.hubs else []
-        if self.keys.written or self.keys.deferred:
-            lines.append(f"topic keys: {len(self.keys.written)} notes written, {len(self.keys.deferred)} deferred")
+        if self.keys.written or self.keys.deferred or self.keys.handed_off:
+            handed = f", {len(self.keys.handed_off)} handed to Obsidian" if self.keys.handed_off else ""
+            lines.append(f"topic keys: {len(self.keys.written)} notes written, {len(self.keys.deferred)} deferred{handed}")
         return "\n".join(lines)
 
 
-def publish_topics(root: Path, store, topics: Sequence[Topic], notes: Sequence[str], private: Set[str], folder: str,
-                   hubs: bool, key: str, keys: bool, defer_seconds: float) -> Published:
-    """Hubs (when `hubs`) and each note's topic key (when `keys`; else the keys ideaweave wrote are removed)."""
-    report = update_hubs(root, store, topics, folder, private) if hubs else None
+def publish_topics(writer: NoteWriter, topics: Sequence[Topic], notes: Sequence[str], private: Set[str], folder: str,
+                   hubs: bool, key: str, keys: bool) -> Published:
+    """Hubs (when `hubs`) and each note's topic key (when `keys`; else the keys ideaweave wrote are removed),
+    the keys written through `writer`, the way every managed key is written."""
+    report = update_hubs(writer.root, writer.store, topics, folder, private) if hubs else None
     note_hub = note_hubs(topics, report.hub_of) if report else {}
-    return Published(report, write_topic_keys(root, store, notes, note_hub, key, keys and hubs, defer_seconds))
+    return Published(report, write_topic_keys(writer, notes, note_hub, key, keys and hubs))

@@ -20,16 +20,14 @@ from .frontmatter import Unwritable
 from .related import RelatedNotes, link_target
 from .store import Store
 from .summaries import Summaries
-from .writer import (BYSTANDER_HYSTERESIS, HYSTERESIS, SWAP_GRACE_SECONDS, Candidate, Keys, NoteState, PendingWrite, Plan,
-                     Write, WriteResult, apply_write, begin_write, checksum, finish_write, fsync_folders, plan_note)
+from .writer import (BYSTANDER_HYSTERESIS, HYSTERESIS, SWAP_GRACE_SECONDS, Candidate, Keys, NoteState, NoteWriter,
+                     PendingWrite, Plan, Write, WriteOutcome, WriteResult, begin_write, finish_write, fsync_folders,
+                     plan_note)
 
 log = logging.getLogger(__name__)
 
 # The stages of a sync: a note that failed at one of them is left alone until it changes.
 SYNC_STAGES = tuple(s for s in STAGES if s not in INDEX_STAGES + WARNING_STAGES)
-
-# A note saved by its user again and again while we write it is left for the next round.
-CONFLICT_RETRIES = 3
 
 
 @dataclass
@@ -247,39 +245,32 @@ class VaultSync:
             report.written.append(write.path)
             report.diffs.append(_diff(write.path, base, edited))
             return
-        if self.handoff is not None and self.handoff(write, base):
-            report.handed_off.append(write.path)
-            return
-        for _attempt in range(CONFLICT_RETRIES):
-            result = apply_write(self.root, write, base, self.defer_seconds)
-            if result.status != "conflict":
-                break
-            # The user saved the note between our read and our write: their bytes win; plan again from them.
-            log.debug("%s: changed while being written; planning again", write.path)
-            replanned = self._replan(write.path, inputs)
-            if replanned is None:
-                report.unchanged += 1
-                return
-            write, base = replanned
-        self._record(write, base, result, report)
+        path = write.path
+        self._report(self._writer.write(write, base, lambda: self._replan(path, inputs)), report)
+
+    @property
+    def _writer(self) -> NoteWriter:
+        return NoteWriter(self.root, self.store, self.defer_seconds, self.handoff)
 
     def _record(self, write: Write, base: bytes, result: WriteResult, report: SyncReport) -> None:
         """Remember a write's outcome in the store and the report."""
-        store = self.store
-        if result.status == "written":
-            store.record_written(write.path, result.checksum, write.remembered)
-            store.clear_write_issue(write.path)
-            report.written.append(write.path)
-            report.rewritten[write.path] = (base, dict(write.values))
-            log.debug("%s: wrote %s", write.path, ", ".join(write.values))
-        elif result.status == "unchanged":
-            store.record_written(write.path, checksum(base), write.remembered)
+        self._report(self._writer.record(write, base, result), report)
+
+    @staticmethod
+    def _report(outcome: WriteOutcome, report: SyncReport) -> None:
+        path = outcome.write.path
+        if outcome.status == "written":
+            report.written.append(path)
+            report.rewritten[path] = (outcome.base, dict(outcome.write.values))
+            log.debug("%s: wrote %s", path, ", ".join(outcome.write.values))
+        elif outcome.status == "unchanged":
             report.unchanged += 1
-        elif result.status in ("deferred", "conflict"):
-            report.deferred.append(write.path)
+        elif outcome.status == "deferred":
+            report.deferred.append(path)
+        elif outcome.status == "handed_off":
+            report.handed_off.append(path)
         else:
-            report.skipped.append((write.path, result.reason))
-            store.set_write_issue(write.path, result.reason)
+            report.skipped.append((path, outcome.reason))
 
     def _replan(self, path: str, inputs: _PlanInputs):
         """(write, base) for a note re-read from disk, or None when nothing needs writing any more."""

@@ -729,7 +729,11 @@ class VaultWatcher:
                 if self._topic_graph is None:
                     self._topic_graph = TopicState()
                 topics = vault_topics(corpus, self.app.scanner, self._topic_graph)
-                published = self.app.publish_topics(corpus, topics, hubs=self.app.settings.topics.write)
+                # Topic keys meet the Obsidian bridge as the daemon's other writes do (writer.NoteWriter).
+                writes = getattr(self.api, "writes", None)
+                published = self.app.publish_topics(corpus, topics, hubs=self.app.settings.topics.write,
+                                                    handoff=getattr(self.api, "hand_off", None),
+                                                    busy=getattr(writes, "awaiting", None))
         except Exception as exc:  # the topics are a picture of the vault: failing to draw it stops nothing
             self._topic_graph = None  # the next update builds the graph again
             self.stats.last_error = f"{type(exc).__name__}: {exc}"

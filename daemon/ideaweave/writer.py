@@ -31,6 +31,8 @@ HYSTERESIS = 3
 BYSTANDER_HYSTERESIS = 10
 OPTED_OUT = "opted_out"
 SWAP_GRACE_SECONDS = 0.002  # marker kept in the written values of a note whose user removed a key
+# A note saved by its user again and again while we write it is left for the next round.
+CONFLICT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -355,3 +357,70 @@ def fsync_folders(paths: Iterable[Path]) -> None:
     """Make the renames into these files' folders durable: one fsync per folder."""
     for folder in sorted({Path(p).parent for p in paths}):
         fsync_folder(folder)
+
+
+# ------------------------------------------------------------------ the one way a write reaches a note
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """How one note's write ended, for the caller's report: `write` and `base` are the last ones tried
+    (a conflict plans the note again from the user's new bytes)."""
+
+    status: str  # "written" | "unchanged" | "deferred" | "skipped" | "handed_off"
+    write: Write
+    base: bytes
+    reason: str | None = None
+
+
+# Plans a note again from its bytes on disk: (write, the bytes it was planned from), None when nothing to write.
+Replan = Callable[[], tuple[Write, bytes] | None]
+
+
+@dataclass
+class NoteWriter:
+    """The one way a planned write reaches a note, for every managed key (`related`, `summary`, the topic key).
+
+    While the Obsidian bridge is connected, `handoff` takes the write and the plugin applies it inside
+    Obsidian; otherwise it is swapped in here, atomically, against the bytes it was planned from. A save
+    between plan and write is planned again from the user's bytes (`replan`). The outcome is remembered
+    in `store`: what was written, or the note's write issue, which `status` shows. `busy(path)`, when
+    given, says a write to the note already waits for the bridge: a new offer would withdraw that one.
+    """
+
+    root: Path
+    store: object
+    defer_seconds: float
+    handoff: Callable[[Write, bytes], bool] | None = None
+    busy: Callable[[str], bool] | None = None
+
+    def write(self, write: Write, base: bytes, replan: Replan) -> WriteOutcome:
+        if self.busy is not None and self.busy(write.path):
+            return WriteOutcome("deferred", write, base, "another change to the note waits for the Obsidian bridge")
+        if self.handoff is not None and self.handoff(write, base):
+            return WriteOutcome("handed_off", write, base)
+        for _attempt in range(CONFLICT_RETRIES):
+            result = apply_write(self.root, write, base, self.defer_seconds)
+            if result.status != "conflict":
+                break
+            # The user saved the note between our read and our write: their bytes win; plan again from them.
+            replanned = replan()
+            if replanned is None:
+                return WriteOutcome("unchanged", write, base)
+            write, base = replanned
+        return self.record(write, base, result)
+
+    def record(self, write: Write, base: bytes, result: WriteResult) -> WriteOutcome:
+        """Remember a write's outcome in the store (a conflict still standing is a deferral)."""
+        store = self.store
+        if result.status == "written":
+            store.record_written(write.path, result.checksum, write.remembered)
+            store.clear_write_issue(write.path)
+            return WriteOutcome("written", write, base)
+        if result.status == "unchanged":
+            store.record_written(write.path, checksum(base), write.remembered)
+            return WriteOutcome("unchanged", write, base)
+        if result.status in ("deferred", "conflict"):
+            return WriteOutcome("deferred", write, base, result.reason)
+        store.set_write_issue(write.path, result.reason)
+        return WriteOutcome("skipped", write, base, result.reason)
