@@ -447,6 +447,47 @@ def test_the_daemon_draws_topics_after_start_up_and_moves_a_note_between_hubs_on
         assert AppBackend(app, stats).topics() is stats.topics
 
 
+def test_an_edit_saved_while_the_topics_are_drawn_is_written_without_waiting_for_them(tmp_path, embedder, monkeypatch):
+    """The first topics build takes seconds at 10,000 notes: it runs off the loop, so an edit saved meanwhile
+    is indexed and written as any other. The real build runs; the test holds it open until the edit is
+    written, then the topics are published on the loop."""
+    from ideaweave import topics as topics_module
+
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder, **{"topics.write": True, "topics.key": True})
+    drawing, release = threading.Event(), threading.Event()
+    real = topics_module.vault_topics
+
+    def held_open(*args, **kwargs):
+        drawing.set()
+        release.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(topics_module, "vault_topics", held_open)
+    compost = "Garden/Compost.md"
+    try:
+        with running_daemon(app) as stats:
+            assert drawing.wait(30), "the topics are drawn after the start-up pass"
+            # A new opening paragraph: the summary (read from the note's start) changes, so the batch writes.
+            path = vault / compost
+            summary = meta(vault, compost)["summary"]
+            path.write_text(path.read_text(encoding="utf-8").replace(
+                "# Compost\n", "# Compost\n\nWorms in the compost heap speed everything up; a wormery works too.\n", 1),
+                encoding="utf-8")
+            saved = time.time()
+            written = eventually(lambda: next((o for o in list(stats.history) if compost in o.paths and compost in o.written),
+                                              None), what="the edit written while the topics are drawn")
+            assert stats.topics_updates == 0 and not release.is_set()  # the drawing is still under way
+            print(f"edit written {written.finished - saved:.2f} s after its save, during the topics build")
+            assert meta(vault, compost)["summary"] != summary
+            release.set()
+            eventually(lambda: stats.topics_updates >= 1, what="the topics published once drawn")
+            eventually(lambda: str(meta(vault, compost).get("topic", "")).startswith("[[Topics/"),
+                       what="the note's topic key")
+    finally:
+        release.set()
+
+
 def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(tmp_path, embedder):
     vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
     app = make_app(vault, tmp_path, embedder)

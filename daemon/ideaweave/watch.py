@@ -10,6 +10,7 @@ checksum, so writing a note never starts a second round of work.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -216,8 +217,9 @@ class WatchHooks:
 
     # After every batch (own writes only, too), once `WatchStats` counts it: what the batch did.
     on_batch: Callable[[BatchOutcome], None] | None = None
-    # Each start-up pass ("start-up"), rescan after an overflow ("rescan"), batch ("batch") and update of
-    # the topics ("topics") runs inside `around_stage(stage)`.
+    # Each start-up pass ("start-up"), rescan after an overflow ("rescan"), batch ("batch") and publishing of
+    # the topics ("topics": their hub notes and keys; the topics are drawn on a thread of their own) runs
+    # inside `around_stage(stage)`.
     around_stage: Callable[[str], contextlib.AbstractContextManager] | None = None
 
 
@@ -568,6 +570,10 @@ class VaultWatcher:
         self._topics_wanted = topics.write or topics.key
         self._topics_due: float | None = None
         self._topic_graph = None  # topics.TopicState: the graph of the last answer, so an update costs only the edits
+        # The topics are drawn on a thread of their own (a first build takes seconds at 10,000 notes, and the
+        # loop must follow edits meanwhile); the loop publishes each answer. At most one drawing at a time.
+        self._topics_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ideaweave-topics")
+        self._topics_drawing: concurrent.futures.Future | None = None
         self.threads_file = ThreadsFile(app.state_dir / THREADS_FILE)
 
     # ---- entry
@@ -596,6 +602,7 @@ class VaultWatcher:
         finally:
             observer.stop()
             observer.join(timeout=5)
+            self._topics_pool.shutdown(wait=True)  # a drawing still running must not outlive the store
             self.threads_file.clear()
             self.app.store.flush()
 
@@ -697,13 +704,17 @@ class VaultWatcher:
         batch = self.batcher.take(time.monotonic())
         if batch:
             self._handle_safely(batch)
+        elif self._topics_drawing is not None:
+            if self._topics_drawing.done():
+                self._publish_topics()
         elif self._topics_due is not None and time.monotonic() >= self._topics_due and not len(self.batcher):
             self._update_topics()
 
     def _wait_time(self) -> float:
         # The topics wait for the queue to empty (`_step`): while edits are queued, only their time counts,
         # or a topics update that is due but held back would make every wait zero.
-        topics_due = self._topics_due if not len(self.batcher) else None
+        # While the topics are being drawn, the loop looks in every MAX_WAIT for the answer.
+        topics_due = self._topics_due if not len(self.batcher) and self._topics_drawing is None else None
         due = min((d for d in (self.batcher.next_due(), topics_due) if d is not None), default=None)
         if due is None:
             return MAX_WAIT
@@ -717,21 +728,31 @@ class VaultWatcher:
             self._topics_due = time.monotonic() + seconds
 
     def _update_topics(self) -> None:
-        """The topics (`vault_topics`, the one answer), kept in the store; then the hub notes and keys."""
+        """Start drawing the topics (`vault_topics`, the one answer, kept in the store) off the loop's thread;
+        `_publish_topics` writes the hub notes and keys once the answer is there. The snapshot it is drawn
+        from stays as it is (a batch meanwhile makes the next one), and the topic graph is the drawing's
+        own until it ends."""
         from .topics import TopicState, vault_topics
 
         self._topics_due = None
         corpus = self._corpus
         if corpus is None or self.stats.writes_paused.is_set():
             return
+        if self._topic_graph is None:
+            self._topic_graph = TopicState()
+        self._topics_drawing = self._topics_pool.submit(vault_topics, corpus, self.app.scanner, self._topic_graph)
+
+    def _publish_topics(self) -> None:
+        """On the loop's thread, as every write into notes is: the hub notes and each note's topic key."""
+        drawing, self._topics_drawing = self._topics_drawing, None
         try:
             with self._stage("topics"):
-                if self._topic_graph is None:
-                    self._topic_graph = TopicState()
-                topics = vault_topics(corpus, self.app.scanner, self._topic_graph)
+                topics = drawing.result()
+                if self.stats.writes_paused.is_set():
+                    return  # as when paused before drawing: the next edit draws them again
                 # Topic keys meet the Obsidian bridge as the daemon's other writes do (writer.NoteWriter).
                 writes = getattr(self.api, "writes", None)
-                published = self.app.publish_topics(corpus, topics, hubs=self.app.settings.topics.write,
+                published = self.app.publish_topics(self._corpus, topics, hubs=self.app.settings.topics.write,
                                                     handoff=getattr(self.api, "hand_off", None),
                                                     busy=getattr(writes, "awaiting", None))
         except Exception as exc:  # the topics are a picture of the vault: failing to draw it stops nothing
