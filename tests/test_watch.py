@@ -59,6 +59,8 @@ def test_notes_citing_finds_links_by_their_text():
     assert notes_citing(written, {"Concepts/Corrigibility.md"}) == {"a.md", "b.md"}
     assert notes_citing(written, {"Concepts/Corrigibility.md", "Reward hacking.md"}) == {"a.md", "b.md", "f.md"}
     assert notes_citing(written, set()) == set()
+    # Read one written note at a time (the daemon's way at 100,000 notes): the same answer.
+    assert notes_citing(iter(written.items()), {"Concepts/Corrigibility.md"}) == {"a.md", "b.md"}
 
 
 def test_nearest_notes_by_note_vector():

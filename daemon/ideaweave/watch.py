@@ -64,8 +64,9 @@ HISTORY = 200
 # ------------------------------------------------------------------ pure: which notes a change concerns
 
 
-def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[str]:
-    """Notes whose written `related` list links to one of `targets` (matched by link text).
+def notes_citing(written: Mapping[str, object] | Iterable[tuple[str, object]], targets: Iterable[str]) -> set[str]:
+    """Notes whose written `related` list links to one of `targets` (matched by link text). `written`:
+    note -> its written list, as a mapping or as (note, list) pairs read one at a time.
 
     Matching text rather than resolving links lets this find links to notes that are gone or renamed.
     """
@@ -73,7 +74,7 @@ def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[s
     if not names:
         return set()
     found = set()
-    for note, links in written.items():
+    for note, links in (written.items() if isinstance(written, Mapping) else written):
         if not isinstance(links, list):
             continue
         for link in links:
@@ -857,7 +858,7 @@ class VaultWatcher:
             listed |= {f.path for f in self.app.scanner.scan() if f.path not in known}
         new_hashes = {_sha256_of(self.app.root / p) for p in listed if p not in known and exists(p)} - {None}
         if new_hashes:  # appeared: a note with the same bytes may have vanished from elsewhere
-            written = {p: w.checksum for p, w in self.app.store.all_written().items()}
+            written = self.app.store.written_checksums()
             listed |= {p for p, stat in known.items()
                        if (stat.content_hash in new_hashes or written.get(p) in new_hashes) and not exists(p)}
         return sorted(listed - set(paths))
@@ -878,9 +879,9 @@ class VaultWatcher:
         # their files may still hold the old one.
         cited = gone | meaning_changed | set(old_name)
         if cited:
-            written = {path: record.values.get(self.app.settings.writer.related_key)
-                       for path, record in self.app.store.all_written().items()}
-            targets |= notes_citing(written, cited)
+            # One written note at a time: at 100,000 notes every remembered value at once is some 200 MB.
+            key = self.app.settings.writer.related_key
+            targets |= notes_citing(((r.path, r.values.get(key)) for r in self.app.store.each_written()), cited)
         hidden = corpus.template | corpus.private if len(corpus) else None
         for path in meaning_changed:
             q = corpus.index.get(path)
