@@ -613,6 +613,7 @@ class VaultWatcher:
         self._wait_for_power()
         self.stats.indexing_active = True
         self.stats.start_phase("indexing", 0)
+        self._corpus = None  # a rescan reads a whole new snapshot: the old one goes first (one at a time)
         try:
             index = self.app.indexer.run(progress=self._pass_progress, pause=self._serve_edits_while_indexing,
                                          group_chunks=PASS_EMBED_GROUP)
@@ -665,6 +666,7 @@ class VaultWatcher:
         batch = self.batcher.take(time.monotonic())
         if batch:
             if fresh_snapshot:
+                self._corpus = None  # one snapshot at a time: the old one goes before the new one is read
                 self._corpus = Corpus(self.app.store)
             handled = self.stats.batches
             self._handle_safely(batch)
@@ -825,7 +827,7 @@ class VaultWatcher:
             self.stats.indexing_active = False
         # The next snapshot reads only what this batch changed (a full load takes seconds at 100k notes).
         touched = set(fresh) | set(index.deleted) | {p for pair in index.renamed for p in pair} | set(index.relinked)
-        corpus = self._corpus = self._corpus.updated(touched)  # _reconcile made the first one
+        corpus = self._next_snapshot(touched)
         self._refresh_api(corpus)
         targets = self._sync_targets(fresh, index, before, corpus) | set(batch.retried)
         written, deferred = self._sync_or_hold(sorted(targets), corpus, bystanders=targets - set(fresh))
@@ -833,6 +835,18 @@ class VaultWatcher:
                                len(targets), tuple(written), tuple(deferred))
         self._log(outcome)
         return outcome
+
+    def _next_snapshot(self, touched: set[str]):
+        """The snapshot after `touched` changed: carried over from the last one (which _reconcile made),
+        or, when a whole new one is due, read after the old one is let go (one snapshot at a time)."""
+        from .corpus import Corpus
+
+        if self._corpus is None or self._corpus.reload_due(touched):
+            self._corpus = None
+            self._corpus = Corpus(self.app.store)
+        else:
+            self._corpus = self._corpus.updated(touched)
+        return self._corpus
 
     def _is_own_write(self, path: str) -> bool:
         """Does the file hold exactly what ideaweave last wrote into it, and does the index know it?"""
