@@ -263,6 +263,8 @@ class Corpus:
 def _in_order(term_index: TermIndex, signed: list[str], paths: list[str]) -> TermIndex:
     """The signatures (of the notes `signed`, in that order) rearranged to the order of `paths`; a note
     indexed between the two reads has none until the next snapshot."""
+    if signed == paths:  # the usual case (both in path order): no second copy of every signature
+        return term_index
     at = {p: i for i, p in enumerate(paths)}
     kept = np.fromiter((i for i, p in enumerate(signed) if p in at), np.int64)
     at_kept = np.fromiter((at[signed[i]] for i in kept.tolist()), np.int64, count=len(kept))

@@ -1100,9 +1100,10 @@ class Store:
     def term_signatures(self, only: Iterable[str] | None = None) -> dict[str, tuple[int, bytes]]:
         """path -> (content words, encoded term signature) of every note (or of `only`). Notes indexed
         before signatures were kept get theirs now, from their stored text (once: they are saved)."""
+        # In path order, the ranking snapshot's order: it then needs no rearranged copy of them.
         rows = self._rows_where_in("SELECT notes.path, notes.id, notes.sealed, note_terms.words, note_terms.terms"
                                    " FROM notes LEFT JOIN note_terms ON note_terms.note_id = notes.id", only,
-                                   column="notes.path")
+                                   column="notes.path", order=" ORDER BY notes.path")
         signatures, missing = {}, []
         for path, note_id, sealed, words, blob in rows:
             if blob is None:
