@@ -170,3 +170,18 @@ def test_compact_cosines_of_note_like_vectors_are_closer_than_float16s():
     compact_error = np.abs(compact @ compact[:20].T - exact).max()
     half = matrix.astype(np.float16).astype(np.float32)
     assert compact_error < 1e-5 and compact_error < np.abs(half @ half[:20].T - exact).max() / 3
+
+
+@pytest.mark.parametrize("rows", [1, 7, COMPACT_BLOCK_ROWS, 3 * COMPACT_BLOCK_ROWS + 5])
+def test_compact_vectors_made_in_the_matrixs_own_buffer_equal_a_fresh_encoding(rows):
+    matrix = normalise_rows(np.random.default_rng(rows).standard_normal((rows, 9)))  # odd: a half-filled last float
+    expected = CompactVectors.of(matrix.copy())
+    compact = CompactVectors.consuming(matrix)
+    np.testing.assert_array_equal(compact.codes, expected.codes)
+    np.testing.assert_array_equal(compact.scales, expected.scales)
+    assert matrix.nbytes == 4 * ((rows * 9 + 1) // 2)  # the float32 buffer was given back down to the codes
+    assert compact.codes.base is not None and compact.codes.nbytes <= matrix.nbytes
+    view = normalise_rows(np.ones((4, 6)))[::2]  # not its own buffer: encoded aside, left as it was
+    before = view.copy()
+    np.testing.assert_array_equal(CompactVectors.consuming(view).codes, CompactVectors.of(before).codes)
+    np.testing.assert_array_equal(view, before)

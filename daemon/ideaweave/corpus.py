@@ -55,7 +55,7 @@ class Corpus:
             note_mean = note_vectors.mean(axis=0) if len(paths) > 1 else np.zeros(store.dim, np.float32)
         if chunk_mean is None:
             chunk_mean = own_chunk_mean if len(paths) > 1 else np.zeros_like(own_chunk_mean)
-        note_vectors = CompactVectors.of(centre_on(note_vectors, note_mean, in_place=True))
+        note_vectors = CompactVectors.consuming(centre_on(note_vectors, note_mean, in_place=True))
         ordinals, note_ids, vector_ids = store.chunk_table()
         chunk_paths = _lookup_paths(store.note_path_by_id(), note_ids)
         # The graph keys its edges by the corpus's own path strings, not a fresh copy per link.

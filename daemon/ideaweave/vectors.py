@@ -250,6 +250,26 @@ class CompactVectors:
             out.codes[start:end], out.scales[start:end] = _encode(matrix[start:end])
         return out
 
+    @classmethod
+    def consuming(cls, matrix: np.ndarray) -> CompactVectors:
+        """The compact form of a float32 matrix the caller gives up: the codes are written into the first
+        half of the matrix's own buffer, which is then shrunk to that half, so the float32 rows and their
+        codes are never both held whole (76 MB less at the peak of a snapshot load at 100,000 notes). A
+        block's codes land on rows already encoded (a row's codes take half its bytes). A matrix that does
+        not own its buffer is left as it is and encoded into a new one."""
+        if matrix.dtype != np.float32 or matrix.ndim != 2 or not matrix.flags.owndata or not matrix.flags.c_contiguous:
+            return cls.of(matrix)
+        rows, dim = matrix.shape
+        scales = np.empty(rows, np.float32)
+        codes = matrix.reshape(-1).view(np.int16)
+        for start in range(0, rows, COMPACT_BLOCK_ROWS):
+            end = min(start + COMPACT_BLOCK_ROWS, rows)
+            block, scales[start:end] = _encode(matrix[start:end])
+            codes[start * dim:end * dim] = block.reshape(-1)
+        del codes
+        matrix.resize(((rows * dim + 1) // 2,), refcheck=False)  # realloc: the second half goes back
+        return cls(matrix.view(np.int16)[:rows * dim].reshape(rows, dim), scales)
+
     @property
     def shape(self) -> tuple[int, int]:
         return self.codes.shape
