@@ -14,6 +14,12 @@ texts sharing sentences, as notes of one topic do in generated vaults, get close
 100,000-note vault is measured in minutes; every other part is the real one.
 `--profile DIR` writes a cProfile file per phase and prints each phase's hotspots (timings then
 include the profiler's overhead: profile and measure in separate runs).
+
+The daemon phase runs in a process of its own (spawned, so nothing of the phases before is inherited),
+as `ideaweave watch` does: its peak RSS (`daemon_peak_rss_mib`) is a daemon's, not what this benchmark's
+index, relate and search phases left in the heap. `daemon_rss_by_stage_mib` is the highest RSS sampled
+in each of its stages. `--daemon-in-process` runs it in this process after the others instead (the
+figure earlier releases reported, as `daemon_peak_rss_in_bench_mib`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import gc
 import io
 import json
 import math
+import multiprocessing
 import os
 import pstats
 import random
@@ -35,9 +42,11 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,6 +273,50 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class RssSampler:
+    """The highest RSS of each stage of a run, sampled from /proc/self/status on a thread of its own
+    every `interval` seconds: where in a run the memory peaks (a peak shorter than the interval can be
+    missed; VmHWM still counts it in the whole run's figure)."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.peaks: dict[str, float] = {}
+        self._label = "start"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._note()
+            self._stop.wait(self.interval)
+
+    def _note(self) -> None:
+        label, current = self._label, rss_mib()
+        if not math.isnan(current) and current > self.peaks.get(label, 0.0):
+            self.peaks[label] = current
+
+    @contextlib.contextmanager
+    def stage(self, label: str) -> Iterator[None]:
+        """Attribute the samples taken inside the block to `label` (then back to the enclosing one)."""
+        outer, self._label = self._label, label
+        try:
+            yield
+        finally:
+            self._note()
+            self._label = outer
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def rounded(self) -> dict[str, int]:
+        return {label: round(peak) for label, peak in self.peaks.items()}
+
+
 class Profiler:
     """cProfile per phase when asked; a no-op otherwise."""
 
@@ -475,9 +528,27 @@ SUBSET_NEAREST = 50
 SUBSET_RELATED = 20
 
 
+def daemon_apart(root: Path, settings: Settings, args, work: Path, plan: tuple[list[str], set[str] | None]) -> dict:
+    """`daemon_phase` in a fresh process, as the daemon runs: spawned, so that it inherits nothing of this
+    one's heap. Its profiles come back as reports (and files in --profile's folder)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_daemon_process, root, settings, args, work, plan).result()
+
+
+def _daemon_process(root: Path, settings: Settings, args, work: Path, plan: tuple[list[str], set[str] | None]) -> dict:
+    profiler = Profiler(args.profile)
+    started_mib = round(rss_mib())  # the interpreter, numpy, faiss and ideaweave imported
+    with RssSampler() as sampler:
+        result = daemon_phase(root, settings, args, work, plan, profiler, sampler)
+    result.update(peak_rss_mib=round(phase_peak_mib()), start_rss_mib=started_mib, rss_by_stage_mib=sampler.rounded(),
+                  profiles=profiler.reports)
+    return result
+
+
 def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[list[str], set[str] | None],
-                 profiler: Profiler) -> dict:
+                 profiler: Profiler, sampler: RssSampler | None = None) -> dict:
     """Idle CPU and notes rewritten per edit, on a copy of the vault sharing the index just built."""
+    sampler = sampler or RssSampler()
     edits, subset = plan
     copy = work / "vault"
     started = time.perf_counter()
@@ -488,7 +559,9 @@ def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[l
     result: dict = {"copy_s": round(time.perf_counter() - started, 1),
                     "reconcile_synced_notes": len(subset) if subset is not None else "all"}
     settings = config.replace(settings, state_dir=str(work / "daemon-state"))
-    app, _ = open_app(settings, copy, args.precomputed)
+    with sampler.stage("open"):
+        app, _ = open_app(settings, copy, args.precomputed)
+        _ = app.store  # the database and the vector index, as the daemon opens them before its start-up pass
     ledger = sync_ledger(app)
     if subset is None:
         # The first start over this index: a record of an earlier clean stop (if any) must not shorten it.
@@ -498,7 +571,7 @@ def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[l
         # them (the index is unchanged, so nothing else), as a limited pass over a huge vault should.
         ledger.close(subset)
     try:
-        with Daemon(app, profiled_stages(profiler)) as daemon:
+        with sampler.stage("waiting (the bench)"), Daemon(app, staged(profiler, sampler)) as daemon:
             result.update(startup(daemon, args.reconcile_timeout))
             if "error" in result:
                 return result
@@ -508,7 +581,9 @@ def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[l
                 result.update(idle_cpu(daemon, args.idle_seconds))
             if edits:
                 result.update(edit_rewrites(app, daemon, edits, args.seed))
-        result.update(daemon_restart(app, profiler, args.reconcile_timeout))
+        result["peak_rss_before_restart_mib"] = round(phase_peak_mib())
+        with sampler.stage("restart"):
+            result.update(daemon_restart(app, profiler, args.reconcile_timeout))
     finally:
         app.close()
     return result
@@ -516,16 +591,24 @@ def daemon_phase(root: Path, settings: Settings, args, work: Path, plan: tuple[l
 
 def daemon_restart(app: App, profiler: Profiler, timeout: float) -> dict:
     """A second start after a clean stop: the daemon may then sync only what changed while it was away."""
-    with Daemon(app, profiled_stages(profiler)) as daemon:
+    with Daemon(app, staged(profiler, None)) as daemon:
         result = startup(daemon, timeout)
     return {"restart_s": result["reconcile_s"], "restart_cpu_s": result["reconcile_cpu_s"],
             **({"restart_error": result["error"]} if "error" in result else {})}
 
 
-def profiled_stages(profiler: Profiler) -> Callable[[str], contextlib.AbstractContextManager]:
+def staged(profiler: Profiler, sampler: RssSampler | None) -> Callable[[str], contextlib.AbstractContextManager]:
     """The daemon's start-up passes (and rescans) and its batches, each profiled on the daemon's own
-    thread (cProfile sees only the thread that enables it)."""
-    return lambda stage: profiler.phase("daemon_batches" if stage == "batch" else "daemon_reconcile", accumulate=True)
+    thread (cProfile sees only the thread that enables it) and, with a sampler, their RSS told apart."""
+    @contextlib.contextmanager
+    def around(stage: str) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            if sampler is not None:
+                stack.enter_context(sampler.stage(stage))
+            stack.enter_context(profiler.phase("daemon_batches" if stage == "batch" else "daemon_reconcile",
+                                               accumulate=True))
+            yield
+    return around
 
 
 def startup(daemon: Daemon, timeout: float) -> dict:
@@ -645,7 +728,12 @@ def table(result: dict) -> str:
     row(f"search median / p95 ({s['queries']} q)", f"{s['median_ms']:.1f} / {s['p95_ms']:.1f} ms", TARGETS["search_p95_ms"])
     row("peak RSS: index, relate, search", f"{result['peak_rss_before_daemon_mib']:.0f} MiB", TARGETS["peak_rss_mib"])
     if "daemon_peak_rss_mib" in result:
-        row("peak RSS: daemon phase", f"{result['daemon_peak_rss_mib']:.0f} MiB",
+        row("peak RSS: the daemon (own process)", f"{result['daemon_peak_rss_mib']:.0f} MiB",
+            f"(from {result['daemon_start_rss_mib']} MiB with its modules imported)")
+        for stage, peak in result["daemon_rss_by_stage_mib"].items():
+            row(f"  highest sampled in {stage}", f"{peak} MiB")
+    if "daemon_peak_rss_in_bench_mib" in result:
+        row("peak RSS: daemon phase in this process", f"{result['daemon_peak_rss_in_bench_mib']:.0f} MiB",
             f"(from {result['daemon_start_rss_mib']} MiB left by the phases before)")
     row("index size on disk", f"{c['index_bytes'] / 2**20:.0f} MiB")
     daemon_rows(row, d)
@@ -706,6 +794,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, help="write a cProfile file per phase into this folder")
     parser.add_argument("--single-thread-math", action="store_true",
                         help="run numpy's BLAS and faiss on one thread (OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=1)")
+    parser.add_argument("--daemon-in-process", action="store_true",
+                        help="run the daemon phase in this process after the others (its peak then includes what "
+                             "they left) instead of a fresh process of its own")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args(argv)
 
@@ -736,10 +827,17 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     del app  # a closed store still holds its faiss index: let it go before the daemon's own
     result["peak_rss_before_daemon_mib"] = round(peak_rss_mib())
     if not args.skip_daemon and (args.edits or not args.skip_idle):
-        reset_phase_peak()
-        result["daemon_start_rss_mib"] = round(rss_mib())
-        result["daemon"] = daemon_phase(root, settings, args, work, plan, profiler)
-        result["daemon_peak_rss_mib"] = round(phase_peak_mib())
+        if args.daemon_in_process:
+            reset_phase_peak()
+            result["daemon_start_rss_mib"] = round(rss_mib())
+            result["daemon"] = daemon_phase(root, settings, args, work, plan, profiler)
+            result["daemon_peak_rss_in_bench_mib"] = round(phase_peak_mib())
+        else:
+            result["daemon"] = daemon = daemon_apart(root, settings, args, work, plan)
+            profiler.reports.update(daemon.pop("profiles"))
+            result["daemon_peak_rss_mib"] = daemon.pop("peak_rss_mib")
+            result["daemon_rss_by_stage_mib"] = daemon.pop("rss_by_stage_mib")
+            result["daemon_start_rss_mib"] = daemon.pop("start_rss_mib")
     result["peak_rss_mib"] = round(peak_rss_mib())
     result["load_average_end"] = os.getloadavg()[0]
     result["profiles"] = profiler.reports

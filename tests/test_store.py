@@ -500,7 +500,7 @@ def test_skipped_written_and_feedback_round_trip(store: Store):
     assert (record.checksum, record.values) == ("abc", {"summary": "Über", "related": ["[[b]]"]})
     assert set(store.all_written()) == {"a.md"}
     store.delete_notes(["a.md"])  # a note that is gone takes what was written to it along
-    assert store.all_written() == {}
+    assert store.all_written() == {} and list(store.each_written()) == [] and store.written_checksums() == {}
 
     store.set_feedback("a.md", "b.md", "rejected")
     store.set_feedback("a.md", "b.md", "pinned")
@@ -624,3 +624,14 @@ def test_note_means_read_in_small_batches_equal_the_whole_matrix(state_dir: Path
         assert set(opened.notes_at(["n001.md", "missing.md"])) == {"n001.md"}
         first = opened.chunks_of("n001.md")[0]
         assert opened.chunks_by_id([first.id, 10**9]) == {first.id: first}
+
+def test_each_written_pages_through_every_write_as_all_written_holds_it(store: Store):
+    for i in range(11):
+        store.record_written(f"n{i}.md", f"sum{i}", {"related": [f"[[n{i + 1}]]"], "summary": f"S{i}"})
+    store.delete_notes(["n0.md", "n3.md", "n4.md", "n10.md"])  # gaps in the rowids, one at the end
+    store.record_written("n5.md", "again", {"related": []})  # rewritten: its row stays where it was
+    expected = sorted(store.all_written().values(), key=lambda r: r.path)
+    assert len(expected) == 7
+    for page in (1, 2, 3, 100):
+        assert sorted(store.each_written(page=page), key=lambda r: r.path) == expected
+    assert store.written_checksums() == {r.path: r.checksum for r in expected}

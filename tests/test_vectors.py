@@ -16,7 +16,9 @@ from hypothesis.extra.numpy import arrays
 
 from ideaweave.errors import StoreError
 from ideaweave.vectors import (
+    COMPACT_BLOCK_ROWS,
     EXACT_LIMIT,
+    CompactVectors,
     FlatIndex,
     IvfIndex,
     ivf_lists,
@@ -120,3 +122,66 @@ def test_a_search_from_a_new_thread_runs_faiss_on_one_thread(make):
     worker.join()
     assert seen["before"] > 1  # the default the search must not run with
     assert seen == {"before": seen["before"], "found": [[1]], "after": 1}
+
+
+unit_rows = arrays(np.float32, st.tuples(st.integers(1, 2 * COMPACT_BLOCK_ROWS + 3), st.just(16)),
+                   elements=st.floats(-1, 1, width=32)).map(normalise_rows)
+
+
+@settings(max_examples=40, deadline=None)
+@given(unit_rows, st.data())
+def test_compact_vectors_answer_within_half_a_step_of_float32(matrix, data):
+    compact = CompactVectors.of(matrix)
+    assert compact.shape == matrix.shape and len(compact) == len(matrix)
+    # Each component is off by at most half a step of its row's scale (largest component / 32,767).
+    step = np.abs(matrix).max(axis=1, keepdims=True) / 32767
+    assert (np.abs(np.asarray(compact) - matrix) <= step / 2 + 1e-7).all()
+    q = data.draw(st.integers(0, len(matrix) - 1))
+    # A product moves by at most what those half steps can add up to (plus float32 rounding).
+    half = step[:, 0] / 2
+    bound = np.abs(matrix).sum(axis=1) * half[q] + np.abs(matrix[q]).sum() * half + matrix.shape[1] * half * half[q]
+    assert (np.abs(compact @ compact[q] - matrix @ matrix[q]) <= bound + 1e-6).all()
+    np.testing.assert_allclose(compact @ matrix[:2].T, np.asarray(compact) @ matrix[:2].T, rtol=1e-5, atol=1e-6)
+    rows = data.draw(st.lists(st.integers(0, len(matrix) - 1), max_size=5))
+    np.testing.assert_array_equal(compact[rows], np.asarray(compact)[rows])
+    np.testing.assert_array_equal(np.asarray(compact.take(rows)), np.asarray(compact)[rows])
+    assert (compact @ compact[q]).dtype == np.float32 and compact[rows].dtype == np.float32
+
+
+def test_compact_vectors_take_rows_and_keep_zero_rows_zero():
+    matrix = normalise_rows(np.random.default_rng(0).standard_normal((5, 8)))
+    matrix[3] = 0
+    compact = CompactVectors.of(matrix)
+    assert not np.asarray(compact)[3].any() and not (compact @ matrix[0])[3]
+    target = CompactVectors.empty(7, 8)
+    target[[6, 0, 2]] = compact.take([0, 1, 2])  # compact rows move as they are: no second rounding
+    np.testing.assert_array_equal(target.codes[[6, 0, 2]], compact.codes[:3])
+    target[4] = matrix[4]
+    target[[1, 5]] = matrix[[1, 2]]
+    np.testing.assert_array_equal(np.asarray(target)[[4, 1, 5]], np.asarray(compact)[[4, 1, 2]])
+    assert target.nbytes == 7 * 8 * 2 + 7 * 4  # half of float32's, plus a scale per row
+
+
+def test_compact_cosines_of_note_like_vectors_are_closer_than_float16s():
+    # Centred MiniLM note vectors spread over all 384 components: the case the ranking snapshot holds.
+    matrix = normalise_rows(np.random.default_rng(1).standard_normal((3000, 384)))
+    compact = CompactVectors.of(matrix)
+    exact = matrix @ matrix[:20].T
+    compact_error = np.abs(compact @ compact[:20].T - exact).max()
+    half = matrix.astype(np.float16).astype(np.float32)
+    assert compact_error < 1e-5 and compact_error < np.abs(half @ half[:20].T - exact).max() / 3
+
+
+@pytest.mark.parametrize("rows", [1, 7, COMPACT_BLOCK_ROWS, 3 * COMPACT_BLOCK_ROWS + 5])
+def test_compact_vectors_made_in_the_matrixs_own_buffer_equal_a_fresh_encoding(rows):
+    matrix = normalise_rows(np.random.default_rng(rows).standard_normal((rows, 9)))  # odd: a half-filled last float
+    expected = CompactVectors.of(matrix.copy())
+    compact = CompactVectors.consuming(matrix)
+    np.testing.assert_array_equal(compact.codes, expected.codes)
+    np.testing.assert_array_equal(compact.scales, expected.scales)
+    assert matrix.nbytes == 4 * ((rows * 9 + 1) // 2)  # the float32 buffer was given back down to the codes
+    assert compact.codes.base is not None and compact.codes.nbytes <= matrix.nbytes
+    view = normalise_rows(np.ones((4, 6)))[::2]  # not its own buffer: encoded aside, left as it was
+    before = view.copy()
+    np.testing.assert_array_equal(CompactVectors.consuming(view).codes, CompactVectors.of(before).codes)
+    np.testing.assert_array_equal(view, before)

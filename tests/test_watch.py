@@ -59,6 +59,8 @@ def test_notes_citing_finds_links_by_their_text():
     assert notes_citing(written, {"Concepts/Corrigibility.md"}) == {"a.md", "b.md"}
     assert notes_citing(written, {"Concepts/Corrigibility.md", "Reward hacking.md"}) == {"a.md", "b.md", "f.md"}
     assert notes_citing(written, set()) == set()
+    # Read one written note at a time (the daemon's way at 100,000 notes): the same answer.
+    assert notes_citing(iter(written.items()), {"Concepts/Corrigibility.md"}) == {"a.md", "b.md"}
 
 
 def test_nearest_notes_by_note_vector():
@@ -720,6 +722,44 @@ def test_an_overflowing_event_queue_turns_into_a_full_rescan(tmp_path, embedder)
         eventually(lambda: all(related_of(vault, f"Bulk/Note {i}.md") for i in range(12)),
                    what="every note of the burst is written")
         assert stats.full_rescans >= 1
+
+
+def test_the_daemon_reads_a_whole_snapshot_only_once_the_old_one_is_let_go(tmp_path, embedder, monkeypatch):
+    """Two whole ranking snapshots at once are some 250 MB more at 100,000 notes: a rescan (and any full
+    reload) lets the old snapshot go before it reads the next."""
+    import gc
+    import queue
+    import weakref
+
+    from ideaweave import corpus as corpus_module
+
+    snapshots, alive_at_load = weakref.WeakSet(), []
+    assemble, load = corpus_module.Corpus._assemble, corpus_module.Corpus.__init__
+
+    def tracked_assemble(self, *args, **kwargs):
+        assemble(self, *args, **kwargs)
+        snapshots.add(self)
+
+    def tracked_load(self, *args, **kwargs):
+        gc.collect()
+        alive_at_load.append(len(snapshots))
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(corpus_module.Corpus, "_assemble", tracked_assemble)
+    monkeypatch.setattr(corpus_module.Corpus, "__init__", tracked_load)
+    vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
+    app = make_app(vault, tmp_path, embedder)
+    watcher = VaultWatcher(app, threading.Event())
+    watcher.events = queue.Queue(maxsize=3)  # a burst overflows it: a full rescan, with a whole new snapshot
+    with running_daemon(app, watcher=watcher) as stats:
+        (vault / "Garden/Compost.md").write_text("# Compost\n\nWorms speed the heap up.\n", encoding="utf-8")
+        eventually(lambda: stats.batches >= 1, what="an edit's batch (a snapshot carried over)")
+        (vault / "Bulk").mkdir()
+        for i in range(12):
+            (vault / f"Bulk/Note {i}.md").write_text(f"# Note {i}\n\n" + list(NOTES.values())[4 + i % 8])
+        eventually(lambda: stats.full_rescans >= 1 and all(related_of(vault, f"Bulk/Note {i}.md") for i in range(12)),
+                   what="the rescan and every note of the burst written")
+    assert len(alive_at_load) >= 2 and alive_at_load == [0] * len(alive_at_load)
 
 
 # ------------------------------------------------------------------ torture: a second process edits while the daemon writes

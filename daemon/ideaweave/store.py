@@ -1100,9 +1100,10 @@ class Store:
     def term_signatures(self, only: Iterable[str] | None = None) -> dict[str, tuple[int, bytes]]:
         """path -> (content words, encoded term signature) of every note (or of `only`). Notes indexed
         before signatures were kept get theirs now, from their stored text (once: they are saved)."""
+        # In path order, the ranking snapshot's order: it then needs no rearranged copy of them.
         rows = self._rows_where_in("SELECT notes.path, notes.id, notes.sealed, note_terms.words, note_terms.terms"
                                    " FROM notes LEFT JOIN note_terms ON note_terms.note_id = notes.id", only,
-                                   column="notes.path")
+                                   column="notes.path", order=" ORDER BY notes.path")
         signatures, missing = {}, []
         for path, note_id, sealed, words, blob in rows:
             if blob is None:
@@ -1275,6 +1276,21 @@ class Store:
     def all_written(self) -> dict[str, WrittenRecord]:
         rows = self._rows("SELECT path, checksum, values_json, written_at FROM written")
         return {row[0]: _written(row) for row in rows}
+
+    def each_written(self, page: int = 2_000) -> Iterator[WrittenRecord]:
+        """Every remembered write, read a page of rows at a time: what a pass over them all needs without
+        `all_written`'s dictionary, which holds some 200 MB of parsed values at 100,000 written notes.
+        Pages are ranges of rowid (a row the veil hides cannot end a page); a write recorded meanwhile
+        may be seen or not."""
+        last = self._rows("SELECT max(rowid) FROM written")[0][0] or 0
+        for low in range(0, last, page):
+            for row in self._rows("SELECT path, checksum, values_json, written_at FROM written"
+                                  " WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (low, low + page)):
+                yield _written(row)
+
+    def written_checksums(self) -> dict[str, str]:
+        """path -> checksum of every remembered write (the values are not read)."""
+        return dict(self._rows("SELECT path, checksum FROM written"))
 
     def set_feedback(self, note_path: str, target_path: str, action: str) -> None:
         """Record that the user rejected or pinned `target_path` as related to `note_path`."""

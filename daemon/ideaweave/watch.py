@@ -65,8 +65,9 @@ HISTORY = 200
 # ------------------------------------------------------------------ pure: which notes a change concerns
 
 
-def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[str]:
-    """Notes whose written `related` list links to one of `targets` (matched by link text).
+def notes_citing(written: Mapping[str, object] | Iterable[tuple[str, object]], targets: Iterable[str]) -> set[str]:
+    """Notes whose written `related` list links to one of `targets` (matched by link text). `written`:
+    note -> its written list, as a mapping or as (note, list) pairs read one at a time.
 
     Matching text rather than resolving links lets this find links to notes that are gone or renamed.
     """
@@ -74,7 +75,7 @@ def notes_citing(written: Mapping[str, object], targets: Iterable[str]) -> set[s
     if not names:
         return set()
     found = set()
-    for note, links in written.items():
+    for note, links in (written.items() if isinstance(written, Mapping) else written):
         if not isinstance(links, list):
             continue
         for link in links:
@@ -619,6 +620,7 @@ class VaultWatcher:
         self._wait_for_power()
         self.stats.indexing_active = True
         self.stats.start_phase("indexing", 0)
+        self._corpus = None  # a rescan reads a whole new snapshot: the old one goes first (one at a time)
         try:
             index = self.app.indexer.run(progress=self._pass_progress, pause=self._serve_edits_while_indexing,
                                          group_chunks=PASS_EMBED_GROUP)
@@ -671,6 +673,7 @@ class VaultWatcher:
         batch = self.batcher.take(time.monotonic())
         if batch:
             if fresh_snapshot:
+                self._corpus = None  # one snapshot at a time: the old one goes before the new one is read
                 self._corpus = Corpus(self.app.store)
             handled = self.stats.batches
             self._handle_safely(batch)
@@ -849,7 +852,7 @@ class VaultWatcher:
             self.stats.indexing_active = False
         # The next snapshot reads only what this batch changed (a full load takes seconds at 100k notes).
         touched = set(fresh) | set(index.deleted) | {p for pair in index.renamed for p in pair} | set(index.relinked)
-        corpus = self._corpus = self._corpus.updated(touched)  # _reconcile made the first one
+        corpus = self._next_snapshot(touched)
         self._refresh_api(corpus)
         targets = self._sync_targets(fresh, index, before, corpus) | set(batch.retried)
         written, deferred = self._sync_or_hold(sorted(targets), corpus, bystanders=targets - set(fresh))
@@ -857,6 +860,18 @@ class VaultWatcher:
                                len(targets), tuple(written), tuple(deferred))
         self._log(outcome)
         return outcome
+
+    def _next_snapshot(self, touched: set[str]):
+        """The snapshot after `touched` changed: carried over from the last one (which _reconcile made),
+        or, when a whole new one is due, read after the old one is let go (one snapshot at a time)."""
+        from .corpus import Corpus
+
+        if self._corpus is None or self._corpus.reload_due(touched):
+            self._corpus = None
+            self._corpus = Corpus(self.app.store)
+        else:
+            self._corpus = self._corpus.updated(touched)
+        return self._corpus
 
     def _is_own_write(self, path: str) -> bool:
         """Does the file hold exactly what ideaweave last wrote into it, and does the index know it?"""
@@ -882,7 +897,7 @@ class VaultWatcher:
             listed |= {f.path for f in self.app.scanner.scan() if f.path not in known}
         new_hashes = {_sha256_of(self.app.root / p) for p in listed if p not in known and exists(p)} - {None}
         if new_hashes:  # appeared: a note with the same bytes may have vanished from elsewhere
-            written = {p: w.checksum for p, w in self.app.store.all_written().items()}
+            written = self.app.store.written_checksums()
             listed |= {p for p, stat in known.items()
                        if (stat.content_hash in new_hashes or written.get(p) in new_hashes) and not exists(p)}
         return sorted(listed - set(paths))
@@ -903,9 +918,9 @@ class VaultWatcher:
         # their files may still hold the old one.
         cited = gone | meaning_changed | set(old_name)
         if cited:
-            written = {path: record.values.get(self.app.settings.writer.related_key)
-                       for path, record in self.app.store.all_written().items()}
-            targets |= notes_citing(written, cited)
+            # One written note at a time: at 100,000 notes every remembered value at once is some 200 MB.
+            key = self.app.settings.writer.related_key
+            targets |= notes_citing(((r.path, r.values.get(key)) for r in self.app.store.each_written()), cited)
         hidden = corpus.template | corpus.private if len(corpus) else None
         for path in meaning_changed:
             q = corpus.index.get(path)
