@@ -4,6 +4,7 @@ exact scan and through the inverted file that large vaults use."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from ideaweave import vectors
 from ideaweave.app import App
 from ideaweave.corpus import Corpus
 from ideaweave.config import Settings, replace
+from ideaweave.store import Store
 from ideaweave.search import (SEARCH_WEIGHTS, Passage, QueryVectors, more_like, note_components, note_passage,
                               question_query, ranked_hits, search, vault_centre)
 
@@ -188,6 +190,25 @@ def test_the_keyword_query_run_beside_the_embedding_gives_the_answer_run_after_i
         assert (beside.keyword_hits is not None) == bool(beside.words)
         assert ([h.as_json() for h in ranked_hits(app.store, beside, 20)]
                 == [h.as_json() for h in ranked_hits(app.store, after, 20)])
+
+
+def test_the_keyword_query_beside_the_embedding_runs_on_the_stores_search_thread(app, monkeypatch):
+    # One pool for keyword searches off the caller's thread, the store's: its own read connection, so the
+    # query does not wait for the store's lock while the caller embeds.
+    asked = []
+    side_search = Store._side_fts_search
+
+    def recorded(store, query, k, match_any):
+        asked.append((threading.current_thread().name, query, match_any))
+        return side_search(store, query, k, match_any)
+
+    monkeypatch.setattr(Store, "_side_fts_search", recorded)
+    found = question_query(app.embedder, "when a measure becomes a target", app.store)
+    assert found.keyword_hits.result()
+    assert asked == [(asked[0][0], "measure becomes target", False)] and asked[0][0].startswith("ideaweave-search")
+    asked.clear()
+    question_query(app.embedder, "Goodhart measure quokka", app.store).keyword_hits.result()  # no section has all three
+    assert [(q, any_word) for _, q, any_word in asked] == [("Goodhart measure quokka", False), ("Goodhart measure quokka", True)]
 
 
 # ---- the vault's centre: a note near it (an overview) counts against it

@@ -18,7 +18,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,31 +132,17 @@ def subject_words(query: str) -> str:
 def question_query(embedder: Embedder, query: str, store: Store | None = None) -> Query | None:
     """A typed question or problem: its meaning, and its subject words, every one of which keywords must match.
 
-    With `store`, its keyword search runs in another thread while the query is embedded: llama.cpp and
-    SQLite both let go of Python's lock, so on a machine with a free core a query waits for the slower
-    of the two, not for both (search as you type: one query per pause in typing)."""
+    With `store`, its keyword search runs on the store's search thread while the query is embedded:
+    llama.cpp and SQLite both let go of Python's lock, so on a machine with a free core a query waits for
+    the slower of the two, not for both (search as you type: one query per pause in typing)."""
     query = query.strip()
     if not query:
         return None
     words = subject_words(query)
     keyword_hits = None
     if store is not None and words:
-        keyword_hits = _keyword_search_pool().submit(_keyword_hits, store, Query(query, _NO_VECTOR, words))
+        keyword_hits = store.fts_search_async(words, POOL, else_any=True)  # as `_keyword_hits` asks
     return Query(query, _query_vectors.embed(embedder, query), words, keyword_hits=keyword_hits)
-
-
-_NO_VECTOR = np.zeros(0, np.float32)
-_keyword_search: ThreadPoolExecutor | None = None
-_keyword_search_lock = threading.Lock()
-
-
-def _keyword_search_pool() -> ThreadPoolExecutor:
-    global _keyword_search
-    with _keyword_search_lock:
-        if _keyword_search is None:
-            # Two: the API answers a few searches at once; the store serialises their reads anyway.
-            _keyword_search = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ideaweave-keywords")
-        return _keyword_search
 
 
 class QueryVectors:
