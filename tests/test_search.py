@@ -229,6 +229,39 @@ def test_the_vault_centre_is_the_mean_whole_note_vector_of_the_first_notes_and_f
     assert len(first) == 3 and np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
 
 
+def test_after_an_edit_a_current_snapshot_gives_the_centre_without_reading_the_stores_sections(app, monkeypatch):
+    corpus = Corpus(app.store)
+    (app.root / "Quokkas.md").write_text("# Quokkas\n\nQuokkas hop between mangrove roots at dawn.\n", encoding="utf-8")
+    app.indexer.run()
+    fresh = corpus.updated(["Quokkas.md"])
+    through_store = vault_centre(app.store)
+    search_module._centres.clear()  # computed again, from the snapshot this time
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the centre read the store's sections although the snapshot holds them")
+
+    with monkeypatch.context() as patched:
+        for read in ("chunk_table", "note_means", "note_path_by_id"):
+            patched.setattr(app.store, read, unread)
+        assert fresh.current and np.array_equal(vault_centre(app.store, fresh), through_store)
+    # One answer: search through the snapshot and through the store agree after the edit.
+    search_module._centres.clear()
+    assert _answers(app, fresh) == _answers(app, None)
+    # An edit to a note outside the sample: the sample's sections are as they were, and so is the centre.
+    monkeypatch.setattr(search_module, "CENTRE_NOTES", 3)
+    search_module._centres.clear()
+    before = vault_centre(app.store, fresh)
+    assert "Quokkas.md" not in app.store.oldest_note_paths(3)
+    (app.root / "Quokkas.md").write_text("# Quokkas\n\nQuokkas sleep in the shade at noon.\n", encoding="utf-8")
+    app.indexer.run()
+    following = fresh.updated(["Quokkas.md"])
+    with monkeypatch.context() as patched:
+        patched.setattr(app.store, "gather_vectors", unread)
+        assert following.current and np.array_equal(vault_centre(app.store, following), before)
+    search_module._centres.clear()
+    assert np.array_equal(vault_centre(app.store), before)
+
+
 def test_how_central_a_candidate_is_counts_against_it(app):
     query = question_query(app.embedder, "an AI that lets humans switch it off")
     evidence = note_components(app.store, query)
