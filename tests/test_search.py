@@ -211,6 +211,26 @@ def test_the_keyword_query_beside_the_embedding_runs_on_the_stores_search_thread
     assert [(q, any_word) for _, q, any_word in asked] == [("Goodhart measure quokka", False), ("Goodhart measure quokka", True)]
 
 
+def test_a_keyword_query_still_waiting_on_the_stores_thread_is_run_by_the_search_itself(app, monkeypatch):
+    # The store's thread may be busy with a sync slice's keyword searches: the typed search does not wait.
+    gate = threading.Event()
+    side_search = Store._side_fts_search
+
+    def held(store, query, k, match_any):
+        gate.wait(30)
+        return side_search(store, query, k, match_any)
+
+    monkeypatch.setattr(Store, "_side_fts_search", held)
+    ahead = app.store.fts_search_async("measure", 5)  # holds the store's search thread until the gate opens
+    text = "when a measure becomes a target"
+    queued = question_query(app.embedder, text, app.store)
+    hits = ranked_hits(app.store, queued, 20)
+    assert queued.keyword_hits.cancelled() and not gate.is_set()
+    gate.set()
+    assert ahead.result()
+    assert [h.as_json() for h in hits] == [h.as_json() for h in ranked_hits(app.store, question_query(app.embedder, text), 20)]
+
+
 # ---- the vault's centre: a note near it (an overview) counts against it
 
 def test_the_vault_centre_is_the_mean_whole_note_vector_of_the_first_notes_and_follows_changes(app, monkeypatch):
