@@ -179,6 +179,31 @@ def test_an_update_run_in_a_pause_of_the_pass_is_kept_and_the_pass_completes(tmp
     assert again.read == 0 and again.embedded_chunks == 0
 
 
+def test_a_re_embed_of_the_vault_pauses_for_the_users_edits_between_groups(tmp_path, embedder):
+    vault = tmp_path / "bulk"
+    for i in range(30):
+        write(vault, f"Note {i:02d}.md", f"# Note {i}\n\nParagraph {i} about gardens, soil and the seasons of year {i}.\n")
+    indexer = make_indexer(vault, tmp_path / "state", embedder)
+    indexer.run()
+    indexer.store.reset_vectors()  # what a model change does: every chunk waits to be embedded again
+    edited = "Note 29.md"
+    waiting = []
+
+    def edit_during_the_re_embed():
+        waiting.append(indexer.store.counts()["chunks_without_vectors"])
+        if len(waiting) == 1:  # the user saves a note while the vault is embedded again
+            write(vault, edited, "# Tomato blight\n\nWet summers bring blight to tomato leaves.\n")
+            assert indexer.update([edited]).changed == [edited]
+
+    report = indexer.run(pause=edit_during_the_re_embed, group_chunks=8)
+    assert report.read == 0  # nothing to read: only the re-embed, which paused between its groups
+    assert len(waiting) >= 3 and waiting == sorted(waiting, reverse=True) and 0 < waiting[-1] < waiting[0]
+    assert indexer.store.counts()["chunks_without_vectors"] == 0
+    assert any("blight" in c.text and c.vector_id is not None for c in indexer.store.chunks_of(edited))
+    again = indexer.run()
+    assert again.read == 0 and again.embedded_chunks == 0
+
+
 def _index_rows(store: Store) -> dict:
     """What the index holds of every note, as a fresh indexing would store it (ids and times aside)."""
     import json

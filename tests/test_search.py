@@ -4,6 +4,7 @@ exact scan and through the inverted file that large vaults use."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from ideaweave import vectors
 from ideaweave.app import App
 from ideaweave.corpus import Corpus
 from ideaweave.config import Settings, replace
+from ideaweave.store import Store
 from ideaweave.search import (SEARCH_WEIGHTS, Passage, QueryVectors, more_like, note_components, note_passage,
                               question_query, ranked_hits, search, vault_centre)
 
@@ -186,8 +188,49 @@ def test_the_keyword_query_run_beside_the_embedding_gives_the_answer_run_after_i
         beside = question_query(app.embedder, query, app.store)
         after = question_query(app.embedder, query)
         assert (beside.keyword_hits is not None) == bool(beside.words)
+        if beside.keyword_hits is not None:
+            beside.keyword_hits.result()  # answered on the store's thread (not run again by the search)
         assert ([h.as_json() for h in ranked_hits(app.store, beside, 20)]
                 == [h.as_json() for h in ranked_hits(app.store, after, 20)])
+
+
+def test_the_keyword_query_beside_the_embedding_runs_on_the_stores_search_thread(app, monkeypatch):
+    # One pool for keyword searches off the caller's thread, the store's: its own read connection, so the
+    # query does not wait for the store's lock while the caller embeds.
+    asked = []
+    side_search = Store._side_fts_search
+
+    def recorded(store, query, k, match_any):
+        asked.append((threading.current_thread().name, query, match_any))
+        return side_search(store, query, k, match_any)
+
+    monkeypatch.setattr(Store, "_side_fts_search", recorded)
+    found = question_query(app.embedder, "when a measure becomes a target", app.store)
+    assert found.keyword_hits.result()
+    assert asked == [(asked[0][0], "measure becomes target", False)] and asked[0][0].startswith("ideaweave-search")
+    asked.clear()
+    question_query(app.embedder, "Goodhart measure quokka", app.store).keyword_hits.result()  # no section has all three
+    assert [(q, any_word) for _, q, any_word in asked] == [("Goodhart measure quokka", False), ("Goodhart measure quokka", True)]
+
+
+def test_a_keyword_query_still_waiting_on_the_stores_thread_is_run_by_the_search_itself(app, monkeypatch):
+    # The store's thread may be busy with a sync slice's keyword searches: the typed search does not wait.
+    gate = threading.Event()
+    side_search = Store._side_fts_search
+
+    def held(store, query, k, match_any):
+        gate.wait(30)
+        return side_search(store, query, k, match_any)
+
+    monkeypatch.setattr(Store, "_side_fts_search", held)
+    ahead = app.store.fts_search_async("measure", 5)  # holds the store's search thread until the gate opens
+    text = "when a measure becomes a target"
+    queued = question_query(app.embedder, text, app.store)
+    hits = ranked_hits(app.store, queued, 20)
+    assert queued.keyword_hits.cancelled() and not gate.is_set()
+    gate.set()
+    assert ahead.result()
+    assert [h.as_json() for h in hits] == [h.as_json() for h in ranked_hits(app.store, question_query(app.embedder, text), 20)]
 
 
 # ---- the vault's centre: a note near it (an overview) counts against it
@@ -206,6 +249,39 @@ def test_the_vault_centre_is_the_mean_whole_note_vector_of_the_first_notes_and_f
     first = app.store.oldest_note_paths(3)
     _paths, vectors, _ = app.store.note_means(only=first)
     assert len(first) == 3 and np.allclose(vault_centre(app.store), vectors.mean(axis=0), atol=1e-6)
+
+
+def test_after_an_edit_a_current_snapshot_gives_the_centre_without_reading_the_stores_sections(app, monkeypatch):
+    corpus = Corpus(app.store)
+    (app.root / "Quokkas.md").write_text("# Quokkas\n\nQuokkas hop between mangrove roots at dawn.\n", encoding="utf-8")
+    app.indexer.run()
+    fresh = corpus.updated(["Quokkas.md"])
+    through_store = vault_centre(app.store)
+    search_module._centres.clear()  # computed again, from the snapshot this time
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the centre read the store's sections although the snapshot holds them")
+
+    with monkeypatch.context() as patched:
+        for read in ("chunk_table", "note_means", "note_path_by_id"):
+            patched.setattr(app.store, read, unread)
+        assert fresh.current and np.array_equal(vault_centre(app.store, fresh), through_store)
+    # One answer: search through the snapshot and through the store agree after the edit.
+    search_module._centres.clear()
+    assert _answers(app, fresh) == _answers(app, None)
+    # An edit to a note outside the sample: the sample's sections are as they were, and so is the centre.
+    monkeypatch.setattr(search_module, "CENTRE_NOTES", 3)
+    search_module._centres.clear()
+    before = vault_centre(app.store, fresh)
+    assert "Quokkas.md" not in app.store.oldest_note_paths(3)
+    (app.root / "Quokkas.md").write_text("# Quokkas\n\nQuokkas sleep in the shade at noon.\n", encoding="utf-8")
+    app.indexer.run()
+    following = fresh.updated(["Quokkas.md"])
+    with monkeypatch.context() as patched:
+        patched.setattr(app.store, "gather_vectors", unread)
+        assert following.current and np.array_equal(vault_centre(app.store, following), before)
+    search_module._centres.clear()
+    assert np.array_equal(vault_centre(app.store), before)
 
 
 def test_how_central_a_candidate_is_counts_against_it(app):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import threading
 
+import faiss
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -61,6 +64,27 @@ def test_the_inverted_file_finds_nearly_the_same_neighbours(monkeypatch):
     monkeypatch.setattr(topics_module, "EXACT_NOTES", 100)
     approximate = set(zip(*map(np.ndarray.tolist, nearest_neighbours(vectors, 10))))
     assert len(exact & approximate) / len(exact) > 0.9
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenMP's default is one thread anyway")
+@pytest.mark.parametrize("exact_notes", [topics_module.EXACT_NOTES, 100])
+def test_neighbours_found_from_a_new_thread_run_faiss_on_one_thread(monkeypatch, exact_notes):
+    # Topics are found in a worker thread, whose OpenMP default is every core; OpenMP's waiting threads
+    # spin, and on a busy 2-core laptop that costs the user's own work (as it did search's).
+    monkeypatch.setattr(topics_module, "EXACT_NOTES", exact_notes)  # 100: the inverted file
+    vectors = unit(np.random.default_rng(4).normal(size=(2000, 16)))
+    seen = {}
+
+    def find_in_thread():
+        seen["before"] = faiss.omp_get_max_threads()
+        seen["found"] = nearest_neighbours(vectors, 5)
+        seen["after"] = faiss.omp_get_max_threads()
+
+    worker = threading.Thread(target=find_in_thread)
+    worker.start()
+    worker.join()
+    assert seen["before"] > 1  # the default the search must not run with
+    assert seen["after"] == 1 and len(seen["found"][0]) > 0
 
 
 def test_similarity_is_standardised_per_note_as_related_does():

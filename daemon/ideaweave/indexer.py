@@ -254,7 +254,7 @@ class Indexer:
             self.store.delete_notes(gone)
             report.deleted = gone
         if full:
-            report.embedded_chunks += self._embed_missing()
+            report.embedded_chunks += self._embed_missing(pause, group_chunks)
         appeared = {f.path for f in plan.to_read if f.path not in known}
         if plan.deleted or appeared or report.locked:
             # A locked secure note is no link target: a link to it must not name its path here.
@@ -345,14 +345,24 @@ class Indexer:
         sealed = {c.hash for note, chunks in items if self.store.seals(note.private) for c in chunks} - public
         return self._embed_texts({c.hash: c.text for _, chunks in items for c in chunks}, sealed)
 
-    def _embed_texts(self, texts: dict[str, str], sealed: set[str] = frozenset()) -> int:
+    def _embed_texts(self, texts: dict[str, str], sealed: set[str] = frozenset(), pause: Pause | None = None,
+                     group_chunks: int = EMBED_GROUP) -> int:
         """Embed and store the texts (by chunk hash) that have no vector yet; how many there were.
-        `sealed`: the hashes only secure notes have, whose vectors are stored sealed."""
+        `sealed`: the hashes only secure notes have, whose vectors are stored sealed. `pause()` runs
+        between groups of `group_chunks` texts."""
         missing = sorted(self.store.missing_vectors(texts))
-        for start in range(0, len(missing), EMBED_GROUP):
-            group = missing[start:start + EMBED_GROUP]
-            self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]), sealed=sealed & set(group))
-        return len(missing)
+        embedded = 0
+        for start in range(0, len(missing), group_chunks):
+            todo = missing[start:start + group_chunks]
+            if start and pause is not None:
+                pause()
+                # An edit handled in the pause embeds its own chunks, which may be some of these.
+                todo = sorted(self.store.missing_vectors(todo))
+            for at in range(0, len(todo), EMBED_GROUP):
+                group = todo[at:at + EMBED_GROUP]
+                self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]), sealed=sealed & set(group))
+            embedded += len(todo)
+        return embedded
 
     def _failed(self, failure: NoteFailure, known: dict[str, NoteStat], report: IndexReport) -> None:
         """A note that could not be indexed: its old version leaves the index (it no longer says what the
@@ -370,8 +380,10 @@ class Indexer:
         secure = self.store.seal_all or any(glob_matcher(p)(path) for p in self.scanner.rules.private_folders)
         return not secure or self.store.hide_path(path)
 
-    def _embed_missing(self) -> int:
-        """Chunks stored without a vector (a model change, an interrupted run) get one now."""
+    def _embed_missing(self, pause: Pause | None = None, group_chunks: int = EMBED_GROUP) -> int:
+        """Chunks stored without a vector (a model change, an interrupted run) get one now. After a model
+        change that is the whole vault, an hour at 10,000 notes: `pause()` runs between groups of
+        `group_chunks` chunks, as while notes are read, so that the user's edits are not kept waiting."""
         if not self.store.counts().get("chunks_without_vectors"):
             return 0
         by_note = {}
@@ -384,7 +396,8 @@ class Indexer:
         sealed = {h for path, texts in by_note.items() if self.store.is_hidden(path) for h in texts}
         sealed -= {h for path, texts in by_note.items() if not self.store.is_hidden(path) for h in texts}
         try:
-            return self._embed_texts({h: t for texts in by_note.values() for h, t in texts.items()}, sealed)
+            return self._embed_texts({h: t for texts in by_note.values() for h, t in texts.items()}, sealed,
+                                     pause, group_chunks)
         except Exception as exc:
             if not is_about_the_note(exc):
                 raise

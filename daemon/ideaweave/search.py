@@ -18,7 +18,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +51,8 @@ SEARCH_WEIGHTS = {"section": 1.0, "lead": 0.75, "note": 0.25, "keywords": 0.5, "
 # benchmark's recall@10 fell from 0.659 to 0.647 (MRR@10 0.433 -> 0.430), so passages leave it out.
 PASSAGE_WEIGHTS = {name: weight for name, weight in SEARCH_WEIGHTS.items() if name != "central"}
 # Notes whose whole-note vectors make the vault's centre. The centre is a property of the whole vault and
-# moves slowly: on the search ablation, the centre of 50 notes ranks as that of all 386 does.
+# moves slowly: on the search ablation, the centre of 50 notes ranks as that of all 386 does. A fixed
+# sample keeps its cost after an edit the same at any vault size.
 CENTRE_NOTES = 500
 # Words that make a question or a request, not its subject ("what is", "how do I").
 _QUESTION_WORDS = frozenset("what whats which who whom whose why how when where does do did is are was were can could "
@@ -132,31 +133,17 @@ def subject_words(query: str) -> str:
 def question_query(embedder: Embedder, query: str, store: Store | None = None) -> Query | None:
     """A typed question or problem: its meaning, and its subject words, every one of which keywords must match.
 
-    With `store`, its keyword search runs in another thread while the query is embedded: llama.cpp and
-    SQLite both let go of Python's lock, so on a machine with a free core a query waits for the slower
-    of the two, not for both (search as you type: one query per pause in typing)."""
+    With `store`, its keyword search runs on the store's search thread while the query is embedded:
+    llama.cpp and SQLite both let go of Python's lock, so on a machine with a free core a query waits for
+    the slower of the two, not for both (search as you type: one query per pause in typing)."""
     query = query.strip()
     if not query:
         return None
     words = subject_words(query)
     keyword_hits = None
     if store is not None and words:
-        keyword_hits = _keyword_search_pool().submit(_keyword_hits, store, Query(query, _NO_VECTOR, words))
+        keyword_hits = store.fts_search_async(words, POOL, else_any=True)  # as `_keyword_hits` asks
     return Query(query, _query_vectors.embed(embedder, query), words, keyword_hits=keyword_hits)
-
-
-_NO_VECTOR = np.zeros(0, np.float32)
-_keyword_search: ThreadPoolExecutor | None = None
-_keyword_search_lock = threading.Lock()
-
-
-def _keyword_search_pool() -> ThreadPoolExecutor:
-    global _keyword_search
-    with _keyword_search_lock:
-        if _keyword_search is None:
-            # Two: the API answers a few searches at once; the store serialises their reads anyway.
-            _keyword_search = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ideaweave-keywords")
-        return _keyword_search
 
 
 class QueryVectors:
@@ -215,8 +202,9 @@ def note_components(store: Store, query: Query, include_private: bool = False,
     nearest = np.asarray([int(v) for v in np.atleast_1d(vector_ids) if v >= 0], dtype=np.int64)
     keywords = _keyword_hits(store, query)
     keyword_paths = {h.note_path for h in keywords}
-    if corpus is not None and corpus.current:
-        table = _snapshot_table(corpus, nearest, keyword_paths, query.exclude, include_private)
+    snapshot = corpus if corpus is not None and corpus.current else None
+    if snapshot is not None:
+        table = _snapshot_table(snapshot, nearest, keyword_paths, query.exclude, include_private)
     else:
         table = _store_table(store, nearest, keyword_paths, query.exclude, include_private)
     if table is None:
@@ -224,7 +212,7 @@ def note_components(store: Store, query: Query, include_private: bool = False,
     paths, titles, section_start, section_vids = table
     index = {p: i for i, p in enumerate(paths)}
     section, best_chunk, lead, whole, central = _section_evidence(store, q, section_start, section_vids,
-                                                                  vault_centre(store))
+                                                                  vault_centre(store, snapshot))
     keyword = np.zeros(len(paths))
     for hit in keywords:
         if hit.note_path in index:
@@ -238,7 +226,9 @@ def _keyword_hits(store: Store, query: Query) -> list:
     """Keyword hits: every subject word matching, else (nothing found) any of them. A query whose words
     are all stopwords or question words has no subject to match: FTS5 would rank nearly every section
     (75 ms at 10,000 notes for "The") for no evidence."""
-    if query.keyword_hits is not None:
+    # The store's search thread also runs a sync slice's prefetched keyword searches, in order: a query still
+    # waiting there is run here instead (measured on arbital-math behind a 16-note slice: 87 ms waited).
+    if query.keyword_hits is not None and not query.keyword_hits.cancel():
         return query.keyword_hits.result()
     if not query.words:
         return []
@@ -262,14 +252,20 @@ def _store_table(store: Store, nearest: np.ndarray, keyword_paths: set[str], exc
     paths = sorted(p for p, f in flags.items() if _visible(f, include_private))
     if not paths:
         return None
-    _ordinals, note_ids, vector_ids = store.chunk_table(only=paths)  # by note path, then position
+    return (paths, [flags[p][0] for p in paths]) + _store_sections(store, paths)
+
+
+def _store_sections(store: Store, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(section_start, section_vids) of `paths`, read from the store: the embedded sections of paths[i]
+    are section_vids[section_start[i]:section_start[i + 1]], in order."""
+    _ordinals, note_ids, vector_ids = store.chunk_table(only=paths)  # by stored path (a pseudonym for secure notes)
     index = {p: i for i, p in enumerate(paths)}
     path_of = store.note_path_by_id(only=paths)
     # -1: a note deleted between the reads
     owner = np.fromiter((index.get(path_of.get(n, ""), -1) for n in note_ids.tolist()), dtype=np.int64, count=len(note_ids))
     order = np.argsort(owner, kind="stable")[np.count_nonzero(owner < 0):]
     start = np.searchsorted(owner[order], np.arange(len(paths) + 1))
-    return paths, [flags[p][0] for p in paths], start, vector_ids[order]
+    return start, vector_ids[order]
 
 
 def _snapshot_table(corpus: Corpus, nearest: np.ndarray, keyword_paths: set[str], exclude: frozenset[str],
@@ -284,29 +280,57 @@ def _snapshot_table(corpus: Corpus, nearest: np.ndarray, keyword_paths: set[str]
     paths = sorted(p for p, f in flags.items() if _visible(f, include_private))
     if not paths:
         return None
+    return (paths, [flags[p][0] for p in paths]) + _snapshot_sections(corpus, paths)
+
+
+def _snapshot_sections(corpus: Corpus, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """As `_store_sections`, from a current snapshot, which holds the same sections in the same order."""
     notes = np.array([corpus.index.get(p, -1) for p in paths], dtype=np.int64)
     counts = np.where(notes >= 0, corpus.chunk_start[notes + 1] - corpus.chunk_start[notes], 0)
     start = np.r_[0, np.cumsum(counts)]
     firsts = np.repeat(np.where(notes >= 0, corpus.chunk_start[notes], 0) - start[:-1], counts)
     rows = np.arange(start[-1]) + firsts
-    return paths, [flags[p][0] for p in paths], start, corpus.chunk_vid[rows]
+    return start, corpus.chunk_vid[rows]
 
 
-# The vault's centre for each open store, with the store's `sections_version` it was computed at.
-_centres: weakref.WeakKeyDictionary[Store, tuple[int, np.ndarray]] = weakref.WeakKeyDictionary()
+# The vault's centre for each open store: the store's `sections_version` it was last found current at,
+# the sample's sections it was computed from, and the centre.
+_centres: weakref.WeakKeyDictionary[Store, tuple[int, bytes, np.ndarray]] = weakref.WeakKeyDictionary()
 
 
-def vault_centre(store: Store) -> np.ndarray:
-    """The mean whole-note vector of the vault's first CENTRE_NOTES notes, computed again only once the
-    store's sections have changed. Search through the store and through the daemon's snapshot both take it
-    from here, so both give one answer."""
+def vault_centre(store: Store, corpus: Corpus | None = None) -> np.ndarray:
+    """The vault's centre: the mean whole-note vector of its first CENTRE_NOTES notes, each note's vector the
+    normalised mean of its sections' vectors (as `Store.note_means` makes it). Computed again only once the
+    store's sections have changed, from the sections of a current snapshot (`corpus`: no read of the
+    store's tables) or else of the store: the same sections in the same order, so search through the store
+    (the CLI) and through the daemon's snapshot (the API) give one answer.
+
+    Not the snapshot's `note_mean`: that is the mean at its last full load, kept through `updated()` so
+    that its vectors stay comparable, which the store alone cannot tell after an edit."""
     version = store.sections_version  # before reading: a change during the read is seen by the next search
     cached = _centres.get(store)
     if cached is not None and cached[0] == version:
-        return cached[1]
-    _paths, vectors, _chunk_mean = store.note_means(only=store.oldest_note_paths(CENTRE_NOTES))
-    centre = vectors.mean(axis=0) if len(vectors) else np.zeros(store.dim, np.float32)
-    _centres[store] = (version, centre)
+        return cached[2]
+    sample = sorted(store.oldest_note_paths(CENTRE_NOTES))
+    if corpus is not None and corpus.sections_version == version:
+        start, vector_ids = _snapshot_sections(corpus, sample)
+    else:
+        start, vector_ids = _store_sections(store, sample)
+    # An edit outside the sample leaves its sections as they were; a vector id is never given to another
+    # text (nor to another model's vector), so the same ids are the same vectors and the same centre.
+    sections = start.tobytes() + vector_ids.tobytes()
+    if cached is not None and cached[1] == sections:
+        _centres[store] = (version, sections, cached[2])
+        return cached[2]
+    counts = np.diff(start)
+    has = np.flatnonzero(counts > 0)  # a note without an embedded section has no whole-note vector
+    if not len(has):
+        centre = np.zeros(store.dim, np.float32)
+    else:
+        vectors = store.gather_vectors(vector_ids)
+        whole = np.add.reduceat(vectors, start[has], axis=0) / counts[has, None]
+        centre = (whole / np.maximum(row_norms(whole), 1e-12)[:, None]).mean(axis=0)
+    _centres[store] = (version, sections, centre)
     return centre
 
 

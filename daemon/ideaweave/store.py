@@ -1378,6 +1378,23 @@ class Store:
         rows = self._rows_where_in("SELECT path, size, mtime_ns FROM note_problems", list(stages), column="stage")
         return {path: (size, mtime) for path, size, mtime in rows}
 
+    # ------------------------------------------------------------ one keyword search beside other work
+
+    def fts_search_async(self, query: str, k: int, else_any: bool = False) -> Future:
+        """`fts_search` of `query` as a future, run on the store's search thread (`fts_searches`) while the
+        caller does other work (search embeds its query meanwhile). `else_any`: when no section matches
+        every word, the sections that match any."""
+        def every_word_else_any() -> list[FtsHit]:
+            hits = self._side_fts_search(query, k, False)
+            return hits if hits or not else_any else self._side_fts_search(query, k, True)
+
+        with self._lock:
+            if self._closed:
+                raise StoreError("the index is closed")
+            if self._searcher is None:
+                self._searcher = ThreadPoolExecutor(1, thread_name_prefix="ideaweave-search")
+            return self._searcher.submit(every_word_else_any)
+
 
 # ---------------------------------------------------------------- pure helpers
 

@@ -36,6 +36,7 @@ from .corpus import STOPWORDS, WORD, Corpus
 from .failures import NoteGuard
 from .prose import sentences_of
 from .vault import Skipped, VaultScanner
+from .vectors import one_faiss_thread
 
 
 NEIGHBOURS = 10  # nearest notes each note is joined to
@@ -119,6 +120,7 @@ def _exact_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
     the whole row per note in numpy costs ten times as much)."""
     import faiss
 
+    one_faiss_thread()  # topics are found in a worker thread, whose OpenMP default is every core
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     _, found = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 1)
@@ -129,6 +131,7 @@ def _approximate_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
     """An inverted file (faiss) over the note vectors: each note scans the PROBES lists nearest to it."""
     import faiss
 
+    one_faiss_thread()  # training and search alike: a worker thread's OpenMP default is every core
     n, dim = vectors.shape
     # About 2 sqrt(n) lists trained on 20 notes each: training and search then cost about the same
     # (some 10 s each at 100,000 notes on one core).

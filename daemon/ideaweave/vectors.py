@@ -80,7 +80,7 @@ class _FaissIndex:
         self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        faiss.omp_set_num_threads(1)  # in this thread (see above): a worker thread's default is every core
+        one_faiss_thread()
         return self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def save(self, path: Path) -> None:
@@ -337,3 +337,9 @@ def normalise_rows(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     # A zero vector stays zero rather than becoming NaN.
     return (matrix / np.maximum(row_norms(matrix), np.float32(1e-12))[:, None]).astype(np.float32)
+
+
+def one_faiss_thread() -> None:
+    """One OpenMP thread for faiss in the calling thread (see the top of this module): a thread that never
+    set it uses every core, and OpenMP's waiting threads spin. Every caller of faiss calls this first."""
+    faiss.omp_set_num_threads(1)
