@@ -300,7 +300,7 @@ class Relater:
         pool, scores = self.fused_top(parts, candidates, DIVERSITY_POOL)
         order = pick_diverse(pool, scores, c.note_vectors, k)
         total = dict(zip(pool.tolist(), scores.tolist()))
-        return [self._suggestion(q, j, total[j], parts) for j in order if np.isfinite(total[j])]
+        return self._suggestions(q, [(j, total[j]) for j in order if np.isfinite(total[j])], parts)
 
     def explain(self, path: str, targets: list[str]) -> dict[str, Suggestion]:
         """Suggestions (score, passage, why) for chosen notes of the corpus, ranked or not: a link the user
@@ -314,8 +314,9 @@ class Relater:
         candidates = ~c.template
         candidates[q] = False
         total = self.fused(q, parts, candidates)
-        return {t: self._suggestion(q, c.index[t], float(np.nan_to_num(total[c.index[t]], neginf=0.0)), parts)
-                for t in wanted}
+        found = self._suggestions(q, [(c.index[t], float(np.nan_to_num(total[c.index[t]], neginf=0.0))) for t in wanted],
+                                  parts)
+        return dict(zip(wanted, found))
 
     def fused(self, q: int, parts: dict[str, np.ndarray], candidates: np.ndarray) -> np.ndarray:
         """Every candidate's score: the weighted sum of its standardised components (-inf elsewhere)."""
@@ -328,13 +329,24 @@ class Relater:
     def fused_top(self, parts: dict, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return fused_top(parts, candidates, self.weights, k)
 
-    def _suggestion(self, q: int, j: int, score: float, parts: dict) -> Suggestion:
+    def _suggestions(self, q: int, chosen: list[tuple[int, float]], parts: dict) -> list[Suggestion]:
+        """The suggestion of each (row, score), the section vectors of them all read in one gather (from
+        the inverted file of a large vault, a gather per note cost more than the rest of a suggestion)."""
+        c = self.corpus
+        rows = [c.rows_of(j) for j, _ in chosen]
+        vectors = c.section_vectors(np.concatenate(rows)) if rows else None
+        ends = np.cumsum([len(r) for r in rows]).tolist()
+        return [self._suggestion(q, j, score, parts, rows[i], vectors[ends[i] - len(rows[i]):ends[i]])
+                for i, (j, score) in enumerate(chosen)]
+
+    def _suggestion(self, q: int, j: int, score: float, parts: dict, theirs: np.ndarray, vectors: np.ndarray
+                    ) -> Suggestion:
+        """The suggestion of note j: `theirs` are its section rows, `vectors` their centred vectors."""
         c = self.corpus
         path = c.paths[j]
-        theirs = c.rows_of(j)
         heading, passage, why = None, "", []
         if theirs.size and len(parts["_own"]):
-            sims = parts["_own"] @ c.section_vectors(theirs).T
+            sims = parts["_own"] @ vectors.T
             best = int(theirs[np.unravel_index(np.argmax(sims), sims.shape)[1]])
             per_chunk = sims.max(axis=0)
             chunk = c.section(best)
