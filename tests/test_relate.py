@@ -585,3 +585,25 @@ def test_top_indices_of_many_scores_equals_a_full_stable_sort():
         full = finite[np.argsort(-scores[finite], kind="stable")]
         for k in (1, 10, 21, 30, 200, 1000, n):
             assert top_indices(scores, k).tolist() == full[:k].tolist(), (name, k)
+
+
+def test_keywords_equal_counting_word_by_word():
+    """Counting in C and taking stopwords out afterwards gives the words, and the order of ties, that
+    counting each lowered word did; also for text whose non-ASCII letters lower to ASCII ones."""
+    from collections import Counter
+
+    from ideaweave.corpus import STOPWORDS, WORD
+
+    def word_by_word(text: str, k: int = 40) -> list[str]:
+        counts = Counter(w for w in (m.group(0).lower() for m in WORD.finditer(text)) if w not in STOPWORDS)
+        return [w for w, _ in counts.most_common(k)]
+
+    rng = random.Random(4)
+    vocabulary = ["Alpha", "beta", "GAMMA", "the", "and", "it's", "x-ray", "\u212aelvin", "\u0130stanbul", "na\u00efve",
+                  "r\u00e9sum\u00e9", "one", "data", "Data", "DATA", "of"] + [f"w{i}" for i in range(60)]
+    ascii_only = [w for w in vocabulary if w.isascii()]
+    for trial in range(300):
+        words = ascii_only if trial % 2 else vocabulary
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 400)))
+        for k in (1, 5, 40):
+            assert keywords(text, k) == word_by_word(text, k)

@@ -73,8 +73,13 @@ class Suggestion:
 
 def keywords(text: str, k: int = KEYWORDS) -> list[str]:
     """The query note's most frequent content words: a BM25 query that stays short enough to be fast."""
-    counts = Counter(w for w in (m.group(0).lower() for m in WORD.finditer(text)) if w not in STOPWORDS)
-    return [w for w, _ in counts.most_common(k)]
+    # Counted in C, stopwords taken out afterwards: a long note's 5,000 words cost 1 ms instead of 4. Lowering
+    # the whole text first finds the same words only when it is ASCII (some letters lower to ASCII ones).
+    words = WORD.findall(text.lower()) if text.isascii() else [w.lower() for w in WORD.findall(text)]
+    counts = Counter(words)
+    for stopword in STOPWORDS & counts.keys():
+        del counts[stopword]
+    return [w for w, _ in counts.most_common(k)]  # ties: first seen first, as before
 
 
 def zscore(values: np.ndarray, mask: np.ndarray, stats: tuple[float, float] | None = None) -> np.ndarray:
