@@ -71,3 +71,32 @@ def test_a_hub_counts_little():
     scores = LinkGraph(edges).adamic_adar("a.md")
     assert scores["c.md"][0] > scores["b.md"][0]
     assert scores["b.md"][1] == 1 and scores["c.md"][1] == 1
+
+
+def test_hubs_and_dense_counting_give_what_sorting_gives(monkeypatch):
+    """A hub's neighbourhood is kept between notes and followed through updates, and shared neighbours
+    counted in one slot per note add up as sorting them does: to the last bit."""
+    from ideaweave import graph as graph_module
+
+    edges = [(f"x{i}.md", "hub.md") for i in range(300)] + [("hub.md", f"y{i}.md") for i in range(40)]
+    edges += [("a.md", "hub.md"), ("b.md", "hub.md"), ("a.md", "x3.md"), ("x3.md", "c.md")]
+    graph = LinkGraph(edges)
+    assert "b.md" in graph.adamic_adar("a.md") and graph.ids["hub.md"] in graph._arounds
+    graph.replace_outlinks("z.md", ["hub.md", "c.md"])  # the hub gains a backlink: its kept union is stale
+    copied = graph.copy()
+    graph.remove_note("b.md")
+    out: dict[str, set[str]] = {}
+    for s, t in graph.edges():
+        out.setdefault(s, set()).add(t)
+    for path in ("a.md", "z.md", "x7.md", "c.md", "y1.md"):
+        want = reference_adamic_adar(out, path)
+        for dense in (10**9, 0):  # always sort, always count in one slot per note
+            monkeypatch.setattr(graph_module, "DENSE_COUNTING", dense)
+            got = graph.adamic_adar(path)
+            assert got.keys() == want.keys() and "b.md" not in got, (path, dense)
+            assert all(math.isclose(got[o][0], score) and got[o][1] == count for o, (score, count) in want.items())
+        monkeypatch.setattr(graph_module, "DENSE_COUNTING", 10**9)
+        sorted_ = graph.adamic_adar(path)
+        monkeypatch.setattr(graph_module, "DENSE_COUNTING", 0)
+        assert graph.adamic_adar(path) == sorted_  # the very same floats
+    assert "z.md" in copied.adamic_adar("a.md") and "b.md" in copied.adamic_adar("a.md")

@@ -434,3 +434,176 @@ def test_prefetched_evidence_is_what_each_note_computes_alone(example_app):
         assert complete == alone_complete and np.allclose(chunk, alone, atol=1e-6)
     for text, hits in texts.items():
         assert [(h.chunk_id, h.note_path) for h in hits] == [(h.chunk_id, h.note_path) for h in relater._keyword_hits(text)]
+
+
+def fused_over_every_note(parts: dict, candidates: np.ndarray, weights: dict) -> np.ndarray:
+    """The straightforward fusion: every component standardised over every candidate and summed."""
+    from ideaweave.relate import standardised
+
+    total = np.zeros(len(candidates))
+    for name, z in standardised(parts, candidates).items():
+        total += weights.get(name, 0.0) * z
+    total[~candidates] = -np.inf
+    return total
+
+
+def generated_evidence(n: int, rng: np.random.Generator, levels: int | None = None, exact: bool = False) -> dict:
+    """Evidence shaped like a real query's: dense cosines, link and keyword evidence on a few rows,
+    best sections found for some notes (the rest at the lowest score found) or, `exact`, for all.
+    `levels`: values drawn from that many distinct levels, so that ties are everywhere."""
+    def draw(size):
+        values = rng.random(size)
+        return np.floor(values * levels) / levels if levels else values
+
+    emb = (draw(n) * 2 - 1).astype(np.float32)
+    parts: dict = {"emb": emb, "_rows": {}, "_base": {}, "_stats": {}}
+    for name, share in (("title", 0.0001), ("aa", 0.001), ("back", 0.0002), ("nbr", 0.001), ("bm25", 0.002)):
+        rows = np.unique(rng.integers(0, n, max(1, int(n * share))))
+        values = np.zeros(n)
+        values[rows] = 1.0 if name in ("title", "back") else draw(len(rows)) * 3 + 0.01
+        parts[name], parts["_rows"][name] = values, rows
+    if exact:
+        parts["chunk"] = draw(n) * 0.8
+    else:
+        rows = np.unique(rng.integers(0, n, max(2, n // 500)))
+        chunk = np.full(n, 0.2)
+        chunk[rows] = 0.2 + draw(len(rows)) * 0.3
+        parts["chunk"], parts["_rows"]["chunk"], parts["_base"]["chunk"] = chunk, rows, 0.2
+        parts["_stats"]["chunk"] = (0.25, 0.05)
+    return parts
+
+
+def test_fusing_the_top_rows_only_picks_what_fusing_every_note_picks_at_100k():
+    """At 100,000 notes the fusion reads only the rows with sparse evidence and the best rows by the
+    dense components; it must pick the same notes, in the same order, with the same scores, as
+    standardising every component over every note."""
+    from ideaweave.relate import fused_top
+
+    rng = np.random.default_rng(7)
+    n = 100_000
+    for trial in range(6):
+        parts = generated_evidence(n, rng, exact=trial % 3 == 2)
+        candidates = rng.random(n) > 0.05  # templates, private, linked and rejected notes left out
+        for k in (10, 30, 200):
+            rows, scores = fused_top(parts, candidates, DEFAULT_WEIGHTS, k)
+            total = fused_over_every_note(parts, candidates, DEFAULT_WEIGHTS)
+            want = top_indices(total, k)
+            assert rows.tolist() == want.tolist(), (trial, k)
+            assert np.allclose(scores, total[want], rtol=0, atol=1e-9)
+
+
+def test_fusing_the_top_rows_only_breaks_ties_as_fusing_every_note_does():
+    """Few distinct values (ties everywhere), small and odd candidate sets, zero and calibrated weights."""
+    from ideaweave.relate import fused_top
+
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        n = int(rng.integers(1, 80))
+        parts = generated_evidence(n, rng, levels=int(rng.integers(1, 4)), exact=trial % 4 == 0)
+        candidates = rng.random(n) > rng.random()
+        weights = {name: float(rng.choice([0.0, 0.1, 0.5, 1.0])) for name in COMPONENTS}
+        k = int(rng.integers(1, 12))
+        rows, scores = fused_top(parts, candidates, weights, k)
+        total = fused_over_every_note(parts, candidates, weights)
+        want = top_indices(total, k)
+        # Two sums that tie exactly one way may differ in the last bit the other way: notes may swap
+        # only where their scores tie, and equal scores come lowest row first.
+        assert len(rows) == len(want) and np.allclose(total[rows], total[want], rtol=0, atol=1e-9), trial
+        assert np.allclose(scores, total[want], rtol=0, atol=1e-9)
+        assert all(a < b for a, b, x, y in zip(rows, rows[1:], scores, scores[1:]) if x == y), trial
+    # A negative weight breaks the bound the shortcut rests on: it fuses every note instead, alike.
+    parts = generated_evidence(500, rng)
+    weights = dict(DEFAULT_WEIGHTS, aa=-0.3)
+    candidates = np.ones(500, bool)
+    total = fused_over_every_note(parts, candidates, weights)
+    assert fused_top(parts, candidates, weights, 10)[0].tolist() == top_indices(total, 10).tolist()
+
+
+def straightforward_rank(relater: Relater, path: str, k: int = 10) -> list[tuple[str, float]]:
+    """`rank` as it reads: every component over every note, fused, diversified."""
+    c = relater.corpus
+    q = c.index[path]
+    parts = relater.components(q)
+    candidates = ~c.template & ~c.private
+    candidates[q] = False
+    for other in c.graph.outlinks(path):
+        candidates[c.index[other]] = False
+    total = relater.fused(q, parts, candidates)
+    return [(c.paths[j], float(total[j])) for j in diversify(total, c.note_vectors, k)]
+
+
+@pytest.mark.parametrize("inverted_file", [False, True])
+def test_rank_gives_the_straightforward_ranking_on_every_note(example_app, tmp_path, monkeypatch, inverted_file):
+    """On every note of a real vault, with the exact scan and with the inverted file (sparse best-section
+    evidence, keywords by signatures), `rank` names the notes the straightforward fusion names."""
+    from ideaweave import relate as relate_module
+    from ideaweave import vectors
+
+    if inverted_file:
+        monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
+        monkeypatch.setattr(vectors, "IVF_PROBES", 2)
+        monkeypatch.setattr(relate_module, "KEYWORD_SEARCH_SECTIONS", 0)
+        app = indexed_copy(example_app, tmp_path)
+    else:
+        app = example_app
+    try:
+        relater = Relater(Corpus(app.store))
+        assert (relater.corpus.chunk_vectors is None) == inverted_file
+        ranked = 0
+        for path in relater.corpus.paths:
+            got = [(s.path, s.score) for s in relater.rank(path, k=10)]
+            want = straightforward_rank(relater, path)
+            assert [p for p, _ in got] == [p for p, _ in want], path
+            assert np.allclose([s for _, s in got], [s for _, s in want], rtol=0, atol=1e-9), path
+            ranked += len(got)
+        assert ranked > 100
+    finally:
+        if inverted_file:
+            app.store.close()
+
+
+def test_top_indices_of_many_scores_equals_a_full_stable_sort():
+    """Many scores select among those above a sampled cut: the same indices in the same order, whatever
+    the order of the scores (sorted either way: the sample says nothing), with ties and -inf."""
+    from ideaweave.relate import SAMPLE_STEP, SAMPLED_SELECTION
+
+    rng = np.random.default_rng(5)
+    n = SAMPLED_SELECTION * 5
+    shapes = {
+        "random": rng.standard_normal(n),
+        "ties": rng.integers(0, 7, n).astype(float),
+        "ascending": np.sort(rng.standard_normal(n)),
+        "descending": -np.sort(rng.standard_normal(n)),
+        "mostly -inf": np.where(rng.random(n) < 0.995, -np.inf, rng.standard_normal(n)),
+        "float32": rng.standard_normal(n).astype(np.float32),
+    }
+    shapes["ties and -inf"] = np.where(rng.random(n) < 0.5, -np.inf, shapes["ties"])
+    # The best scores sit where the sample looks, fewer of them than asked for: the rest lie below its cut.
+    shapes["sampled best"] = np.where(np.arange(n) % (2 * SAMPLE_STEP) == 0, 5.0, rng.random(n))
+    for name, scores in shapes.items():
+        finite = np.flatnonzero(np.isfinite(scores))
+        full = finite[np.argsort(-scores[finite], kind="stable")]
+        for k in (1, 10, 21, 30, 200, 1000, n):
+            assert top_indices(scores, k).tolist() == full[:k].tolist(), (name, k)
+
+
+def test_keywords_equal_counting_word_by_word():
+    """Counting in C and taking stopwords out afterwards gives the words, and the order of ties, that
+    counting each lowered word did; also for text whose non-ASCII letters lower to ASCII ones."""
+    from collections import Counter
+
+    from ideaweave.corpus import STOPWORDS, WORD
+
+    def word_by_word(text: str, k: int = 40) -> list[str]:
+        counts = Counter(w for w in (m.group(0).lower() for m in WORD.finditer(text)) if w not in STOPWORDS)
+        return [w for w, _ in counts.most_common(k)]
+
+    rng = random.Random(4)
+    vocabulary = ["Alpha", "beta", "GAMMA", "the", "and", "it's", "x-ray", "\u212aelvin", "\u0130stanbul", "na\u00efve",
+                  "r\u00e9sum\u00e9", "one", "data", "Data", "DATA", "of"] + [f"w{i}" for i in range(60)]
+    ascii_only = [w for w in vocabulary if w.isascii()]
+    for trial in range(300):
+        words = ascii_only if trial % 2 else vocabulary
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 400)))
+        for k in (1, 5, 40):
+            assert keywords(text, k) == word_by_word(text, k)

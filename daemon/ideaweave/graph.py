@@ -15,6 +15,12 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 _NONE = np.zeros(0, dtype=np.int32)
+# Adamic-Adar counts shared neighbours by sorting them, or, once there are more than one per this many
+# notes, in an array of one slot per note.
+DENSE_COUNTING = 50
+# A note with at least this many links in and out keeps its neighbourhood (a hub's is merged again for
+# every note that links to it otherwise: most of Adamic-Adar's time on a vault with hubs).
+KEPT_NEIGHBOURHOOD = 256
 
 
 class LinkGraph:
@@ -31,6 +37,7 @@ class LinkGraph:
                 sources.append(self._id(s))
                 targets.append(self._id(t))
         n = len(self.paths)
+        self._arounds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._out = _grouped(np.asarray(sources, np.int32), np.asarray(targets, np.int32), n)
         self._in = _grouped(np.asarray(targets, np.int32), np.asarray(sources, np.int32), n)
 
@@ -61,6 +68,7 @@ class LinkGraph:
         copied = LinkGraph.__new__(LinkGraph)
         copied.ids, copied.paths = dict(self.ids), list(self.paths)
         copied._out, copied._in = list(self._out), list(self._in)
+        copied._arounds = dict(self._arounds)
         return copied
 
     def remove_note(self, path: str) -> None:
@@ -87,7 +95,14 @@ class LinkGraph:
         return set() if i is None else {self.paths[j] for j in lists[i].tolist()}
 
     def _around(self, i: int) -> np.ndarray:
-        return np.union1d(self._out[i], self._in[i])
+        outgoing, incoming = self._out[i], self._in[i]
+        if len(outgoing) + len(incoming) < KEPT_NEIGHBOURHOOD:
+            return np.union1d(outgoing, incoming)
+        # The arrays are replaced, never changed in place: the same two arrays mean the same union.
+        kept = self._arounds.get(i)
+        if kept is None or kept[0] is not outgoing or kept[1] is not incoming:
+            kept = self._arounds[i] = (outgoing, incoming, np.union1d(outgoing, incoming))
+        return kept[2]
 
     def edges(self) -> Iterator[tuple[str, str]]:
         for s, targets in enumerate(self._out):
@@ -127,6 +142,12 @@ class LinkGraph:
         weights = np.repeat(1.0 / np.log(np.maximum(sizes, 2)), sizes)
         keep = others != i
         others, weights = others[keep], weights[keep]
+        if len(others) * DENSE_COUNTING > len(self.paths):
+            # Through a hub: counting into one slot per note beats sorting the many pairs. Both add each
+            # note's weights in the order of `others`, so the sums are the same.
+            scores, counts = np.bincount(others, weights, len(self.paths)), np.bincount(others, minlength=len(self.paths))
+            ids = np.flatnonzero(counts).astype(np.int32)
+            return ids, scores[ids], counts[ids]
         ids, at = np.unique(others, return_inverse=True)
         return ids, np.bincount(at, weights, minlength=len(ids)), np.bincount(at, minlength=len(ids))
 

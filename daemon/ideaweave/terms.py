@@ -134,6 +134,5 @@ class TermIndex:
         hit = query[where] == self.hashes[entries]
         tf = self.counts[entries[hit]].astype(np.float64)
         norm = K1 * (1 - B + B * self.words[rows[owner[hit]]] / self.mean_words)
-        scores = np.zeros(len(rows))
-        np.add.at(scores, owner[hit], idf[where[hit]] * tf * (K1 + 1) / (tf + norm))
-        return scores
+        # bincount adds in the same order as np.add.at, several times faster
+        return np.bincount(owner[hit], idf[where[hit]] * tf * (K1 + 1) / (tf + norm), minlength=len(rows))
