@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ideaweave.frontmatter import find_block, split_frontmatter
+from ideaweave.indexer import body_start
 from ideaweave.vault import (
     Link,
     LinkResolver,
@@ -275,6 +276,8 @@ def test_property_index_and_writer_find_the_same_frontmatter_block(text):
     assert (expected is None) == (block is None or not block.closed)
     if expected is not None:
         assert (block.start, block.end, block.body_start) == expected
+    # The indexer's quick record of ideaweave's own writes finds the body by the same rule.
+    assert body_start(rest) == (expected[2] if expected is not None else 0)
     note = parse_note("n.md", text.encode(), 0, ScanRules(), "")
     parts = split_frontmatter(text)
     if expected is None:

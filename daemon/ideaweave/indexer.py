@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from .chunking import Chunk, chunk_note
 from .embedding import Embedder
 from .failures import INDEX_STAGES, NO_FAULTS, WARNING_STAGES, FaultPlan, NoteFailure, NoteGuard, is_about_the_note
+from .frontmatter import find_block  # the one block rule of the index and the writer
 from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Rewrite, Store
 from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, glob_matcher, link_names, split_wikilink
-from .vault import _line_starts, _line_text  # the frontmatter block exactly as the vault finds it
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +96,10 @@ VECTOR_SAVE_INTERVAL = 60.0  # seconds
 
 
 def body_start(text: str) -> int:
-    """Where a note's body begins: after a '---' block opened on the first line and closed (as `vault`
-    reads the frontmatter, without parsing it)."""
-    starts = _line_starts(text)
-    if _line_text(text, starts, 0).rstrip(" \t") != "---":
-        return 0
-    closing = next((i for i in range(1, len(starts)) if _line_text(text, starts, i).rstrip(" \t") == "---"), None)
-    if closing is None:
-        return 0
-    return starts[closing + 1] if closing + 1 < len(starts) else len(text)
+    """Where a note's body begins: after a closed frontmatter block (`frontmatter.find_block`, the rule
+    `vault` reads properties by), without parsing it."""
+    block = find_block(text)
+    return block.body_start if block is not None and block.closed else 0
 
 
 def body_shift(old_raw: bytes, new_raw: bytes) -> int | None:
