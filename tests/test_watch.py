@@ -750,10 +750,14 @@ def test_the_daemon_reads_a_whole_snapshot_only_once_the_old_one_is_let_go(tmp_p
     vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
     app = make_app(vault, tmp_path, embedder)
     watcher = VaultWatcher(app, threading.Event())
-    watcher.events = queue.Queue(maxsize=3)  # a burst overflows it: a full rescan, with a whole new snapshot
+    # Unbounded until the edit's batch has run: the start-up pass's own writes must not overflow it first
+    # (then the edit would be read by a rescan, not by a batch).
+    watcher.events = queue.Queue()
     with running_daemon(app, watcher=watcher) as stats:
         (vault / "Garden/Compost.md").write_text("# Compost\n\nWorms speed the heap up.\n", encoding="utf-8")
         eventually(lambda: stats.batches >= 1, what="an edit's batch (a snapshot carried over)")
+        assert stats.full_rescans == 0
+        watcher.events.maxsize = 3  # now a burst overflows it: a full rescan, with a whole new snapshot
         (vault / "Bulk").mkdir()
         for i in range(12):
             (vault / f"Bulk/Note {i}.md").write_text(f"# Note {i}\n\n" + list(NOTES.values())[4 + i % 8])
