@@ -458,14 +458,14 @@ def test_an_edit_saved_while_the_topics_are_drawn_is_written_without_waiting_for
     vault = write_vault(tmp_path / "vault")
     app = make_app(vault, tmp_path, embedder, **{"topics.write": True, "topics.key": True})
     drawing, release = threading.Event(), threading.Event()
-    real = topics_module.vault_topics
+    real = topics_module.draw_topics
 
     def held_open(*args, **kwargs):
         drawing.set()
         release.wait(120)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(topics_module, "vault_topics", held_open)
+    monkeypatch.setattr(topics_module, "draw_topics", held_open)
     compost = "Garden/Compost.md"
     try:
         with running_daemon(app) as stats:
@@ -486,6 +486,51 @@ def test_an_edit_saved_while_the_topics_are_drawn_is_written_without_waiting_for
             eventually(lambda: stats.topics_updates >= 1, what="the topics published once drawn")
             eventually(lambda: str(meta(vault, compost).get("topic", "")).startswith("[[Topics/"),
                        what="the note's topic key")
+    finally:
+        release.set()
+
+
+def test_a_note_deleted_while_the_topics_are_drawn_lets_its_snapshot_go_and_is_not_published(tmp_path, embedder,
+                                                                                              monkeypatch):
+    """The drawing holds what it reads of the snapshot, not the snapshot: a note deleted meanwhile makes a
+    new snapshot and the old one is let go at once. The answer, drawn with the deleted note, is published
+    against the current snapshot: no hub links to the deleted note, and nothing fails."""
+    import gc
+    import weakref
+
+    from ideaweave import topics as topics_module
+
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder, **{"topics.write": True, "topics.key": True})
+    watcher = VaultWatcher(app, threading.Event())
+    drawing, release = threading.Event(), threading.Event()
+    real = topics_module.draw_topics
+    drawn_with = []
+
+    def held_open(store, notes, *args, **kwargs):
+        drawn_with.append(notes.paths)
+        drawing.set()
+        release.wait(120)
+        return real(store, notes, *args, **kwargs)
+
+    monkeypatch.setattr(topics_module, "draw_topics", held_open)
+    gone = "Garden/Compost.md"
+    try:
+        with running_daemon(app, watcher=watcher) as stats:
+            assert drawing.wait(30), "the topics are drawn after the start-up pass"
+            drawn_from = weakref.ref(watcher._corpus)
+            (vault / gone).unlink()
+            eventually(lambda: watcher._corpus is not None and gone not in watcher._corpus.index,
+                       what="the deletion's batch")
+            gc.collect()
+            assert drawn_from() is None, "the drawing holds the snapshot it was drawn from"
+            assert gone in drawn_with[0] and not release.is_set()
+            release.set()
+            eventually(lambda: stats.topics_updates >= 1, what="the topics published once drawn")
+            assert stats.last_error is None
+            assert stats.topics and all(gone not in t.notes and t.central != gone for t in stats.topics)
+            hubs = [p.read_text(encoding="utf-8") for p in (vault / app.settings.topics.folder).glob("*.md")]
+            assert hubs and not any("[[Compost" in text or "Garden/Compost" in text for text in hubs)
     finally:
         release.set()
 

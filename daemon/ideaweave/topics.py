@@ -1060,8 +1060,15 @@ def vault_topics(corpus: Corpus, scanner: VaultScanner, state: TopicState | None
     answer is kept in the store and seeds the next one, so topics keep their ids and names across edits.
     `state` (the daemon keeps one) holds the graph of the last answer: an update then costs only what the
     edits changed."""
+    return draw_topics(corpus.store, topic_input(corpus), scanner, state)
+
+
+def draw_topics(store, notes: TopicInput, scanner: VaultScanner, state: TopicState | None = None) -> list[Topic]:
+    """`vault_topics` from what it reads of a snapshot (`topic_input`): the daemon draws on a thread of its
+    own from this alone, so that the drawing holds no snapshot (one at a time, and one changed in place
+    by an edit meanwhile is never read half written)."""
     def text_of(path: str) -> str:
-        return "\n".join(chunk.text for chunk in corpus.store.chunks_of(path))
+        return "\n".join(chunk.text for chunk in store.chunks_of(path))
 
     guard = NoteGuard(lambda failure: None)  # the guard logs it; the note only describes no topic
 
@@ -1074,15 +1081,28 @@ def vault_topics(corpus: Corpus, scanner: VaultScanner, state: TopicState | None
 
     if state is not None and state.built:
         previous = state.topics  # the last answer, as the store keeps it unless a private note spoke
-        topics = state.update(topic_input(corpus), text_of, sentences)
+        topics = state.update(notes, text_of, sentences)
     else:
-        previous = stored_topics(corpus.store)
+        previous = stored_topics(store)
         build = build_topics if state is None else state.build
-        topics = build(topic_input(corpus), text_of, sentences, previous=previous)
+        topics = build(notes, text_of, sentences, previous=previous)
     if topics != previous:
-        private = {p for p, secret in zip(corpus.paths, corpus.private) if secret}
-        corpus.store.put_setting(LAST_TOPICS, json.dumps([_kept_form(t, private) for t in topics], ensure_ascii=False))
+        private = {p for p, secret in zip(notes.paths, notes.private) if secret}
+        store.put_setting(LAST_TOPICS, json.dumps([_kept_form(t, private) for t in topics], ensure_ascii=False))
     return topics
+
+
+def within(topics: Sequence[Topic], index: Mapping[str, int]) -> list[Topic]:
+    """The topics without the notes a newer snapshot no longer holds (deleted or renamed while they were
+    drawn): what is published must not link to them. The next drawing places the notes that came."""
+    kept = []
+    for topic in topics:
+        central_gone = topic.central is not None and topic.central not in index
+        if central_gone or any(n not in index for n in topic.notes):
+            topic = dataclasses.replace(topic, notes=tuple(n for n in topic.notes if n in index),
+                                        central=topic.central if topic.central in index else None)
+        kept.append(topic)
+    return kept
 
 
 def stored_topics(store) -> list[Topic]:

@@ -732,10 +732,11 @@ class VaultWatcher:
 
     def _update_topics(self) -> None:
         """Start drawing the topics (`vault_topics`, the one answer, kept in the store) off the loop's thread;
-        `_publish_topics` writes the hub notes and keys once the answer is there. The snapshot it is drawn
-        from stays as it is (a batch meanwhile makes the next one), and the topic graph is the drawing's
-        own until it ends."""
-        from .topics import TopicState, vault_topics
+        `_publish_topics` writes the hub notes and keys once the answer is there. What the drawing reads of
+        the snapshot (`topic_input`: paths, titles, vectors, links) is copied here, on the loop's thread,
+        so that the drawing holds no snapshot: a batch meanwhile may change the current one in place or let
+        it go for the next. The topic graph is the drawing's own until it ends."""
+        from .topics import TopicState, draw_topics, topic_input
 
         self._topics_due = None
         corpus = self._corpus
@@ -743,16 +744,21 @@ class VaultWatcher:
             return
         if self._topic_graph is None:
             self._topic_graph = TopicState()
-        self._topics_drawing = self._topics_pool.submit(vault_topics, corpus, self.app.scanner, self._topic_graph)
+        notes = topic_input(corpus)
+        self._topics_drawing = self._topics_pool.submit(draw_topics, corpus.store, notes, self.app.scanner,
+                                                        self._topic_graph)
 
     def _publish_topics(self) -> None:
         """On the loop's thread, as every write into notes is: the hub notes and each note's topic key."""
+        from .topics import within
+
         drawing, self._topics_drawing = self._topics_drawing, None
         try:
             with self._stage("topics"):
                 topics = drawing.result()
-                if self.stats.writes_paused.is_set():
+                if self.stats.writes_paused.is_set() or self._corpus is None:
                     return  # as when paused before drawing: the next edit draws them again
+                topics = within(topics, self._corpus.index)  # notes deleted or renamed while they were drawn
                 # Topic keys meet the Obsidian bridge as the daemon's other writes do (writer.NoteWriter).
                 writes = getattr(self.api, "writes", None)
                 published = self.app.publish_topics(self._corpus, topics, hubs=self.app.settings.topics.write,
