@@ -195,8 +195,15 @@ def test_a_re_embed_of_the_vault_pauses_for_the_users_edits_between_groups(tmp_p
             write(vault, edited, "# Tomato blight\n\nWet summers bring blight to tomato leaves.\n")
             assert indexer.update([edited]).changed == [edited]
 
-    report = indexer.run(pause=edit_during_the_re_embed, group_chunks=8)
+    phases, progress = [], []
+    report = indexer.run(pause=edit_during_the_re_embed, group_chunks=8,
+                         phases=lambda name, total: phases.append((name, total)),
+                         progress=lambda done, total: progress.append((done, total)))
     assert report.read == 0  # nothing to read: only the re-embed, which paused between its groups
+    # Its progress is told as the reading's is, in notes, after the phase's start.
+    assert phases == [("embedding", 30)]
+    assert len(progress) >= 3 and progress[-1] == (30, 30) and all(t == 30 for _, t in progress)
+    assert [d for d, _ in progress] == sorted({d for d, _ in progress})
     assert len(waiting) >= 3 and waiting == sorted(waiting, reverse=True) and 0 < waiting[-1] < waiting[0]
     assert indexer.store.counts()["chunks_without_vectors"] == 0
     assert any("blight" in c.text and c.vector_id is not None for c in indexer.store.chunks_of(edited))

@@ -535,6 +535,33 @@ def test_a_note_deleted_while_the_topics_are_drawn_lets_its_snapshot_go_and_is_n
         release.set()
 
 
+def test_a_re_embed_at_start_up_shows_its_own_phase_and_progress(tmp_path, embedder, monkeypatch):
+    """After a model change every chunk is embedded again at start-up, long after every note was read:
+    `status`, the API and the status bar show an "embedding" phase whose notes done move, not an
+    indexing pass stuck at its end."""
+    from ideaweave import watch as watch_module
+
+    vault = write_vault(tmp_path / "vault")
+    app = make_app(vault, tmp_path, embedder)
+    app.indexer.run()
+    app.store.reset_vectors()  # what a model change does
+    watcher = VaultWatcher(app, threading.Event())
+    seen, embed = [], embedder.embed
+
+    def embed_and_look(texts):
+        seen.append(watcher.stats.start_up_pass)
+        return embed(texts)
+
+    monkeypatch.setattr(embedder, "embed", embed_and_look)
+    monkeypatch.setattr(watch_module, "PASS_EMBED_GROUP", 4)
+    with running_daemon(app, watcher=watcher):
+        pass
+    during = [p for p in seen if p is not None and p.phase == "embedding"]
+    assert len(during) >= 3 and all(p.total == len(NOTES) for p in during)
+    assert during[0].done == 0 and during[-1].done > 0 and [p.done for p in during] == sorted(p.done for p in during)
+    assert "embedding" in during[-1].describe()
+
+
 def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(tmp_path, embedder):
     vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
     app = make_app(vault, tmp_path, embedder)

@@ -72,7 +72,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         if args.rebuild:
             app.store.reset_vectors()
-        report = app.indexer.run(progress=bar)
+        report = app.indexer.run(progress=bar, phases=bar.begin)
     finally:
         bar.close()
     data = report.as_json()
@@ -269,7 +269,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     app = open_app(args)
     bar = ProgressBar("indexing", enabled=None if not args.json else False)
     try:
-        index = app.indexer.run(progress=bar)
+        index = app.indexer.run(progress=bar, phases=bar.begin)
     finally:
         bar.close()
     sync = VaultSync.for_app(app)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 EMBED_GROUP = 128
 
 Progress = Callable[[int, int], None]  # (notes done, notes to do)
+# A new phase of a full pass begins, with its notes to do: "embedding" when chunks stored without a vector
+# (after a model change, the whole vault) are embedded, after every note was read.
+PhaseStart = Callable[[str, int], None]
 # Called between embedding groups of a full pass, when every note read so far is stored: the daemon
 # handles the user's edits there (through `Indexer.update`, which may run inside the pass).
 Pause = Callable[[], None]
@@ -144,16 +147,18 @@ class Indexer:
         self._guard = NoteGuard(lambda failure: None, self.faults)
 
     def run(self, progress: Progress | None = None, pause: Pause | None = None,
-            group_chunks: int = EMBED_GROUP) -> IndexReport:
+            group_chunks: int = EMBED_GROUP, phases: PhaseStart | None = None) -> IndexReport:
         """A full pass: scan the vault, index what changed, drop what is gone.
 
-        `pause()` runs between groups of `group_chunks` chunks (smaller groups answer it sooner)."""
+        `pause()` runs between groups of `group_chunks` chunks (smaller groups answer it sooner).
+        `phases(name, total)` is told when the pass embeds chunks left without a vector; `progress`
+        then counts the notes whose chunks are embedded."""
         started = time.perf_counter()
         files = self.scanner.scan()
         known = self.store.note_stats()
         plan = plan_scan(files, known, self._not_retried())
         self.resolver = LinkResolver(f.path for f in files)
-        report = self._apply(plan, progress, known, full=True, pause=pause, group_chunks=group_chunks)
+        report = self._apply(plan, progress, known, full=True, pause=pause, group_chunks=group_chunks, phases=phases)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -212,19 +217,20 @@ class Indexer:
         return {**self.store.skipped_stats(), **self.store.problem_stats(INDEX_STAGES)}
 
     def _apply(self, plan: ScanPlan, progress: Progress | None, known: dict[str, NoteStat], full: bool,
-               pause: Pause | None = None, group_chunks: int = EMBED_GROUP) -> IndexReport:
+               pause: Pause | None = None, group_chunks: int = EMBED_GROUP, phases: PhaseStart | None = None
+               ) -> IndexReport:
         """Carry out a plan. `known`: the stored stats of (at least) the notes the plan concerns.
         `full` (a whole-vault pass) also embeds chunks left without vectors and collects every unused
         vector; an update only collects the vectors of the chunks it replaced."""
         # An update may run inside a pass's pause: the pass's own per-run state comes back after it.
         outer = (self._stats, self._warned, self._guard)
         try:
-            return self._carry_out(plan, progress, known, full, pause, group_chunks)
+            return self._carry_out(plan, progress, known, full, pause, group_chunks, phases)
         finally:
             self._stats, self._warned, self._guard = outer
 
     def _carry_out(self, plan: ScanPlan, progress: Progress | None, known: dict[str, NoteStat], full: bool,
-                   pause: Pause | None, group_chunks: int) -> IndexReport:
+                   pause: Pause | None, group_chunks: int, phases: PhaseStart | None = None) -> IndexReport:
         report = IndexReport()
         self._stats = {}
         self._warned = {path: reason for path, _, reason in self.store.problems(WARNING_STAGES)}
@@ -249,7 +255,7 @@ class Indexer:
             self.store.delete_notes(gone)
             report.deleted = gone
         if full:
-            report.embedded_chunks += self._embed_missing(pause, group_chunks)
+            report.embedded_chunks += self._embed_missing(pause, group_chunks, progress, phases)
         appeared = {f.path for f in plan.to_read if f.path not in known}
         if plan.deleted or appeared or report.locked:
             # A locked secure note is no link target: a link to it must not name its path here.
@@ -340,24 +346,14 @@ class Indexer:
         sealed = {c.hash for note, chunks in items if self.store.seals(note.private) for c in chunks} - public
         return self._embed_texts({c.hash: c.text for _, chunks in items for c in chunks}, sealed)
 
-    def _embed_texts(self, texts: dict[str, str], sealed: set[str] = frozenset(), pause: Pause | None = None,
-                     group_chunks: int = EMBED_GROUP) -> int:
+    def _embed_texts(self, texts: dict[str, str], sealed: set[str] = frozenset()) -> int:
         """Embed and store the texts (by chunk hash) that have no vector yet; how many there were.
-        `sealed`: the hashes only secure notes have, whose vectors are stored sealed. `pause()` runs
-        between groups of `group_chunks` texts."""
+        `sealed`: the hashes only secure notes have, whose vectors are stored sealed."""
         missing = sorted(self.store.missing_vectors(texts))
-        embedded = 0
-        for start in range(0, len(missing), group_chunks):
-            todo = missing[start:start + group_chunks]
-            if start and pause is not None:
-                pause()
-                # An edit handled in the pause embeds its own chunks, which may be some of these.
-                todo = sorted(self.store.missing_vectors(todo))
-            for at in range(0, len(todo), EMBED_GROUP):
-                group = todo[at:at + EMBED_GROUP]
-                self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]), sealed=sealed & set(group))
-            embedded += len(todo)
-        return embedded
+        for at in range(0, len(missing), EMBED_GROUP):
+            group = missing[at:at + EMBED_GROUP]
+            self.store.add_vectors(group, self.embedder.embed([texts[h] for h in group]), sealed=sealed & set(group))
+        return len(missing)
 
     def _failed(self, failure: NoteFailure, known: dict[str, NoteStat], report: IndexReport) -> None:
         """A note that could not be indexed: its old version leaves the index (it no longer says what the
@@ -375,10 +371,12 @@ class Indexer:
         secure = self.store.seal_all or any(glob_matcher(p)(path) for p in self.scanner.rules.private_folders)
         return not secure or self.store.hide_path(path)
 
-    def _embed_missing(self, pause: Pause | None = None, group_chunks: int = EMBED_GROUP) -> int:
+    def _embed_missing(self, pause: Pause | None = None, group_chunks: int = EMBED_GROUP,
+                       progress: Progress | None = None, phases: PhaseStart | None = None) -> int:
         """Chunks stored without a vector (a model change, an interrupted run) get one now. After a model
         change that is the whole vault, an hour at 10,000 notes: `pause()` runs between groups of
-        `group_chunks` chunks, as while notes are read, so that the user's edits are not kept waiting."""
+        `group_chunks` chunks, as while notes are read, so that the user's edits are not kept waiting,
+        and the phase ("embedding") and its progress in notes are told as the reading's are."""
         if not self.store.counts().get("chunks_without_vectors"):
             return 0
         by_note = {}
@@ -390,9 +388,10 @@ class Indexer:
                 by_note[path] = texts
         sealed = {h for path, texts in by_note.items() if self.store.is_hidden(path) for h in texts}
         sealed -= {h for path, texts in by_note.items() if not self.store.is_hidden(path) for h in texts}
+        if phases is not None and by_note:
+            phases("embedding", len(by_note))
         try:
-            return self._embed_texts({h: t for texts in by_note.values() for h, t in texts.items()}, sealed,
-                                     pause, group_chunks)
+            return self._embed_by_notes(by_note, sealed, pause, group_chunks, progress)
         except Exception as exc:
             if not is_about_the_note(exc):
                 raise
@@ -401,6 +400,26 @@ class Indexer:
             with self._guard.note(path) as at:
                 at.stage = "embed"
                 embedded += self._embed_texts(texts, set(texts) if self.store.is_hidden(path) else set())
+        return embedded
+
+    def _embed_by_notes(self, by_note: dict[str, dict[str, str]], sealed: set[str], pause: Pause | None,
+                        group_chunks: int, progress: Progress | None) -> int:
+        """`_embed_texts` of the notes' texts, a run of whole notes of about `group_chunks` chunks at a
+        time, with `pause()` between runs and `progress(notes done, notes)` after each."""
+        embedded, run, paths, first = 0, {}, list(by_note), True
+        for done, path in enumerate(paths, 1):
+            run.update(by_note[path])
+            if len(run) < group_chunks and done < len(paths):
+                continue
+            if not first and pause is not None:
+                pause()
+            first = False
+            # An edit handled in the pause embedded its own chunks, which may be some of these: they are no
+            # longer missing.
+            embedded += self._embed_texts(run, sealed & set(run))
+            run = {}
+            if progress:
+                progress(done, len(paths))
         return embedded
 
     def _follow_renames(self, renamed: Sequence[tuple[str, str]]) -> None:

@@ -33,6 +33,12 @@ class ProgressBar:
         self.stream.flush()
         self._drawn = True
 
+    def begin(self, label: str, total: int) -> None:
+        """A new phase: its own line, label and rate (`Indexer.run`'s `phases`)."""
+        self.close()
+        self.label, self.started, self._last_draw, self._drawn = label, time.monotonic(), 0.0, False
+        self(0, total)
+
     def close(self) -> None:
         if self._drawn:
             self.stream.write("\n")

@@ -122,7 +122,8 @@ class PassProgress:
     """How far a long pass (the start-up pass, a rescan) has come: what `status`, the API and the
     plugin's status bar show while it runs."""
 
-    phase: str  # "indexing" (reading and embedding notes) or "writing" (ranking, summarising, writing)
+    phase: str  # "indexing" (reading and embedding notes), "embedding" (chunks left without a vector, after a
+    # model change: every note's) or "writing" (ranking, summarising, writing)
     done: int
     total: int
     rate: float  # notes per second in this phase so far
@@ -623,7 +624,7 @@ class VaultWatcher:
         self._corpus = None  # a rescan reads a whole new snapshot: the old one goes first (one at a time)
         try:
             index = self.app.indexer.run(progress=self._pass_progress, pause=self._serve_edits_while_indexing,
-                                         group_chunks=PASS_EMBED_GROUP)
+                                         group_chunks=PASS_EMBED_GROUP, phases=self._pass_phase)
             corpus = self._corpus = Corpus(self.app.store)
             self._refresh_api(corpus)
             if unsynced is None:
@@ -646,6 +647,11 @@ class VaultWatcher:
         self.stats.indexing_done, self.stats.indexing_total = done, total
         if self.stop.is_set():
             raise _Stopped
+
+    def _pass_phase(self, phase: str, total: int) -> None:
+        """A new phase of the pass's indexing (the re-embed after a model change): its own progress and rate."""
+        self.stats.start_phase(phase, total)
+        self.pass_file.publish(self.stats.start_up_pass)
 
     def _pass_progress(self, done: int, total: int) -> None:
         """The long pass's indexing progress (a batch served inside it reports through `_progress`)."""
