@@ -10,7 +10,7 @@ export interface IndexingProgress {
 
 /** The daemon's start-up pass (or a rescan) while it runs: your edits are handled ahead of it. */
 export interface PassProgress {
-	phase: string; // "indexing" or "writing"
+	phase: string; // "indexing", "embedding" (every note again, after a model change) or "writing"
 	done: number;
 	total: number;
 	rate: number; // notes per second so far
