@@ -456,9 +456,9 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     if SAMPLED_SELECTION <= len(scores) and 0 < k * SAMPLE_STEP < len(scores):
         sample = scores[::SAMPLE_STEP]
         keep = min(len(sample), 2 * k // SAMPLE_STEP + 32)  # about 2k + 500 scores are at or above it
-        # Scores known for a few rows only (-inf elsewhere) are selected among directly: numpy's partition
-        # of a sample of mostly equal values is slower than that.
-        if np.count_nonzero(np.isfinite(sample)) < keep:
+        # Scores known for few rows (-inf elsewhere) are selected among directly: numpy's partition of a
+        # sample of mostly equal values is slower than that.
+        if np.count_nonzero(np.isfinite(sample)) < len(sample) // 2:
             return _top_of(scores, k)
         cut = np.partition(sample, len(sample) - keep)[len(sample) - keep]
         if np.isfinite(cut):
