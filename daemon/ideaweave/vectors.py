@@ -127,7 +127,7 @@ class IvfIndex(_FaissIndex):
     the `IVF_PROBES` clusters nearest to it. A hashtable from id to place lets vectors be removed.
 
     The clusters hold each vector in 8 bits a dimension (faiss QT_8bit_direct_signed), half of float16's
-    memory (401,184 sections: 147 MiB instead of 294), and faiss scans those codes fastest of its kinds
+    memory (400,000 sections: 147 MiB instead of 294), and faiss scans those codes fastest of its kinds
     (an int8 dot product). Codes are the vector times the index's `scale`, rounded: the largest component
     of the training sample becomes 127 (bench/RESULTS.md has the kinds measured). A query is scaled by its
     own largest component, so each query uses the full range, and scores are divided back into cosines
@@ -194,7 +194,7 @@ class IvfIndex(_FaissIndex):
 
     def gather(self, ids: np.ndarray) -> np.ndarray:
         """The exact vectors of `ids`, row for row, as `read_vectors` reads them (StoreError if one is not
-        there). Not the codes: they move a cosine by up to 2e-3, enough to reorder close suggestions."""
+        there). Not the codes: they move a cosine by up to 3e-3, enough to reorder close suggestions."""
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return np.zeros((0, self.dim), np.float32)
