@@ -178,11 +178,16 @@ def indexed_copy(example_app, tmp_path) -> App:
     return app
 
 
-def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(example_app, tmp_path, monkeypatch):
+@pytest.mark.parametrize("codes", [False, True])
+def test_an_inverted_file_probing_every_cluster_ranks_like_the_scan(example_app, tmp_path, monkeypatch, codes):
     """Large vaults rank through the store's inverted file (sections fetched, not scanned); with every
-    cluster probed it must give the very same suggestions, scores, passages and headings."""
+    cluster probed it must give the very same suggestions, scores, passages and headings when the found
+    sections' stored vectors are read. Ranking reads their 8-bit codes (`IvfIndex.decoded`), which move a
+    score by a few hundredths at most: a note's score stays that close, and only near-ties change places."""
     from ideaweave import vectors
 
+    if not codes:
+        monkeypatch.setattr(vectors.IvfIndex, "decoded", vectors.IvfIndex.gather)
     monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
     monkeypatch.setattr(vectors, "IVF_PROBES", 10_000)
     app = indexed_copy(example_app, tmp_path)
@@ -193,10 +198,17 @@ def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(exam
         exact = Relater(Corpus(example_app.store), weights)
         assert exact.corpus.exact
         approximate = Relater(corpus, weights)
+        shared = []
         for path in app.store.note_paths():
-            want = [(s.path, round(s.score, 4), s.passage, s.heading, s.why) for s in exact.rank(path, k=10)]
-            got = [(s.path, round(s.score, 4), s.passage, s.heading, s.why) for s in approximate.rank(path, k=10)]
-            assert got == want, path
+            want = {s.path: (s.score, s.passage, s.heading, s.why) for s in exact.rank(path, k=10)}
+            got = {s.path: (s.score, s.passage, s.heading, s.why) for s in approximate.rank(path, k=10)}
+            if not codes:
+                assert list(got) == list(want) and all(got[p][1:] == want[p][1:] for p in got), path
+            # A cosine within 3e-3, over the best-section evidence's spread (about 0.1), times its weight.
+            for p in got.keys() & want.keys():
+                assert got[p][0] == pytest.approx(want[p][0], abs=0.05 if codes else 5e-5), (path, p)
+            shared.append(len(got.keys() & want.keys()) / len(want) if want else float(not got))
+        assert np.mean(shared) >= (0.95 if codes else 1.0)
         borrowed = novelty(corpus, "Concepts/Goodhart's law.md")
         assert borrowed == novelty(exact.corpus, "Concepts/Goodhart's law.md")
     finally:
@@ -298,9 +310,10 @@ def test_a_partly_searched_inverted_file_scores_what_it_found(example_app, tmp_p
             floor = parts["chunk"].min()
             found = parts["chunk"] > floor + 1e-6
             assert set(parts["_stats"]) == {"chunk"} and (~found).sum() > 1
-            # A found note's score is its best fetched section: never above the truth, often equal to it.
-            assert (parts["chunk"][found] <= truth["chunk"][found] + 1e-5).all()
-            assert np.isclose(parts["chunk"][found], truth["chunk"][found], atol=1e-5).mean() > 0.5
+            # A found note's score is its best fetched section: never above the truth, often equal to it
+            # (read from the sections' 8-bit codes: a cosine within 3e-3).
+            assert (parts["chunk"][found] <= truth["chunk"][found] + 3e-3).all()
+            assert np.isclose(parts["chunk"][found], truth["chunk"][found], atol=3e-3).mean() > 0.5
             for s in relater.rank(path, k=5):
                 assert s.passage and s.path != path and np.isfinite(s.score)
     finally:

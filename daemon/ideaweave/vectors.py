@@ -200,6 +200,19 @@ class IvfIndex(_FaissIndex):
             return np.zeros((0, self.dim), np.float32)
         return self._read_vectors(ids)
 
+    def decoded(self, ids: np.ndarray) -> np.ndarray:
+        """The codes of `ids` decoded, row for row: each component within half a code step of the stored
+        vector's, so a cosine within about 3e-3 (bench/RESULTS.md). Four times faster than `gather` at
+        100,000 notes, for evidence that the inverted file makes approximate anyway."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        try:
+            codes = self._index.reconstruct_batch(np.ascontiguousarray(ids))
+        except RuntimeError as error:  # an id the index does not hold
+            raise _out_of_step() from error
+        return codes / np.float32(self.scale)
+
 
 # Exact vectors of ids, row for row (the store reads them from the database); StoreError when one is missing.
 VectorReader = Callable[[np.ndarray], np.ndarray]
