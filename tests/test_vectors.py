@@ -132,6 +132,13 @@ def test_the_inverted_file_holds_a_byte_a_dimension_and_scores_within_3e_3_of_th
     _, found = index.search(spike, 1)
     assert found[0, 0] == np.argmax(data @ spike[0])
     np.testing.assert_array_equal(index.gather(np.array([17, 3, 17])), data[[17, 3, 17]])  # exact, from the rows
+    # The codes decoded: each component within half a step of the stored one, a cosine within 3e-3.
+    decoded = index.decoded(np.array([17, 3, 17, 2999]))
+    assert np.abs(decoded - data[[17, 3, 17, 2999]]).max() <= 0.5 / index.scale + 1e-7
+    assert np.abs(np.einsum("ij,ij->i", decoded, data[[17, 3, 17, 2999]]) - 1).max() < 3e-3
+    assert index.decoded(np.zeros(0, np.int64)).shape == (0, 384)
+    with pytest.raises(StoreError):
+        index.decoded(np.array([5000]))
 
 
 def test_search_is_exact_up_to_the_limit_and_stays_approximate_down_to_half_of_it():
