@@ -698,6 +698,7 @@ def test_the_note_moments_and_codes_follow_the_vectors_after_updates(tmp_path, e
     from ideaweave import noteindex
 
     monkeypatch.setattr(corpus_module, "NOTE_INDEX_MIN", 2)
+    monkeypatch.setattr(noteindex, "MOVE_BLOCK_ROWS", 3)  # codes moved a few rows at a time
     root = tmp_path / "vault"
     shutil.copytree(EXAMPLE, root)
     app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)

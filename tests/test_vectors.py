@@ -230,6 +230,22 @@ def test_compact_vectors_take_rows_and_keep_zero_rows_zero():
     assert target.nbytes == 7 * 8 * 2 + 7 * 4  # half of float32's, plus a scale per row
 
 
+def test_compact_vectors_moved_a_block_at_a_time_equal_a_whole_take(monkeypatch):
+    from ideaweave import vectors
+
+    monkeypatch.setattr(vectors, "MOVE_BLOCK_ROWS", 3)
+    rng = np.random.default_rng(4)
+    compact = CompactVectors.of(normalise_rows(rng.standard_normal((20, 8))))
+    rows = rng.permutation(20)[:13]
+    to = rng.permutation(25)[:13]
+    moved = compact.moved(rows, to, 25)
+    whole = CompactVectors.empty(25, 8)
+    whole[to] = compact.take(rows)
+    np.testing.assert_array_equal(moved.codes, whole.codes)
+    np.testing.assert_array_equal(moved.scales, whole.scales)
+    assert not moved.codes[np.setdiff1d(np.arange(25), to)].any()
+
+
 def test_compact_cosines_of_note_like_vectors_are_closer_than_float16s():
     # Centred MiniLM note vectors spread over all 384 components: the case the ranking snapshot holds.
     matrix = normalise_rows(np.random.default_rng(1).standard_normal((3000, 384)))

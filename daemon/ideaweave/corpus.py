@@ -167,8 +167,7 @@ class Corpus:
             note_vectors = self.note_vectors
             gone = at_fresh
         else:
-            note_vectors = CompactVectors.empty(len(paths), self.note_vectors.shape[1])
-            note_vectors[at_kept] = self.note_vectors.take(kept)
+            note_vectors = self.note_vectors.moved(kept, at_kept, len(paths))
             gone = np.setdiff1d(np.arange(len(self.paths)), kept)
         removed = self.note_vectors[gone] if self.note_index is not None else None  # before they are overwritten
         note_vectors[at_fresh] = centre_on(fresh_vectors, self.note_mean, in_place=True)

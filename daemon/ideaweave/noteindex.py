@@ -24,7 +24,7 @@ import math
 import faiss
 import numpy as np
 
-from .vectors import COMPACT_BLOCK_ROWS, CompactVectors, one_faiss_thread
+from .vectors import COMPACT_BLOCK_ROWS, MOVE_BLOCK_ROWS, CompactVectors, one_faiss_thread
 
 # Below this many notes the product with every note takes 2 ms or less: ranking computes it.
 NOTE_INDEX_MIN = 30_000
@@ -71,12 +71,15 @@ class NoteIndex:
         if len(vectors) == self.scan.ntotal and np.array_equal(kept, at_kept):
             scan = self.scan
             _codes_of(scan)[fresh_rows] = _codes(fresh, self.scale)
-        else:
-            codes = np.empty((len(vectors), self.scan.code_size), np.uint8)
-            codes[at_kept] = _codes_of(self.scan)[kept]
-            codes[fresh_rows] = _codes(fresh, self.scale)
+        else:  # written straight into the new scan's own storage: no second copy of the codes
             scan = _empty_scan(vectors.shape[1])
-            scan.add_sa_codes(codes)
+            scan.codes.resize(len(vectors) * scan.code_size)
+            scan.ntotal = len(vectors)
+            codes, old = _codes_of(scan), _codes_of(self.scan)
+            for start in range(0, len(kept), MOVE_BLOCK_ROWS):
+                part = slice(start, start + MOVE_BLOCK_ROWS)
+                codes[at_kept[part]] = old[kept[part]]
+            codes[fresh_rows] = _codes(fresh, self.scale)
         return NoteIndex(scan, self.scale, total, gram)
 
     def spread(self, vectors: CompactVectors, query: np.ndarray, candidates: np.ndarray) -> tuple[float, float]:
@@ -121,4 +124,6 @@ def _codes(rows: np.ndarray, scale: float) -> np.ndarray:
 
 def _codes_of(scan: faiss.IndexScalarQuantizer) -> np.ndarray:
     """A writable view of the scan's own codes, a row per note."""
+    if not scan.ntotal:
+        return np.zeros((0, scan.code_size), np.uint8)
     return faiss.rev_swig_ptr(scan.codes.data(), scan.ntotal * scan.code_size).reshape(scan.ntotal, scan.code_size)
