@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> dict:
     rng = random.Random(args.seed)
     result: dict = {"imports_rss_mib": round(rss_mib())}
     with steps.step("faiss index alone (loaded, then dropped)"):
-        index = load_index(args.state / "vectors.faiss", 384)
+        index = load_index(args.state / "vectors.faiss", 384, read_vectors=lambda ids: None)  # never gathers
         result["faiss_index"] = type(index).__name__ if index is not None else None
         del index
     with steps.step("open the store (database, faiss index)"):

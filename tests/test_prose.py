@@ -129,6 +129,14 @@ def test_comments_are_hidden_wherever_they_are():
     assert texts(text) == ["Shown here.", "Also shown.", "Last one."]
 
 
+@pytest.mark.parametrize("fence", ["```dataview\n%% a comment Obsidian hides %%", "```\n%% code %%\n```\n\nAfter."])
+def test_a_comment_mark_inside_a_code_block_does_not_close_one_outside(fence):
+    """An unclosed %% before a fence paired with the %% inside it hid the fence's opening line, and the
+    code inside became a sentence (found by the property test of tests/test_hostile_markdown.py)."""
+    text = f"Before the comment.\n\n%% unclosed comment\n\n- # heading in an item\n\n{fence}"
+    assert texts(text) == ["Before the comment.", "%% unclosed comment"] + (["After."] if "After" in fence else [])
+
+
 def test_line_breaks_end_sentences_unless_the_paragraph_is_hard_wrapped():
     assert texts("First thought without a stop\nSecond thought here\nand its tail\n") == [
         "First thought without a stop",

@@ -178,11 +178,16 @@ def indexed_copy(example_app, tmp_path) -> App:
     return app
 
 
-def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(example_app, tmp_path, monkeypatch):
+@pytest.mark.parametrize("codes", [False, True])
+def test_an_inverted_file_probing_every_cluster_ranks_like_the_scan(example_app, tmp_path, monkeypatch, codes):
     """Large vaults rank through the store's inverted file (sections fetched, not scanned); with every
-    cluster probed it must give the very same suggestions, scores, passages and headings."""
+    cluster probed it must give the very same suggestions, scores, passages and headings when the found
+    sections' stored vectors are read. Ranking reads their 8-bit codes (`IvfIndex.decoded`), which move a
+    score by a few hundredths at most: a note's score stays that close, and only near-ties change places."""
     from ideaweave import vectors
 
+    if not codes:
+        monkeypatch.setattr(vectors.IvfIndex, "decoded", vectors.IvfIndex.gather)
     monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
     monkeypatch.setattr(vectors, "IVF_PROBES", 10_000)
     app = indexed_copy(example_app, tmp_path)
@@ -193,10 +198,17 @@ def test_an_inverted_file_probing_every_cluster_ranks_exactly_like_the_scan(exam
         exact = Relater(Corpus(example_app.store), weights)
         assert exact.corpus.exact
         approximate = Relater(corpus, weights)
+        shared = []
         for path in app.store.note_paths():
-            want = [(s.path, round(s.score, 4), s.passage, s.heading, s.why) for s in exact.rank(path, k=10)]
-            got = [(s.path, round(s.score, 4), s.passage, s.heading, s.why) for s in approximate.rank(path, k=10)]
-            assert got == want, path
+            want = {s.path: (s.score, s.passage, s.heading, s.why) for s in exact.rank(path, k=10)}
+            got = {s.path: (s.score, s.passage, s.heading, s.why) for s in approximate.rank(path, k=10)}
+            if not codes:
+                assert list(got) == list(want) and all(got[p][1:] == want[p][1:] for p in got), path
+            # A cosine within 3e-3, over the best-section evidence's spread (about 0.1), times its weight.
+            for p in got.keys() & want.keys():
+                assert got[p][0] == pytest.approx(want[p][0], abs=0.05 if codes else 5e-5), (path, p)
+            shared.append(len(got.keys() & want.keys()) / len(want) if want else float(not got))
+        assert np.mean(shared) >= (0.95 if codes else 1.0)
         borrowed = novelty(corpus, "Concepts/Goodhart's law.md")
         assert borrowed == novelty(exact.corpus, "Concepts/Goodhart's law.md")
     finally:
@@ -298,9 +310,10 @@ def test_a_partly_searched_inverted_file_scores_what_it_found(example_app, tmp_p
             floor = parts["chunk"].min()
             found = parts["chunk"] > floor + 1e-6
             assert set(parts["_stats"]) == {"chunk"} and (~found).sum() > 1
-            # A found note's score is its best fetched section: never above the truth, often equal to it.
-            assert (parts["chunk"][found] <= truth["chunk"][found] + 1e-5).all()
-            assert np.isclose(parts["chunk"][found], truth["chunk"][found], atol=1e-5).mean() > 0.5
+            # A found note's score is its best fetched section: never above the truth, often equal to it
+            # (read from the sections' 8-bit codes: a cosine within 3e-3).
+            assert (parts["chunk"][found] <= truth["chunk"][found] + 3e-3).all()
+            assert np.isclose(parts["chunk"][found], truth["chunk"][found], atol=3e-3).mean() > 0.5
             for s in relater.rank(path, k=5):
                 assert s.passage and s.path != path and np.isfinite(s.score)
     finally:
@@ -532,13 +545,22 @@ def straightforward_rank(relater: Relater, path: str, k: int = 10) -> list[tuple
     return [(c.paths[j], float(total[j])) for j in diversify(total, c.note_vectors, k)]
 
 
-@pytest.mark.parametrize("inverted_file", [False, True])
+@pytest.mark.parametrize("inverted_file", [False, True, "note scan"])
 def test_rank_gives_the_straightforward_ranking_on_every_note(example_app, tmp_path, monkeypatch, inverted_file):
-    """On every note of a real vault, with the exact scan and with the inverted file (sparse best-section
-    evidence, keywords by signatures), `rank` names the notes the straightforward fusion names."""
+    """On every note of a real vault, with the exact scan, with the inverted file (sparse best-section
+    evidence, keywords by signatures) and with the whole-note cosine of the nearest notes found by the
+    8-bit scan and its spread from the moments (`NoteIndex`), `rank` names the notes the straightforward
+    fusion names."""
+    from ideaweave import corpus as corpus_module
+    from ideaweave import noteindex
     from ideaweave import relate as relate_module
     from ideaweave import vectors
 
+    if inverted_file == "note scan":
+        monkeypatch.setattr(corpus_module, "NOTE_INDEX_MIN", 2)
+        monkeypatch.setattr(noteindex, "NEAREST_NOTES", 10)
+        monkeypatch.setattr(relate_module, "DIVERSITY_POOL", 5)
+        monkeypatch.setattr(relate_module, "KEYWORD_POOL", 6)
     if inverted_file:
         monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
         monkeypatch.setattr(vectors, "IVF_PROBES", 2)
@@ -548,15 +570,18 @@ def test_rank_gives_the_straightforward_ranking_on_every_note(example_app, tmp_p
         app = example_app
     try:
         relater = Relater(Corpus(app.store))
-        assert (relater.corpus.chunk_vectors is None) == inverted_file
+        assert (relater.corpus.chunk_vectors is None) == bool(inverted_file)
+        assert (relater.corpus.note_index is not None) == (inverted_file == "note scan")
         ranked = 0
         for path in relater.corpus.paths:
             got = [(s.path, s.score) for s in relater.rank(path, k=10)]
             want = straightforward_rank(relater, path)
             assert [p for p, _ in got] == [p for p, _ in want], path
-            assert np.allclose([s for _, s in got], [s for _, s in want], rtol=0, atol=1e-9), path
+            # The moments give the whole-note cosine's spread to float32 rounding, not bit for bit.
+            tolerance = 1e-5 if inverted_file == "note scan" else 1e-9
+            assert np.allclose([s for _, s in got], [s for _, s in want], rtol=0, atol=tolerance), path
             ranked += len(got)
-        assert ranked > 100
+        assert ranked > (60 if inverted_file == "note scan" else 100)
     finally:
         if inverted_file:
             app.store.close()
@@ -607,3 +632,109 @@ def test_keywords_equal_counting_word_by_word():
         text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 400)))
         for k in (1, 5, 40):
             assert keywords(text, k) == word_by_word(text, k)
+
+
+def test_the_nearest_notes_of_the_8_bit_scan_score_each_suggestion_as_the_full_fusion_does(example_app, tmp_path,
+                                                                                          monkeypatch):
+    """With the whole-note cosine read only for the nearest notes the 8-bit scan finds (`NoteIndex`) and
+    for every note with other evidence, every component is as the product with every note gives it where
+    it is known, and every note rank names has the score the fusion over every note gives it: the same
+    spread (from the moments), the same neighbours' links. A note whose nearest notes are mostly its own
+    links reads every note's cosine instead. As in a large vault, sections come from an inverted file and
+    keywords from term signatures."""
+    from ideaweave import corpus as corpus_module
+    from ideaweave import noteindex
+    from ideaweave import relate as relate_module
+    from ideaweave import vectors
+
+    monkeypatch.setattr(vectors, "EXACT_LIMIT", 10)
+    monkeypatch.setattr(vectors, "IVF_PROBES", 2)
+    monkeypatch.setattr(relate_module, "KEYWORD_SEARCH_SECTIONS", 0)
+    monkeypatch.setattr(corpus_module, "NOTE_INDEX_MIN", 2)
+    monkeypatch.setattr(noteindex, "NEAREST_NOTES", 8)
+    monkeypatch.setattr(relate_module, "NEIGHBOUR_NOTES", 3)
+    monkeypatch.setattr(relate_module, "DIVERSITY_POOL", 4)
+    monkeypatch.setattr(relate_module, "KEYWORD_POOL", 4)
+    app = indexed_copy(example_app, tmp_path)
+    corpus = Corpus(app.store)
+    index = corpus.note_index
+    assert index is not None and corpus.chunk_vectors is None
+    relater = Relater(corpus)
+    named = read_every_note = partly_known = 0
+    for path in corpus.paths:
+        q = corpus.index[path]
+        whole, part = relater.components(q), relater.components(q, whole=False)
+        known = np.isfinite(part["emb"])
+        partly_known += known.sum() < len(corpus)
+        assert np.allclose(part["emb"][known], whole["emb"][known], atol=1e-6)
+        for name, rows in part["_rows"].items():
+            assert known[rows].all(), name
+        for name in set(COMPONENTS) - {"emb", "nbr"}:
+            assert np.array_equal(part[name], whole[name]), name
+        assert np.allclose(part["nbr"], whole["nbr"], rtol=0, atol=1e-6)  # weighted by cosines, to rounding
+        near, values = index.nearest(corpus.note_vectors, corpus.note_vectors[q])
+        exact = np.argsort(-whole["emb"], kind="stable")
+        assert len(near) == 8 and set(exact[:5].tolist()) <= set(near.tolist()), path
+        assert np.allclose(values, whole["emb"][near], atol=1e-6)
+        candidates = ~corpus.template & ~corpus.private
+        candidates[q] = False
+        for other in corpus.graph.outlinks(path):
+            candidates[corpus.index[other]] = False
+        read_every_note += np.count_nonzero(candidates[near]) < 4
+        total = relater.fused(q, whole, candidates)
+        for suggestion in relater.rank(path, k=10):
+            assert suggestion.score == pytest.approx(float(total[corpus.index[suggestion.path]]), abs=1e-5), path
+            named += 1
+    app.store.close()
+    assert named > 40 and partly_known > len(corpus) // 2 and read_every_note < len(corpus)
+
+
+def test_the_note_moments_and_codes_follow_the_vectors_after_updates(tmp_path, embedder, monkeypatch):
+    """The whole-note cosine's mean and spread over the candidates, from the moments less the others,
+    equal those computed over the candidates' own cosines, and the 8-bit scan holds each row's codes: at a
+    load, after edits (vectors and codes changed in place) and after notes came and went (new ones), for
+    masks of every size."""
+    from ideaweave import corpus as corpus_module
+    from ideaweave import noteindex
+
+    monkeypatch.setattr(corpus_module, "NOTE_INDEX_MIN", 2)
+    monkeypatch.setattr(noteindex, "MOVE_BLOCK_ROWS", 3)  # codes moved a few rows at a time
+    root = tmp_path / "vault"
+    shutil.copytree(EXAMPLE, root)
+    app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
+    app.indexer.run()
+    rng = np.random.default_rng(3)
+
+    def check(corpus: Corpus) -> None:
+        index = corpus.note_index
+        decoded = np.asarray(corpus.note_vectors, dtype=np.float64)
+        np.testing.assert_allclose(index.total, decoded.sum(axis=0), atol=1e-4)
+        np.testing.assert_allclose(index.gram, decoded.T @ decoded, atol=1e-4)
+        assert index.scan.ntotal == len(corpus)
+        assert np.array_equal(noteindex._codes_of(index.scan), noteindex._codes(decoded, index.scale))
+        for share in (0.05, 0.3, 0.7, 1.0):
+            candidates = rng.random(len(corpus)) < share
+            q = int(rng.integers(len(corpus)))
+            values = (corpus.note_vectors @ corpus.note_vectors[q])[candidates].astype(np.float64)
+            mean, std = index.spread(corpus.note_vectors, corpus.note_vectors[q], candidates)
+            if len(values):
+                assert (mean, std) == pytest.approx((values.mean(), values.std()), abs=1e-6)
+
+    try:
+        corpus = Corpus(app.store)
+        check(corpus)
+        (root / "Concepts" / "Corrigibility.md").write_text(
+            "# Corrigibility\n\nAn agent that lets its overseers correct or shut it down.\n", encoding="utf-8")
+        edited = corpus.updated(app.indexer.run().changed)
+        assert edited.note_vectors is corpus.note_vectors and edited.note_index.scan is corpus.note_index.scan
+        check(edited)
+        (root / "Concepts" / "Sparse autoencoders.md").unlink()
+        (root / "Concepts" / "Wireheading.md").write_text("# Wireheading\n\nStimulating one's own reward.\n",
+                                                           encoding="utf-8")
+        report = app.indexer.run()
+        moved = edited.updated(set(report.changed) | set(report.deleted) | set(report.relinked))
+        assert moved.note_vectors is not edited.note_vectors and len(moved) == len(edited)
+        assert moved.note_index.scan is not edited.note_index.scan
+        check(moved)
+    finally:
+        app.store.close()

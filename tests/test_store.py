@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -585,7 +586,8 @@ def test_store_switches_to_an_inverted_file_above_the_exact_limit_and_back(state
     scores, ids = opened.search_vectors(np.stack([stored[h] for h in hashes]), 1)
     found = opened.chunks_for_vectors(ids[:, 0].tolist())
     assert {c.hash for c in found} == set(hashes)
-    np.testing.assert_allclose(opened.gather_vectors(ids[:, 0]), np.stack([stored[h] for h in hashes]), atol=1e-3)
+    # The inverted file searches 8-bit codes, but what it gathers is the stored vectors, bit for bit.
+    np.testing.assert_array_equal(opened.gather_vectors(ids[:, 0]), np.stack([stored[h] for h in hashes]))
     opened.close()
     with Store.open(state_dir, DIM, MODEL) as reopened:  # loaded as saved, not rebuilt
         assert not reopened.vectors_rebuilt and not reopened.vectors_exact
@@ -593,6 +595,30 @@ def test_store_switches_to_an_inverted_file_above_the_exact_limit_and_back(state
         reopened.delete_notes([f"n{n:03}.md" for n in range(70)])  # 40 vectors left: below half the limit
         reopened.gc_vectors()
         assert reopened.vectors_exact and faiss_ids(reopened) == table_ids(reopened)
+
+
+def test_an_inverted_file_saved_with_float16_codes_is_rebuilt_in_8_bits_once(state_dir: Path, monkeypatch, caplog):
+    monkeypatch.setattr(vectors, "EXACT_LIMIT", 100)
+    opened, stored = big_store(state_dir, 60)  # 120 vectors: an inverted file
+    ids = np.array(sorted(faiss_ids(opened)), np.int64)
+    exact = opened.gather_vectors(ids)
+    opened.close()
+    # The file as the earlier kind saved it: the same clusters' worth of vectors in float16 codes.
+    earlier = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(DIM), DIM, vectors.ivf_lists(len(ids)),
+                                            faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False)
+    earlier.train(exact)
+    earlier.set_direct_map_type(faiss.DirectMap.Hashtable)
+    earlier.add_with_ids(exact, ids)
+    faiss.write_index(earlier, str(state_dir / "vectors.faiss"))
+    with caplog.at_level("WARNING", logger="ideaweave.store"), Store.open(state_dir, DIM, MODEL) as rebuilt:
+        assert rebuilt.vectors_rebuilt and not rebuilt.vectors_exact
+        assert rebuilt._vectors._index.sq.qtype == faiss.ScalarQuantizer.QT_8bit_direct_signed
+        assert faiss_ids(rebuilt) == table_ids(rebuilt)
+        np.testing.assert_array_equal(rebuilt.gather_vectors(ids), exact)
+        assert rebuilt.search_vectors(exact[:5], 1)[1][:, 0].tolist() == ids[:5].tolist()
+    assert "rebuilt the vector index: 120 vectors" in caplog.text
+    with Store.open(state_dir, DIM, MODEL) as again:  # saved in the new kind: not rebuilt again
+        assert not again.vectors_rebuilt and not again.vectors_exact
 
 
 def test_an_inverted_file_is_reclustered_when_the_vault_has_grown_fourfold(state_dir: Path, monkeypatch):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .graph import LinkGraph
+from .noteindex import NOTE_INDEX_MIN, NoteIndex
 from .store import Store
 from .terms import STOPWORDS, WORD, TermIndex  # noqa: F401 (STOPWORDS and WORD: read from here by search, topics)
 from .vectors import CompactVectors, row_norms
@@ -56,6 +57,8 @@ class Corpus:
         if chunk_mean is None:
             chunk_mean = own_chunk_mean if len(paths) > 1 else np.zeros_like(own_chunk_mean)
         note_vectors = CompactVectors.consuming(centre_on(note_vectors, note_mean, in_place=True))
+        # A large vault's whole-note evidence is read from moments and the nearest groups (noteindex.py).
+        self.note_index = NoteIndex.build(note_vectors) if len(paths) >= NOTE_INDEX_MIN else None
         ordinals, note_ids, vector_ids = store.chunk_table()
         chunk_paths = _lookup_paths(store.note_path_by_id(), note_ids)
         # The graph keys its edges by the corpus's own path strings, not a fresh copy per link.
@@ -162,10 +165,15 @@ class Corpus:
             # copied (a copy is 150 MB at 100,000 notes); an older snapshot still in use sees the edited
             # notes' new vectors, as it sees their new links.
             note_vectors = self.note_vectors
+            gone = at_fresh
         else:
-            note_vectors = CompactVectors.empty(len(paths), self.note_vectors.shape[1])
-            note_vectors[at_kept] = self.note_vectors.take(kept)
+            note_vectors = self.note_vectors.moved(kept, at_kept, len(paths))
+            gone = np.setdiff1d(np.arange(len(self.paths)), kept)
+        removed = self.note_vectors[gone] if self.note_index is not None else None  # before they are overwritten
         note_vectors[at_fresh] = centre_on(fresh_vectors, self.note_mean, in_place=True)
+        note_index = None
+        if self.note_index is not None:
+            note_index = self.note_index.updated(note_vectors, removed, kept, at_kept, at_fresh)
         notes: list = [None] * len(paths)
         for old, new in zip(kept.tolist(), at_kept.tolist()):
             notes[new] = self.notes[old]
@@ -200,6 +208,7 @@ class Corpus:
                                         len(paths))
         following._assemble(store, paths, notes, note_vectors, self.note_mean, self.chunk_mean, chunks,
                             chunk_vectors, graph, self.exact, term_index, sample=(self.sample_vectors, self.sample_starts))
+        following.note_index = note_index
         following.changes_since_load = changes
         following.sections_version = version
         return following
@@ -303,16 +312,28 @@ class TitleMatcher:
         words = _word_hashes(normalise_title(text).split())
         if not len(words) or not len(self.keys):
             return np.zeros(0, np.int64)
-        found, run = [], words.copy()
+        starts, ends, run = [], [], words.copy()
         for size in range(1, min(TITLE_WORDS, len(words)) + 1):
             if size > 1:
                 run = run[:-1] * _MIX + words[size - 1:]
-            lo = np.searchsorted(self.keys, run, side="left")
-            hi = np.searchsorted(self.keys, run, side="right")
+            # Each distinct run once, in order: sorted needles make the binary searches walk the keys
+            # forwards (a long note's runs repeat, and it may name a thousand titles).
+            distinct = np.unique(run)
+            lo = np.searchsorted(self.keys, distinct, side="left")
+            hi = np.searchsorted(self.keys, distinct, side="right")
             hit = hi > lo
-            for a, b in zip(lo[hit].tolist(), hi[hit].tolist()):
-                found.append(self.rows[a:b])
-        return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+            starts.append(lo[hit])
+            ends.append(hi[hit])
+        return np.unique(self.rows[_ranges(np.concatenate(starts), np.concatenate(ends))])
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of range(start, end) for each pair, without a loop."""
+    lengths = ends - starts
+    if not lengths.sum():
+        return np.zeros(0, np.int64)
+    offsets = np.repeat(ends - lengths.cumsum(), lengths)
+    return offsets + np.arange(lengths.sum())
 
 
 _MIX = np.uint64(1_000_003)

@@ -36,7 +36,8 @@ def novelty(corpus: Corpus, path: str) -> list[SectionNovelty]:
         return []
     own_vectors = store.gather_vectors([c.vector_id for c in own_chunks])
     # Only the note's own sections can come before the nearest other note's: a few more hits suffice.
-    scores, found = store.search_vectors(own_vectors, len(own_chunks) + 5)
+    _, found = store.search_vectors(own_vectors, len(own_chunks) + 5)
+    scores, found = _cosines_best_first(corpus, own_vectors, found)
     results = []
     for chunk, row_scores, row_vids in zip(own_chunks, scores, found):
         match = _nearest_elsewhere(corpus, q, row_scores, row_vids)
@@ -60,3 +61,16 @@ def _nearest_elsewhere(corpus: Corpus, q: int, scores: np.ndarray, vids: np.ndar
         return None
     first = int(np.argmax(elsewhere))  # rows come in hit order, best first
     return float(scores[valid][which[first]]), int(rows[first])
+
+
+def _cosines_best_first(corpus: Corpus, own_vectors: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hits' cosines from their stored vectors, and the hits in that order: a large vault's inverted
+    file scores its 8-bit codes (within 3e-3 of the cosine), enough to change which section is nearest."""
+    vids = np.unique(found[found >= 0])
+    if not len(vids):
+        return np.full(found.shape, -np.inf), found
+    cosines = own_vectors @ corpus.store.gather_vectors(vids).T
+    positions = np.searchsorted(vids, found).clip(0, len(vids) - 1)
+    scores = np.where(found >= 0, np.take_along_axis(cosines, positions, axis=1), -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(found, order, axis=1)

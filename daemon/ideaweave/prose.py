@@ -25,6 +25,7 @@ _MARKDOWN = MarkdownIt("commonmark").enable("table").disable("inline")
 _HIDDEN = re.compile(r"%%.*?%%|<!--.*?-->|\$\$(?:(?!\n[ \t]*\r?\n).)*?\$\$", re.DOTALL)
 # A line's block markers (quote, list item, heading), then the rest of the line.
 _HIDDEN_LINE = re.compile(r"(^|(?<=[\r\n]))([ \t>]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+|#{1,6}(?:[ \t]+|(?=[\r\n]|$)))?)([^\r\n]*)")
+_NOT_A_LINE_BREAK = re.compile(r"[^\r\n]")
 _HIDDEN_MARK = "\ue000"  # a private-use character: neither a word nor space nor markup to the parsers
 _CALLOUT_TITLE = re.compile(r"^\[!\w[\w-]*\][+-]?")
 _INLINE_FIELD = re.compile(r"^[\w -]{1,40}::")  # dataview's "key:: value" lines are data, not prose
@@ -63,7 +64,9 @@ def sentences_of(note: Note) -> list[Sentence]:
     Left out: frontmatter, headings, code, tables, display math, comments, lists made mostly of links,
     and lines holding nothing but links, embeds or tags. Block quotes and list items count as prose.
     """
-    text = _hide(note.text, [m.span() for m in _HIDDEN.finditer(note.text, note.body_start)])
+    # A %% or <!-- inside a fenced block is code, not the edge of a comment: an unclosed one before a
+    # fence must not pair with one inside it and hide the fence's opening line.
+    text = _hide(note.text, [m.span() for m in _HIDDEN.finditer(_without_code(note), note.body_start)])
     found = []
     for lines in _prose_paragraphs(text, note.body_start):
         joined, offsets = _join_lines(lines)
@@ -72,6 +75,16 @@ def sentences_of(note: Note) -> list[Sentence]:
             if any(c.isalnum() for c in plain):
                 found.append(Sentence(plain, offsets[start], offsets[end - 1] + 1))
     return found
+
+
+def _without_code(note: Note) -> str:
+    """The note's text with its fenced blocks blanked (line breaks kept, so offsets stay)."""
+    pieces, pos = [], 0
+    for block in sorted(note.code_blocks, key=lambda b: b.start):
+        if block.start >= pos:
+            pieces += [note.text[pos:block.start], _NOT_A_LINE_BREAK.sub(" ", note.text[block.start:block.end])]
+            pos = block.end
+    return "".join(pieces) + note.text[pos:]
 
 
 def render_inline(markdown: str) -> str:

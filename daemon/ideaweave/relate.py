@@ -116,11 +116,14 @@ class Relater:
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self._batch = PrefetchedEvidence()  # what `prefetch` computed for a batch of notes
 
-    def components(self, q: int, text: str | None = None) -> dict[str, np.ndarray]:
+    def components(self, q: int, text: str | None = None, whole: bool = True) -> dict[str, np.ndarray]:
         """Raw evidence for every note of the corpus about note q.
 
         `text` replaces the note's text for the keyword and title evidence: calibration predicts a
         note's links from its text without them (and from a link graph without them: `calibrate`).
+        `whole=False` lets a large vault's whole-note cosine ("emb") be computed only for the nearest
+        notes (`NoteIndex`) and the rows with other evidence, -inf elsewhere: what `fused_top` reads,
+        which then takes its spread from the index's moments.
         """
         c = self.corpus
         n = len(c)
@@ -142,7 +145,14 @@ class Relater:
         rows = c.rows_of_nodes(c.graph.backlink_ids(c.paths[q]))
         back_rows = rows[rows >= 0]
         back[back_rows] = 1.0
-        emb = c.note_vectors @ c.note_vectors[q]
+        query = c.note_vectors[q]
+        partial = not whole and c.note_index is not None
+        if partial:
+            near, values = c.note_index.nearest(c.note_vectors, query)
+            emb = np.full(n, -np.inf, np.float32)
+            emb[near] = values
+        else:
+            emb = c.note_vectors @ query
         nbr, nbr_rows = self._neighbour_links(q, emb)
         # Where each sparse component differs from its value everywhere else (`_base`, zero unless said),
         # so that fusing reads those rows only (`fused_top`).
@@ -154,7 +164,12 @@ class Relater:
             sparse["chunk"] = np.flatnonzero(chunk != base["chunk"])
         parts = {"emb": emb, "chunk": chunk, "bm25": np.zeros(n), "title": title, "aa": aa, "back": back,
                  "nbr": nbr, "_own": own, "_shared": shared, "_stats": stats, "_rows": sparse, "_base": base}
+        if partial:  # every row with other evidence gets its whole-note cosine (the keyword pool reads it)
+            parts["_query"], parts["_near"] = query, near
+            _fill_whole_note(c, parts, list(sparse.values()))
         parts["bm25"], sparse["bm25"] = self._keyword_scores(q, text, parts)
+        if partial:
+            _fill_whole_note(c, parts, [sparse["bm25"]])
         return parts
 
     def _keyword_scores(self, q: int, text: str, parts: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +234,11 @@ class Relater:
         k = min(max(SECTION_HITS_MIN, SECTION_HITS // len(queries)), len(c.chunk_vid))
         _, found = c.store.search_vectors(queries, k)
         vids = np.unique(found[found >= 0])
-        best_by_vid = (own @ centre_on(c.store.gather_vectors(vids), c.chunk_mean).T).max(axis=0)
+        # The found sections' codes, not their stored vectors: the search finds about 40% of the exact
+        # nearest sections, so a cosine within 3e-3 changes no recall (bench/RESULTS.md), and reading
+        # some 600 stored vectors took 3 of a ranking's 15 ms.
+        found_vectors = c.store.gather_vectors(vids, approximate=True)
+        best_by_vid = (own @ centre_on(found_vectors, c.chunk_mean).T).max(axis=0)
         which, rows = c.rows_using(vids)
         best = best_by_vid[which]
         others = c.chunk_note[rows] != q  # q's own sections say nothing about where the others stop
@@ -293,7 +312,8 @@ class Relater:
         if q is None:
             return []
         linked = c.graph.outlinks(path)
-        parts = self.components(q)
+        # A negative weight makes `fused_top` sum over every note, which needs every note's evidence.
+        parts = self.components(q, whole=any(w < 0 for w in self.weights.values()))
         candidates = ~c.template
         candidates[q] = False
         if not include_private:
@@ -332,6 +352,13 @@ class Relater:
         return total
 
     def fused_top(self, parts: dict, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self.corpus
+        if "_query" in parts and np.count_nonzero(candidates[parts["_near"]]) < k:
+            # Too few of the nearest notes are candidates (a hub links to most of them): every note's cosine.
+            parts["emb"][:] = c.note_vectors @ parts.pop("_query")
+        if "_query" in parts:  # the whole-note cosine is known near the top only: its spread from the moments
+            spread = c.note_index.spread(c.note_vectors, parts["_query"], candidates)
+            parts = {**parts, "_stats": {**parts["_stats"], "emb": spread}}
         return fused_top(parts, candidates, self.weights, k)
 
     def _suggestions(self, q: int, chosen: list[tuple[int, float]], parts: dict) -> list[Suggestion]:
@@ -373,6 +400,14 @@ class Relater:
             why.append("similar content")
         components = {name: float(parts[name][j]) for name in COMPONENTS}
         return Suggestion(path, c.titles[j], score, heading, passage, "; ".join(why), components)
+
+
+def _fill_whole_note(c: Corpus, parts: dict, rows: list[np.ndarray]) -> None:
+    """The whole-note cosine of these rows where `components(whole=False)` left it unknown (-inf)."""
+    rows = np.concatenate([np.asarray(r, np.int64) for r in rows])
+    missing = np.unique(rows[~np.isfinite(parts["emb"][rows])])
+    if len(missing):
+        parts["emb"][missing] = c.note_vectors[missing] @ parts["_query"]
 
 
 def _raise_to_best(scores: np.ndarray, notes: np.ndarray, values: np.ndarray) -> None:
@@ -425,6 +460,10 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     if SAMPLED_SELECTION <= len(scores) and 0 < k * SAMPLE_STEP < len(scores):
         sample = scores[::SAMPLE_STEP]
         keep = min(len(sample), 2 * k // SAMPLE_STEP + 32)  # about 2k + 500 scores are at or above it
+        # Scores known for few rows (-inf elsewhere) are selected among directly: numpy's partition of a
+        # sample of mostly equal values is slower than that.
+        if np.count_nonzero(np.isfinite(sample)) < len(sample) // 2:
+            return _top_of(scores, k)
         cut = np.partition(sample, len(sample) - keep)[len(sample) - keep]
         if np.isfinite(cut):
             rows = np.flatnonzero(scores >= cut)

@@ -9,8 +9,10 @@ Choices a caller should know:
 - A chunk points at its vector by the hash of what was embedded; a vector is stored
   once per distinct hash. So chunks can be written before or after their vectors,
   a rename keeps every vector, and `gc_vectors()` drops vectors no chunk uses.
-- Vectors are stored unit length (inner product is cosine) and rounded to float16,
-  in SQLite and in faiss alike, so a faiss index rebuilt from SQLite is bit-identical.
+- Vectors are stored unit length (inner product is cosine) and rounded to float16 in
+  SQLite; the exact index holds them as they are, so one rebuilt from SQLite is
+  bit-identical. The inverted file (large vaults) searches 8-bit codes of them and
+  reads the vectors it is asked for back from SQLite, so callers always get the stored ones.
 - A different embedding model or dimension does not fail `open()`: the store opens
   with `model_changed=True`, and every vector operation raises StoreError until the
   caller decides to re-embed and calls `reset_vectors()`. Opening with a mistyped
@@ -467,15 +469,21 @@ class Store:
 
     def _load_vectors(self) -> None:
         self._load_sealed_vectors()
-        index = load_index(self.vectors_path, self.stored_dim)
+        index = load_index(self.vectors_path, self.stored_dim, self._plain_vectors)
         if index is not None and self._index_matches(index):
             self._vectors = index
             self._fit_index_to_size()
             return
-        self._vectors = self._rebuild_vectors()
-        # A brand-new index has never been saved (-1); anything else was a real repair.
+        # A brand-new index has never been saved (-1); anything else is a real repair.
         self.vectors_rebuilt = self._meta().get("faiss_generation") != "-1"
+        started = time.monotonic()
+        if self.vectors_rebuilt:
+            log.warning("the vector index file is missing, damaged, out of step or of an earlier kind; "
+                        "rebuilding it from the database")
+        self._vectors = self._rebuild_vectors()
         self._save_vectors()
+        if self.vectors_rebuilt:
+            log.warning("rebuilt the vector index: %d vectors in %.1f s", len(self._vectors), time.monotonic() - started)
 
     def _load_sealed_vectors(self) -> None:
         """Open the sealed vectors into memory (with the key; without it they stay unread)."""
@@ -520,7 +528,8 @@ class Store:
         with self._lock:
             count = self._raw.execute("SELECT count(*) FROM vectors WHERE sealed = 0").fetchone()[0]
             if wanted_kind(count, self._vectors) == "ivf":
-                index: VectorIndex = IvfIndex.trained(self.stored_dim, self._vector_sample(count), count)
+                index: VectorIndex = IvfIndex.trained(self.stored_dim, self._vector_sample(count), count,
+                                                      self._plain_vectors)
             else:
                 index = FlatIndex.empty(self.stored_dim)
             cursor = self._raw.execute("SELECT id, vector FROM vectors WHERE sealed = 0 ORDER BY id")
@@ -528,6 +537,23 @@ class Store:
                 ids = np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch))
                 index.add(ids, _decode_vectors([row[1] for row in batch], self.stored_dim))
         return index
+
+    def _plain_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of these (unsealed) ids, row for row: what the inverted file's `gather` returns,
+        since its 8-bit codes are not the stored vectors. 3 to 6 us a vector at 400,000 vectors, two to three times
+        what decoding float16 codes took (bench/RESULTS.md)."""
+        wanted = np.unique(ids)
+        found_ids, blobs = [], []
+        with self._lock:
+            for batch in _batches(wanted.tolist()):
+                for vector_id, blob in self._raw.execute(
+                        f"SELECT id, vector FROM vectors WHERE sealed = 0 AND id IN ({','.join('?' * len(batch))})"
+                        " ORDER BY id", batch):
+                    found_ids.append(vector_id)
+                    blobs.append(blob)
+        if len(found_ids) != len(wanted):
+            raise StoreError("The vector index is out of step with the database; restart ideaweave to rebuild it.")
+        return _decode_vectors(blobs, self.stored_dim)[np.searchsorted(wanted, ids)]
 
     def _vector_sample(self, count: int) -> np.ndarray:
         """A reproducible random sample of stored vectors to learn the clusters from."""
@@ -988,13 +1014,15 @@ class Store:
         """Does search_vectors() scan every vector (small vaults) or the nearest clusters (large ones)?"""
         return self._vectors.exact
 
-    def gather_vectors(self, vector_ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The stored vectors of these ids (float32, row for row)."""
+    def gather_vectors(self, vector_ids: Sequence[int] | np.ndarray, approximate: bool = False) -> np.ndarray:
+        """The stored vectors of these ids (float32, row for row). `approximate`: an inverted file's own
+        8-bit codes decoded instead (`IvfIndex.decoded`: a cosine within about 3e-3, a quarter of the
+        time), for evidence the inverted file's search makes approximate anyway; exact everywhere else."""
         self._require_current_model()
         ids = np.asarray(vector_ids, dtype=np.int64)
         with self._lock:
             try:
-                return self._gather(ids)
+                return self._gather(ids, approximate)
             except StoreError:
                 # The database is the truth: a vector index that lost step with it is rebuilt from it
                 # here, once, instead of stopping the daemon until a restart would do the same.
@@ -1003,15 +1031,16 @@ class Store:
                 self._load_sealed_vectors()
                 with self._transaction() as db:
                     self._bump_generation(db)  # saved by the next flush()
-                return self._gather(ids)
+                return self._gather(ids, approximate)
 
-    def _gather(self, ids: np.ndarray) -> np.ndarray:
+    def _gather(self, ids: np.ndarray, approximate: bool = False) -> np.ndarray:
+        plain = self._vectors.decoded if approximate and isinstance(self._vectors, IvfIndex) else self._vectors.gather
         if not self._sealed_ids:
-            return self._vectors.gather(ids)
+            return plain(ids)
         secret = np.fromiter((int(i) in self._sealed_ids for i in ids), dtype=bool, count=len(ids))
         out = np.empty((len(ids), self.stored_dim), np.float32)
         out[secret] = self._sealed_vectors.gather(ids[secret])
-        out[~secret] = self._vectors.gather(ids[~secret])
+        out[~secret] = plain(ids[~secret])
         return out
 
     def chunk_table(self, only: Iterable[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
