@@ -117,3 +117,27 @@ def test_set_passphrase_keeps_a_given_key(tmp_path):
     assert set_passphrase(place, "p", KEY).key == KEY
     lock(place)
     assert unlock(place, "p").key == KEY
+
+
+def test_detecting_the_keyring_keeps_nothing_of_its_caller(monkeypatch):
+    """keyring keeps an exception of its first backend detection, whose traceback held every frame of the
+    caller: the first secure note of a pass kept the pass's listings of the whole vault alive."""
+    import gc
+    import weakref
+
+    import keyring.core
+
+    class Listing:
+        pass
+
+    monkeypatch.setattr(keyring.core, "_keyring_backend", None)  # detect again, as in a fresh process
+
+    def a_pass() -> weakref.ref:
+        listing = Listing()  # noqa: F841 (what the caller's frame holds)
+        keyring_usable()
+        return weakref.ref(listing)
+
+    held = a_pass()
+    gc.collect()
+    assert held() is None, "the keyring's detection holds the caller's frames"
+
