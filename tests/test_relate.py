@@ -691,14 +691,13 @@ def test_the_nearest_notes_of_the_8_bit_scan_score_each_suggestion_as_the_full_f
 
 def test_the_note_moments_and_codes_follow_the_vectors_after_updates(tmp_path, embedder, monkeypatch):
     """The whole-note cosine's mean and spread over the candidates, from the moments less the others,
-    equal those computed over the candidates' own cosines, and the 8-bit scan holds each row's codes: at a
-    load, after edits (vectors and codes changed in place) and after notes came and went (new ones), for
-    masks of every size."""
+    equal those computed over the candidates' own cosines, and the 8-bit scan holds each row's codes or
+    lists the row as extra: at a load, after edits (vectors and codes changed in place) and after notes came
+    and went (codes kept where they were, a new note extra), for masks of every size."""
     from ideaweave import corpus as corpus_module
     from ideaweave import noteindex
 
     monkeypatch.setattr(corpus_module, "NOTE_INDEX_MIN", 2)
-    monkeypatch.setattr(noteindex, "MOVE_BLOCK_ROWS", 3)  # codes moved a few rows at a time
     root = tmp_path / "vault"
     shutil.copytree(EXAMPLE, root)
     app = App(replace(Settings(), state_dir=str(tmp_path / "state")), root, embedder=embedder)
@@ -710,8 +709,16 @@ def test_the_note_moments_and_codes_follow_the_vectors_after_updates(tmp_path, e
         decoded = np.asarray(corpus.note_vectors, dtype=np.float64)
         np.testing.assert_allclose(index.total, decoded.sum(axis=0), atol=1e-4)
         np.testing.assert_allclose(index.gram, decoded.T @ decoded, atol=1e-4)
-        assert index.scan.ntotal == len(corpus)
-        assert np.array_equal(noteindex._codes_of(index.scan), noteindex._codes(decoded, index.scale))
+        # Every row has a code (written at the load, or in place since) or is an extra row, not both.
+        code_of_row = index.code_of_row()
+        assert len(code_of_row) == len(corpus) and set(np.flatnonzero(code_of_row < 0)) == set(index.extra.tolist())
+        coded = np.flatnonzero(code_of_row >= 0)
+        assert np.array_equal(noteindex._codes_of(index.scan)[code_of_row[coded]],
+                              noteindex._codes(decoded[coded], index.scale))
+        q = int(rng.integers(len(corpus)))
+        near, values = index.nearest(corpus.note_vectors, corpus.note_vectors[q])
+        assert q in near.tolist() and set(index.extra.tolist()) <= set(near.tolist())
+        assert np.allclose(values, (corpus.note_vectors @ corpus.note_vectors[q])[near], atol=1e-6)
         for share in (0.05, 0.3, 0.7, 1.0):
             candidates = rng.random(len(corpus)) < share
             q = int(rng.integers(len(corpus)))
@@ -734,7 +741,8 @@ def test_the_note_moments_and_codes_follow_the_vectors_after_updates(tmp_path, e
         report = app.indexer.run()
         moved = edited.updated(set(report.changed) | set(report.deleted) | set(report.relinked))
         assert moved.note_vectors is not edited.note_vectors and len(moved) == len(edited)
-        assert moved.note_index.scan is not edited.note_index.scan
+        assert moved.note_index.scan is edited.note_index.scan  # no codes copied
+        assert moved.note_index.extra.tolist() == [moved.index["Concepts/Wireheading.md"]]
         check(moved)
     finally:
         app.store.close()

@@ -173,7 +173,8 @@ class Corpus:
         note_vectors[at_fresh] = centre_on(fresh_vectors, self.note_mean, in_place=True)
         note_index = None
         if self.note_index is not None:
-            note_index = self.note_index.updated(note_vectors, removed, kept, at_kept, at_fresh)
+            fresh_before = np.fromiter((self.index.get(p, -1) for p in fresh_paths), np.int64, count=len(fresh_paths))
+            note_index = self.note_index.updated(note_vectors, removed, kept, at_kept, at_fresh, fresh_before)
         notes: list = [None] * len(paths)
         for old, new in zip(kept.tolist(), at_kept.tolist()):
             notes[new] = self.notes[old]
