@@ -57,7 +57,7 @@ class Corpus:
         if chunk_mean is None:
             chunk_mean = own_chunk_mean if len(paths) > 1 else np.zeros_like(own_chunk_mean)
         note_vectors = CompactVectors.consuming(centre_on(note_vectors, note_mean, in_place=True))
-        # A large vault's whole-note evidence is read from moments and the nearest groups (noteindex.py).
+        # A large vault's whole-note evidence is read from moments and an 8-bit scan (noteindex.py).
         self.note_index = NoteIndex.build(note_vectors) if len(paths) >= NOTE_INDEX_MIN else None
         ordinals, note_ids, vector_ids = store.chunk_table()
         chunk_paths = _lookup_paths(store.note_path_by_id(), note_ids)

@@ -14,7 +14,8 @@ block at a time) costs about 7 ms of a 17 ms ranking. `NoteIndex` answers both f
   the cosines of the 200th and the 500th nearest note differ by, so the nearest notes by the exact cosine
   are among those found (tests/test_relate.py compares the rankings with the product with every note).
 
-Built at a full load (`Corpus`); an update carries it over, moving only the rows that changed.
+Built at a full load (`Corpus`); an update carries it over: the moments move by the changed rows, an
+edited note's codes are rewritten in place, and notes new since the load are scored exactly (`NoteIndex`).
 """
 
 from __future__ import annotations
