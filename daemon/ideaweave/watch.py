@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from . import __version__
+from . import __version__, heap
 from .app import App
 from .atomic import replace_file
 from .errors import LockError, VaultError
@@ -811,9 +811,15 @@ class VaultWatcher:
             self._reconcile(unsynced=[])  # the index shows what changed; its cascade covers the rest
         self._topics_after(self.app.settings.topics.delay_seconds)
 
-    def _stage(self, stage: str) -> contextlib.AbstractContextManager:
+    @contextlib.contextmanager
+    def _stage(self, stage: str):
+        """One stage of the daemon's work; once it is over, what it freed goes back to the system."""
         around = self.hooks.around_stage
-        return around(stage) if around is not None else contextlib.nullcontext()
+        try:
+            with around(stage) if around is not None else contextlib.nullcontext():
+                yield
+        finally:
+            heap.release()
 
     def _handle_safely(self, batch: Batch) -> None:
         try:
