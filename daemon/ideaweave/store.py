@@ -543,17 +543,11 @@ class Store:
         since its 8-bit codes are not the stored vectors. 3 to 6 us a vector at 400,000 vectors, two to three times
         what decoding float16 codes took (bench/RESULTS.md)."""
         wanted = np.unique(ids)
-        found_ids, blobs = [], []
-        with self._lock:
-            for batch in _batches(wanted.tolist()):
-                for vector_id, blob in self._raw.execute(
-                        f"SELECT id, vector FROM vectors WHERE sealed = 0 AND id IN ({','.join('?' * len(batch))})"
-                        " ORDER BY id", batch):
-                    found_ids.append(vector_id)
-                    blobs.append(blob)
-        if len(found_ids) != len(wanted):
+        rows = self._rows_where_in("SELECT id, vector FROM vectors WHERE sealed = 0", wanted.tolist(), column="id",
+                                   order=" ORDER BY id")
+        if len(rows) != len(wanted):
             raise StoreError("The vector index is out of step with the database; restart ideaweave to rebuild it.")
-        return _decode_vectors(blobs, self.stored_dim)[np.searchsorted(wanted, ids)]
+        return _decode_vectors([blob for _, blob in rows], self.stored_dim)[np.searchsorted(wanted, ids)]
 
     def _vector_sample(self, count: int) -> np.ndarray:
         """A reproducible random sample of stored vectors to learn the clusters from."""
