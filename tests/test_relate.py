@@ -15,6 +15,7 @@ from ideaweave.novelty import novelty
 from ideaweave.calibrate import FOLDS, MIN_GAIN, _calibration_sample, calibrate, calibration_record, describe_weights
 from ideaweave.corpus import Corpus
 from ideaweave.relate import COMPONENTS, DEFAULT_WEIGHTS, Relater, diversify, keywords, top_indices, zscore
+from ideaweave.vectors import int8_codes
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vault"
 
@@ -714,7 +715,7 @@ def test_the_note_moments_and_codes_follow_the_vectors_after_updates(tmp_path, e
         assert len(code_of_row) == len(corpus) and set(np.flatnonzero(code_of_row < 0)) == set(index.extra.tolist())
         coded = np.flatnonzero(code_of_row >= 0)
         assert np.array_equal(noteindex._codes_of(index.scan)[code_of_row[coded]],
-                              noteindex._codes(decoded[coded], index.scale))
+                              int8_codes(decoded[coded], index.scale))
         q = int(rng.integers(len(corpus)))
         near, values = index.nearest(corpus.note_vectors, corpus.note_vectors[q])
         assert q in near.tolist() and set(index.extra.tolist()) <= set(near.tolist())

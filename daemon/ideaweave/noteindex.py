@@ -25,14 +25,13 @@ import math
 import faiss
 import numpy as np
 
-from .vectors import COMPACT_BLOCK_ROWS, CompactVectors, one_faiss_thread
+from .vectors import COMPACT_BLOCK_ROWS, INT8_CODES, CompactVectors, int8_codes, int8_scale, int8_values, one_faiss_thread
 
 # Below this many notes the product with every note takes 2 ms or less: ranking computes it.
 NOTE_INDEX_MIN = 30_000
 # Notes the 8-bit scan returns: the keyword pool reads the 200 best candidates by the whole-note cosine,
 # and a note's own links (not candidates) may be among the nearest.
 NEAREST_NOTES = 512
-_CODE_MAX = 127
 
 
 class NoteIndex:
@@ -55,12 +54,12 @@ class NoteIndex:
         count, dim = vectors.shape
         largest = max((float(np.abs(vectors[start:start + COMPACT_BLOCK_ROWS]).max(initial=0.0))
                        for start in range(0, count, COMPACT_BLOCK_ROWS)), default=0.0)
-        scale = _CODE_MAX / largest if largest > 0 else 1.0
+        scale = int8_scale(largest)
         total, gram = np.zeros(dim), np.zeros((dim, dim))
         scan = _empty_scan(dim)
         for start in range(0, count, COMPACT_BLOCK_ROWS):
             block = vectors[start:start + COMPACT_BLOCK_ROWS]
-            scan.add_sa_codes(_codes(block, scale))
+            scan.add_sa_codes(int8_codes(block, scale))
             total += block.sum(axis=0, dtype=np.float64)
             gram += (block.T @ block).astype(np.float64)
         return cls(scan, scale, total, gram, np.arange(count, dtype=np.int64), np.zeros(0, np.int64))
@@ -77,29 +76,27 @@ class NoteIndex:
         removed = np.asarray(removed, np.float32).reshape(-1, fresh.shape[1])
         total = self.total - removed.sum(axis=0, dtype=np.float64) + fresh.sum(axis=0, dtype=np.float64)
         gram = self.gram - (removed.T @ removed).astype(np.float64) + (fresh.T @ fresh).astype(np.float64)
-        old_rows = len(self.extra) + int(np.count_nonzero(self.row_of_code >= 0))
-        moved_to = np.full(old_rows + 1, -1, np.int64)  # old row -> new row; the last entry maps -1 to -1
+        moved_to = np.full(self.rows + 1, -1, np.int64)  # old row -> new row; the last entry maps -1 to -1
         moved_to[kept] = at_kept
         fresh_before = np.asarray(fresh_before, np.int64)
         had = fresh_before >= 0
         moved_to[fresh_before[had]] = fresh_rows[had]
         row_of_code = moved_to[self.row_of_code]
-        code_of_row = np.full(len(vectors), -1, np.int64)
-        live = np.flatnonzero(row_of_code >= 0)
-        code_of_row[row_of_code[live]] = live
+        code_of_row = _inverse(row_of_code, len(vectors))
         coded = code_of_row[fresh_rows] >= 0
         if coded.any():
-            _codes_of(self.scan)[code_of_row[fresh_rows[coded]]] = _codes(fresh[coded], self.scale)
+            _codes_of(self.scan)[code_of_row[fresh_rows[coded]]] = int8_codes(fresh[coded], self.scale)
         extra = np.union1d(moved_to[self.extra], fresh_rows[~coded])
         return NoteIndex(self.scan, self.scale, total, gram, row_of_code, extra[extra >= 0])
 
+    @property
+    def rows(self) -> int:
+        """The rows of the matrix it indexes: each has a code or is extra."""
+        return len(self.extra) + int(np.count_nonzero(self.row_of_code >= 0))
+
     def code_of_row(self) -> np.ndarray:
         """Each row's code (-1: an extra row)."""
-        rows = len(self.extra) + int(np.count_nonzero(self.row_of_code >= 0))
-        code_of_row = np.full(rows, -1, np.int64)
-        live = np.flatnonzero(self.row_of_code >= 0)
-        code_of_row[self.row_of_code[live]] = live
-        return code_of_row
+        return _inverse(self.row_of_code, self.rows)
 
     def spread(self, vectors: CompactVectors, query: np.ndarray, candidates: np.ndarray) -> tuple[float, float]:
         """(mean, std) of `vectors @ query` over the candidate rows, from the moments over every row less
@@ -124,22 +121,22 @@ class NoteIndex:
         k = min(NEAREST_NOTES, self.scan.ntotal)
         found = np.zeros(0, np.int64)
         if k:
-            scaled = np.clip(np.rint(np.asarray(query, np.float32) * self.scale), -_CODE_MAX, _CODE_MAX)
-            _, codes = self.scan.search(scaled[None, :].astype(np.float32), k)
+            _, codes = self.scan.search(int8_values(np.asarray(query)[None, :], self.scale), k)
             found = self.row_of_code[codes[0][codes[0] >= 0]]
         rows = np.union1d(found[found >= 0], self.extra).astype(np.int64)
         return rows, vectors[rows] @ np.asarray(query, np.float32)
 
 
+def _inverse(row_of_code: np.ndarray, rows: int) -> np.ndarray:
+    """The code of each of `rows` rows (-1: none), from the row of each code (-1: none)."""
+    code_of_row = np.full(rows, -1, np.int64)
+    live = np.flatnonzero(row_of_code >= 0)
+    code_of_row[row_of_code[live]] = live
+    return code_of_row
+
+
 def _empty_scan(dim: int) -> faiss.IndexScalarQuantizer:
-    # faiss decodes a code as its value less 128 and, for inner products, codes the query alike: the scan
-    # is an int8 dot product.
-    return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT)
-
-
-def _codes(rows: np.ndarray, scale: float) -> np.ndarray:
-    """The 8-bit codes of float rows (faiss's direct signed coding: the rounded value plus 128)."""
-    return (np.clip(np.rint(np.asarray(rows, np.float32) * scale), -_CODE_MAX, _CODE_MAX) + 128).astype(np.uint8)
+    return faiss.IndexScalarQuantizer(dim, INT8_CODES, faiss.METRIC_INNER_PRODUCT)
 
 
 def _codes_of(scan: faiss.IndexScalarQuantizer) -> np.ndarray:

@@ -148,13 +148,13 @@ class IvfIndex(_FaissIndex):
         sample = np.ascontiguousarray(sample, dtype=np.float32)
         largest = float(np.abs(sample).max()) if sample.size else 0.0
         lists = ivf_lists(expected)
-        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, IVF_CODES,
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, lists, INT8_CODES,
                                               faiss.METRIC_INNER_PRODUCT, False)
         # The direct kinds are not trained and read no range parameter: the file keeps the scale there.
-        index.sq.rangestat_arg = _CODE_LIMIT / largest if largest > 0 else _CODE_LIMIT
+        index.sq.rangestat_arg = int8_scale(largest)
         index.cp.niter = IVF_TRAINING_ITERATIONS
         index.cp.seed = 1234  # the clustering, and so every result, is reproducible
-        index.train(_codes(sample, index.sq.rangestat_arg))
+        index.train(int8_values(sample, index.sq.rangestat_arg))
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
         return cls(index, read_vectors)
 
@@ -176,14 +176,14 @@ class IvfIndex(_FaissIndex):
         self._index.nprobe = min(value, self.lists)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self._index.add_with_ids(_codes(vectors, self.scale), np.ascontiguousarray(ids, dtype=np.int64))
+        self._index.add_with_ids(int8_values(vectors, self.scale), np.ascontiguousarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         one_faiss_thread()
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         largest = np.abs(queries).max(axis=1) if queries.size else np.zeros(len(queries), np.float32)
-        query_scales = np.where(largest > 0, _CODE_LIMIT / np.maximum(largest, 1e-30), 1).astype(np.float32)
-        scores, ids = self._index.search(_codes(queries * query_scales[:, None], 1.0), k)
+        query_scales = int8_scale(largest)
+        scores, ids = self._index.search(int8_values(queries * query_scales[:, None], 1.0), k)
         return scores / (query_scales[:, None] * np.float32(self.scale)), ids
 
     def ids(self) -> np.ndarray:
@@ -216,15 +216,30 @@ class IvfIndex(_FaissIndex):
 
 # Exact vectors of ids, row for row (the store reads them from the database); StoreError when one is missing.
 VectorReader = Callable[[np.ndarray], np.ndarray]
-IVF_CODES = faiss.ScalarQuantizer.QT_8bit_direct_signed
+# The 8-bit codes of the inverted file and of the note scan (noteindex): faiss decodes a code as its value
+# less 128 and, for inner products, codes the query alike, so a scan is an int8 dot product.
+INT8_CODES = faiss.ScalarQuantizer.QT_8bit_direct_signed
 _CODE_LIMIT = 127.0
 
 
-def _codes(vectors: np.ndarray, scale: float) -> np.ndarray:
+def int8_scale(largest):
+    """The scale that makes `largest` (the largest component to be coded; a number or an array of them)
+    the largest code."""
+    largest = np.asarray(largest, dtype=np.float32)
+    scale = np.where(largest > 0, np.float32(_CODE_LIMIT) / np.maximum(largest, np.float32(1e-30)), np.float32(_CODE_LIMIT))
+    return float(scale) if scale.ndim == 0 else scale.astype(np.float32)
+
+
+def int8_values(vectors: np.ndarray, scale: float) -> np.ndarray:
     """`vectors` times `scale`, rounded to integers in [-127, 127] (faiss would truncate, not round);
-    float32, as faiss takes them. A component beyond the training sample's largest is clipped."""
+    float32, as faiss takes them. A component beyond the largest the scale was made for is clipped."""
     scaled = np.asarray(vectors, dtype=np.float32) * np.float32(scale)
     return np.ascontiguousarray(np.clip(np.rint(scaled), -_CODE_LIMIT, _CODE_LIMIT), dtype=np.float32)
+
+
+def int8_codes(vectors: np.ndarray, scale: float) -> np.ndarray:
+    """The codes faiss stores for `int8_values(vectors, scale)`: each value plus 128, a byte."""
+    return (int8_values(vectors, scale) + 128).astype(np.uint8)
 
 
 def ivf_lists(count: int) -> int:
@@ -261,7 +276,7 @@ def load_index(path: Path, dim: int, read_vectors: VectorReader) -> VectorIndex 
     if isinstance(index, faiss.IndexIDMap2):
         return FlatIndex(index)
     if isinstance(index, faiss.IndexIVFScalarQuantizer) and index.direct_map.type == faiss.DirectMap.Hashtable:
-        if index.sq.qtype == IVF_CODES and index.sq.rangestat_arg > 0:
+        if index.sq.qtype == INT8_CODES and index.sq.rangestat_arg > 0:
             return IvfIndex(index, read_vectors)
         log.info("the saved vector index is an inverted file of an earlier kind; it is rebuilt from the database")
     return None
