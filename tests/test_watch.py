@@ -562,10 +562,20 @@ def test_a_re_embed_at_start_up_shows_its_own_phase_and_progress(tmp_path, embed
     assert "embedding" in during[-1].describe()
 
 
-def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(tmp_path, embedder):
+def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(tmp_path, embedder, monkeypatch):
+    """...and once each stage is over, its freed memory goes back to the system (`heap.release`, the real one)."""
+    from ideaweave import heap
+
     vault = write_vault(tmp_path / "vault", {k: v for k, v in list(NOTES.items())[:4]})
     app = make_app(vault, tmp_path, embedder)
-    heard, stages, open_stages = [], [], []
+    heard, stages, open_stages, released = [], [], [], []
+    release = heap.release
+
+    def recorded_release() -> bool:
+        released.append(list(open_stages))
+        return release()
+
+    monkeypatch.setattr(heap, "release", recorded_release)
 
     @contextlib.contextmanager
     def around_stage(stage: str):
@@ -599,6 +609,7 @@ def test_the_hooks_hear_of_every_batch_and_wrap_every_stage_on_the_loop_thread(t
     # On the loop's own thread, once the batch's stage is over.
     assert {thread for _, thread in stages} == {thread for _, _, thread in heard} == {"watch-daemon"}
     assert all(still_open == [] for _, still_open, _ in heard)
+    assert len(released) == len(stages) and all(still_open == [] for still_open in released)
 
 
 def test_a_rename_obsidian_carries_into_related_lists_is_neither_a_pin_nor_a_rejection(tmp_path, embedder):
