@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import EMBEDDING_F16, TEXT_MODEL
 
 from ideaweave.errors import ModelError
@@ -26,9 +28,12 @@ from ideaweave.summarize import (
     fit_length,
     prompt_text,
     rank_sentences,
+    structured_reading,
     summarize_extractive,
+    summarize_structured,
     supported_share,
 )
+from hostile_markdown import markdown_notes
 from test_prose import STRUCTURED, note_of
 
 CORRIGIBILITY = Path(__file__).resolve().parents[1] / "examples" / "vault" / "Concepts" / "Corrigibility.md"
@@ -326,3 +331,48 @@ def test_a_sentence_added_at_the_end_leaves_the_summary_alone():
     after = ExtractiveSummarizer().summarize(note_of(long_note + "\n\nOne more sentence at the very end.\n",
                                                      "Reward hacking.md"))
     assert before == after
+
+
+# The summary reads only the note's first sentences; `structured_reading` reads all of them (up to
+# MAX_SENTENCES). Both must give the same summary on any note: these pieces put abstracts, quotes,
+# labels and overlong sentences anywhere, and the budgets make the reading run past its first sentences.
+READING_PIECES = (
+    "Reward is a proxy for what the designer wanted, and proxies break under pressure.", "A label.",
+    "> A quoted line that someone else wrote about something else entirely.", "## TL;DR", "# Summary",
+    "> [!abstract] In short\n> The short version of the whole note, said once and plainly here.",
+    '"An opening quotation about socks and sets." — Bertrand Russell', "## Examples",
+    " ".join(["A very long sentence that goes on"] * 12) + ".", "Short one. Another one here. And a third.",
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(markdown_notes(), st.lists(st.sampled_from(READING_PIECES), max_size=60).map("\n\n".join)),
+       st.sampled_from([40, 120, 300, 2000]), st.sampled_from([0, 10, 200]),
+       st.sampled_from([frozenset(), frozenset({"abstract"}), frozenset({"quote", "length"})]))
+def test_the_summary_from_the_first_sentences_is_the_one_from_all_of_them(text, max_chars, min_words, without):
+    note = note_of(text, "Reward hacking.md")
+    options = SummaryOptions(max_chars=max_chars, min_words=min_words)
+    reading = structured_reading(note, options, without)
+    assert summarize_structured(note, options, without) == (None if reading is None else reading[0])
+
+
+def test_an_abstract_among_the_first_sentences_is_followed_by_what_comes_after_it():
+    # The reading starts at the abstract and goes on after it; the sentences before it come only when the
+    # rest of the note is used up. Read from its first dozen sentences alone, it would wrap around too early.
+    before = " ".join(f"Opening remark number {i} about reward and its proxies." for i in range(10))
+    after = " ".join(f"Later remark number {i} about what the agent did next." for i in range(20))
+    text = f"{before}\n\n## TL;DR\n\nThe short version: proxies break.\n\n## More\n\n{after}\n"
+    note = note_of(text, "Reward hacking.md")
+    summary = summarize_structured(note, SummaryOptions(max_chars=200))
+    assert summary.startswith("The short version: proxies break. Later remark number 0")
+    assert summary == structured_reading(note, SummaryOptions(max_chars=200))[0]
+
+
+def test_the_example_vault_summaries_read_from_the_first_sentences_are_the_same():
+    vault = Path(__file__).resolve().parents[1] / "examples" / "vault"
+    notes = [note_of(p.read_text("utf-8"), p.relative_to(vault).as_posix()) for p in sorted(vault.rglob("*.md"))]
+    assert len(notes) >= 20
+    for options in (SummaryOptions(), SummaryOptions(max_chars=80), SummaryOptions(max_chars=3000)):
+        for note in notes:
+            reading = structured_reading(note, options)
+            assert summarize_structured(note, options) == (None if reading is None else reading[0]), note.path

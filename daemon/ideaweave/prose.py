@@ -64,17 +64,20 @@ def sentences_of(note: Note) -> list[Sentence]:
     Left out: frontmatter, headings, code, tables, display math, comments, lists made mostly of links,
     and lines holding nothing but links, embeds or tags. Block quotes and list items count as prose.
     """
+    return list(iter_sentences(note))
+
+
+def iter_sentences(note: Note) -> Iterator[Sentence]:
+    """`sentences_of`, one sentence at a time: a reader that needs only the first few renders only those."""
     # A %% or <!-- inside a fenced block is code, not the edge of a comment: an unclosed one before a
     # fence must not pair with one inside it and hide the fence's opening line.
     text = _hide(note.text, [m.span() for m in _HIDDEN.finditer(_without_code(note), note.body_start)])
-    found = []
     for lines in _prose_paragraphs(text, note.body_start):
         joined, offsets = _join_lines(lines)
         for start, end in sentence_spans(joined):
             plain = balance_quotes(render_inline(joined[start:end]))
             if any(c.isalnum() for c in plain):
-                found.append(Sentence(plain, offsets[start], offsets[end - 1] + 1))
-    return found
+                yield Sentence(plain, offsets[start], offsets[end - 1] + 1)
 
 
 def _without_code(note: Note) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import itertools
 import logging
 import re
 import threading
@@ -26,7 +27,8 @@ from .embedding import Embedder
 from .errors import ModelError
 from .llama import file_model_id, load_model, new_context
 from .modelfiles import require_model
-from .prose import Sentence, balance_quotes, render_inline, sentence_spans, sentences_of, word_count, words_of
+from .prose import (Sentence, balance_quotes, iter_sentences, render_inline, sentence_spans, sentences_of, word_count,
+                    words_of)
 from .vault import Note
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ TITLE_WEIGHT = 0.2
 POSITION_BONUS = 0.05
 # Sentences considered for a summary, from the start of the note (about 15 pages of prose).
 MAX_SENTENCES = 400
+# The structured summary reads this many first, and four times more each time that was not enough.
+FIRST_READ_SENTENCES = 12
 # A candidate this similar to one already chosen repeats it: the next one is taken instead.
 REDUNDANT_SIMILARITY = 0.85
 
@@ -103,6 +107,7 @@ def summarize_extractive(
 
 _ABSTRACT_HEADING = re.compile(r"^(?:abstract|summary|tl;? ?dr|overview|in short|in brief|the gist|key idea)s?\b", re.I)
 _ABSTRACT_CALLOUT = re.compile(r"^[ \t]*>[ \t]*\[!(?:abstract|summary|tldr)\]", re.I)
+_ABSTRACT_CALLOUT_LINE = re.compile(_ABSTRACT_CALLOUT.pattern, re.I | re.M)
 _QUOTE_LINE = re.compile(r"^[ \t]*>")
 _OPEN_QUOTES = "\"“‘«"
 _ATTRIBUTION = re.compile(r"[\"”»]\s*[—–-]{1,2}\s*\S|^\s*[—–]\s*\S")  # "... ." — Bertrand Russell
@@ -118,9 +123,23 @@ def summarize_structured(note: Note, options: SummaryOptions = SummaryOptions(),
     callout the user called Abstract, Summary or TL;DR. No model call: the note's structure is the
     evidence. Measured (bench/summary_ablation.py): other signals that pass over sentences (questions,
     list fragments, formulas, definitions of the title, lines about the page) each cost more than they
-    saved, so they are not used. `without` switches signals off for ablations: quote, abstract, length."""
-    reading = structured_reading(note, options, without)
-    return None if reading is None else reading[0]
+    saved, so they are not used. `without` switches signals off for ablations: quote, abstract, length.
+
+    Only as many sentences are rendered as the reading needs (a few, usually): a longer start of the
+    note is read only when the reading ran out of sentences before it was settled. The summary is the
+    one `structured_reading` gives from every sentence."""
+    if note.is_template:
+        return None
+    sentences = iter_sentences(note)
+    found: list[Sentence] = []
+    wanted = FIRST_READ_SENTENCES
+    while True:
+        found += itertools.islice(sentences, min(wanted, MAX_SENTENCES) - len(found))
+        every = len(found) < min(wanted, MAX_SENTENCES) or len(found) == MAX_SENTENCES
+        reading = _read_from_start(note, found, options, without, every)
+        if reading is not None:
+            return reading[0]
+        wanted *= 4
 
 
 def structured_reading(note: Note, options: SummaryOptions = SummaryOptions(),
@@ -130,17 +149,34 @@ def structured_reading(note: Note, options: SummaryOptions = SummaryOptions(),
     if note.is_template:
         return None
     found = sentences_of(note)[:MAX_SENTENCES]
-    if not found or sum(word_count(s.text) for s in found) < options.min_words:
-        return None
+    reading = _read_from_start(note, found, options, without, every=True)
+    assert reading is not None  # every sentence was given: the reading is settled
+    return None if reading[0] is None else (reading[0], reading[1])
+
+
+def _read_from_start(note: Note, found: list[Sentence], options: SummaryOptions, without,
+                     every: bool) -> tuple[str | None, list[tuple[str, str]]] | None:
+    """The structured reading of `found`, the note's first sentences: (the summary or None, each sentence's
+    verdict). When `found` is not `every` sentence, None unless no later sentence could change the summary:
+    enough words, a usable sentence, no abstract that could start later, and the summary full before the
+    last sentence was reached."""
+    words = sum(word_count(s.text) for s in found)
+    if every and (not found or words < options.min_words):
+        return None, []
     verdicts = {i: reason for i, s in enumerate(found) if (reason := _passed_over(note, s, i, without))}
-    usable = [i for i in range(len(found)) if i not in verdicts] or list(range(len(found)))
+    usable = [i for i in range(len(found)) if i not in verdicts]
+    if not every and (words < options.min_words or not usable):
+        return None
+    usable = usable or list(range(len(found)))
     marked = [i for i in usable if "abstract" not in without and _in_abstract(note, found[i].start)]
+    if not every and not marked and "abstract" not in without and _may_hold_abstract(note):
+        return None
     first = marked[0] if marked else usable[0]
-    text = ""
+    text, full = "", False
     for i in [i for i in usable if i >= first] + [i for i in usable if i < first]:
         sentence = found[i].text
         if not text and len(sentence) > options.max_chars:
-            text, verdicts[i] = cut_at_word(sentence, options.max_chars), "cut to fit"
+            text, verdicts[i], full = cut_at_word(sentence, options.max_chars), "cut to fit", i >= first
             break
         if len(text) + 1 + len(sentence) <= options.max_chars:
             text, verdicts[i] = f"{text} {sentence}".strip(), "used"
@@ -148,7 +184,10 @@ def structured_reading(note: Note, options: SummaryOptions = SummaryOptions(),
         room = options.max_chars - len(text) - 1
         if "length" not in without and room >= MIN_CUT_CHARS:
             text, verdicts[i] = f"{text} {cut_at_word(sentence, room)}", "cut to fit"  # the budget is there to be used
+        full = i >= first  # past the sentences from `first` on, a later one would have come before it
         break
+    if not every and not full:
+        return None
     return text, [(s.text, verdicts.get(i, "not needed")) for i, s in enumerate(found)]
 
 
@@ -161,6 +200,13 @@ def _passed_over(note: Note, sentence: Sentence, n: int, without) -> str | None:
                                    or raw[:1] in _OPEN_QUOTES and n < 3 or _ATTRIBUTION.search(raw)):
         return "passed over: a quotation"
     return "passed over: under four words" if word_count(sentence.text) < 4 else None
+
+
+def _may_hold_abstract(note: Note) -> bool:
+    """Whether any sentence of the note could be in an abstract (`_in_abstract`): a heading or a callout
+    that names one."""
+    return (any(_ABSTRACT_HEADING.match(h.text.strip()) for h in note.headings)
+            or _ABSTRACT_CALLOUT_LINE.search(note.text, note.body_start) is not None)
 
 
 def _in_abstract(note: Note, offset: int) -> bool:
