@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from ideaweave import frontmatter
 from ideaweave.frontmatter import (
     Unwritable,
     one_line,
@@ -59,6 +60,22 @@ RICH_NOTE = (
     "---\n"
     "key: value that is body text\n"
 )
+
+
+def test_a_planned_write_parses_the_block_once_and_the_edit_once() -> None:
+    """A sync reads a note's managed keys when it plans, then edits the same bytes: the block is parsed once
+    for both, and the edited block once for its check. The edit is the same as from a cold start."""
+    raw = RICH_NOTE.encode()
+    values = {"related": ["[[A]]", "[[B]]"], "summary": "Shutdown, in one line."}
+    frontmatter._parse_block.cache_clear()
+    cold = _set(raw, values)
+    frontmatter._parse_block.cache_clear()
+    assert read_managed(raw, MANAGED) == {"related": ["[[Old]]", "[[Older]]"]}
+    assert _set(raw, values) == cold
+    info = frontmatter._parse_block.cache_info()
+    assert (info.misses, info.hits) == (2, 1)
+    assert read_managed(cold, MANAGED) == values  # the edited note, read back: its block was parsed already
+    assert frontmatter._parse_block.cache_info().misses == 2
 
 
 def test_replacing_a_key_keeps_comments_order_quotes_and_flow_lists() -> None:

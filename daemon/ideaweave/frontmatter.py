@@ -16,6 +16,7 @@ refused rather than guessed at.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
@@ -236,6 +237,13 @@ def _decode_and_split(raw: bytes) -> NoteParts | Unwritable:
     return parts
 
 
+# A sync plans a slice of notes (reading each one's managed keys), then writes them (reading each block
+# again, and the edited block to check it): the slice's blocks are parsed once. Nothing changes a parsed
+# block: `_plain` copies its values and an edit plans new lines.
+PARSED_BLOCKS_KEPT = 64
+
+
+@functools.lru_cache(maxsize=PARSED_BLOCKS_KEPT)
 def _parse_block(block: str) -> _ParsedBlock | Unwritable:
     """Parse a block once, keeping both the node tree (for positions) and the values."""
     if _ODD_LINE_BREAK.search(block):
