@@ -410,6 +410,26 @@ def test_changing_index_encrypt_reseals_the_notes_indexed_before(tmp_path, embed
     plain.close()
 
 
+@pytest.mark.parametrize("mode", ["extractive", "centroid"])
+def test_a_summary_cached_before_its_note_became_secure_is_sealed_when_the_note_is_indexed_again(
+        tmp_path, embedder, mode):
+    body = "# Lantern\n\nThe zyxomorphic lantern drafts are kept in the attic until the vermiculite audit ends.\n"
+    vault = write_vault(tmp_path / "vault", {"Lantern.md": body, "Compost.md": NOTES["Garden/Compost.md"]})
+    state = tmp_path / "state"
+    plain = app_for(vault, tmp_path, embedder, **{"summary.mode": mode})
+    plain.indexer.run()
+    summary = plain.summaries.for_note("Lantern.md")  # what a sync caches while the note is public
+    plain.close()
+    assert "zyxomorphic" in summary and b"zyxomorphic lantern" in b"".join(every_byte(state).values()).lower()
+
+    (vault / "Lantern.md").write_text("---\nprivate: true\n---\n" + body, encoding="utf-8")  # the same body
+    secure = app_for(vault, tmp_path, embedder, **{"summary.mode": mode})
+    secure.indexer.run()
+    assert secure.summaries.cached("Lantern.md") == summary  # still there for the owner, with the key
+    secure.close()
+    assert b"zyxomorphic lantern" not in b"".join(every_byte(state).values()).lower()
+
+
 def test_the_watch_ledger_names_secure_notes_by_their_pseudonyms(tmp_path):
     from ideaweave.watch import SyncLedger
 

@@ -35,6 +35,7 @@ class CountingSummarizer:
     def __init__(self, summarizer):
         self.summarizer = summarizer
         self.mode = summarizer.mode
+        self.needs_model = summarizer.needs_model
         self.calls = 0
 
     def depends_on(self) -> dict:
@@ -133,3 +134,51 @@ def test_a_missing_text_model_stops_the_run(tmp_path, embedder):
     with pytest.raises(ModelError, match="not found"):
         summaries_for(app).for_note(NOTE)
     app.store.close()
+
+
+def test_the_indexer_makes_the_extractive_summary_and_the_sync_finds_it_without_parsing(tmp_path, embedder):
+    app = app_for(tmp_path, embedder)
+    try:
+        app.indexer.run()
+        parsed = []
+
+        def read_note(path):
+            parsed.append(path)
+            return app.scanner.read(path)
+
+        summaries = Summaries(app.store, read_note, app.summaries.summarizer, app.scanner.read_body)
+        for path in (NOTE, LLM_NOTE):
+            summary = summaries.for_note(path)
+            assert summary and summary == app.summaries.summarizer.summarize(app.scanner.read(path))
+        assert parsed == []  # both found cached from their bodies
+        (app.root / NOTE).write_text("A new body with a first sentence of several words.\n", encoding="utf-8")
+        assert summaries.for_note(NOTE) == "A new body with a first sentence of several words."
+        assert parsed == [NOTE]  # a body the index has not seen: parsed and summarised then
+    finally:
+        app.store.close()
+
+
+def test_a_summary_that_fails_while_indexing_leaves_the_note_indexed(tmp_path, embedder):
+    app = app_for(tmp_path, embedder)
+    try:
+        def failing(note):
+            raise RuntimeError("the summarizer broke")
+
+        app.summaries.summarizer.summarize = failing
+        report = app.indexer.run()
+        assert sorted(report.changed) == sorted([NOTE, LLM_NOTE]) and not app.store.problems()
+        assert set(app.store.note_paths()) == {NOTE, LLM_NOTE}
+    finally:
+        app.store.close()
+
+
+def test_summaries_made_by_a_model_wait_for_the_sync(tmp_path, embedder):
+    app = app_for(tmp_path, embedder, **{"summary.mode": "centroid"})
+    try:
+        counting = CountingSummarizer(app.summaries.summarizer)
+        app.summaries.summarizer = counting
+        app.indexer.run()
+        assert counting.calls == 0 and app.summaries.cached(NOTE) is None
+        assert app.summaries.for_note(NOTE) and counting.calls == 1
+    finally:
+        app.store.close()

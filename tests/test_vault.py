@@ -21,8 +21,10 @@ from ideaweave.vault import (
     VaultScanner,
     find_vault_root,
     glob_matcher,
+    note_body,
     parse_note,
 )
+from hostile_markdown import markdown_notes
 
 
 def make_vault(root: Path, files: dict[str, str | bytes], obsidian: dict[str, object] | None = None) -> Path:
@@ -263,6 +265,18 @@ def _block_by_lines(text: str) -> tuple[int, int, int] | None:
             return len(lines[0]), offset, offset + len(line)
         offset += len(line)
     return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(delimiter_texts().map(str.encode), markdown_notes().map(str.encode), st.binary(max_size=200)),
+       st.sampled_from([ScanRules(), ScanRules(max_note_bytes=40)]))
+def test_the_body_read_without_parsing_is_the_parsed_notes_body(raw, rules):
+    """A cached summary is found from `note_body` (no parse); it is keyed by the parsed note's body."""
+    note, body = parse_note("a.md", raw, 0, rules, ""), note_body("a.md", raw, rules)
+    if isinstance(note, Skipped):
+        assert body == note
+    else:
+        assert body == note.text[note.body_start:]
 
 
 @settings(max_examples=2000, deadline=None)

@@ -194,9 +194,12 @@ class App:
 
     @property
     def indexer(self) -> Indexer:
+        # Each note stored hands its parse to the summaries: a summary that needs no model is made then,
+        # and the sync after the indexing finds it cached without parsing the note again.
         return self._once("indexer", lambda: Indexer(
             self.scanner, self.store, self.embedder, self.settings.embedding.max_tokens,
-            related_key=self.settings.writer.related_key, faults=self.faults))
+            related_key=self.settings.writer.related_key, faults=self.faults,
+            on_stored=lambda note: self.summaries.remember(note)))
 
     def relater(self, corpus: Corpus | None = None) -> Relater:
         """A Relater over `corpus` (else the current index), with this vault's weights: the configured ones,

@@ -139,6 +139,8 @@ class Indexer:
     max_tokens: int
     related_key: str | None = None
     faults: FaultPlan = NO_FAULTS
+    # Told of each note stored, while it is parsed (`Summaries.remember` makes its summary then).
+    on_stored: Callable[[Note], None] | None = None
 
     def __post_init__(self) -> None:
         self.resolver = LinkResolver(self.store.note_paths())
@@ -336,7 +338,17 @@ class Indexer:
                 report.changed.append(note.path)
                 if note.frontmatter_error and not note.is_template:
                     self.store.record_problem(note.path, "frontmatter", note.frontmatter_error, note.size, note.mtime_ns)
+            if at.failed is None and self.on_stored is not None:
+                self._tell_stored(note)
         pending.clear()
+
+    def _tell_stored(self, note: Note) -> None:
+        """`on_stored(note)`: what goes wrong there is not the index's business. The note stays indexed; the
+        sync makes its summary again and records the failure, if it recurs, as the note's own."""
+        try:
+            self.on_stored(note)
+        except Exception as exc:  # noqa: BLE001 - one note's summary never stops the indexing
+            log.debug("%s: after storing: %s", note.path, exc)
 
     def _embed_notes(self, items: Sequence[tuple[Note, list[Chunk]]]) -> int:
         """Embed the chunks of these notes that have no vector yet; how many were embedded."""

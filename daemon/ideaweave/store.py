@@ -1365,6 +1365,19 @@ class Store:
             db.execute("INSERT OR REPLACE INTO summaries (content_hash, mode, summary) VALUES (?, ?, ?)",
                        (content_hash, mode, summary))
 
+    def seal_cached_summary(self, content_hash: str, mode: str) -> None:
+        """A summary cached in the clear before its note was kept sealed (the note became secure, or
+        index.encrypt changed) is sealed now; the pages that held it are scrubbed at the next flush."""
+        with self._lock:
+            row = self._raw.execute("SELECT summary FROM summaries WHERE content_hash = ? AND mode = ?",
+                                    (content_hash, mode)).fetchone()
+        if row is None or row[0] is None or row[0].startswith(SEALED_PREFIX) or self._veil.sealer is None:
+            return
+        with self._transaction() as db:
+            db.execute("UPDATE summaries SET summary = ? WHERE content_hash = ? AND mode = ?",
+                       (self._seal_text(row[0]), content_hash, mode))
+        self._scrub = True
+
     def _sealed_if_hidden(self, path: str, text: str) -> str:
         return self._seal_text(text) if path in self._veil.hidden else text
 

@@ -25,23 +25,37 @@ if TYPE_CHECKING:
 def summary_cache_key(note: Note, summarizer: Summarizer) -> str:
     """The key of a note's summary: its body (not the frontmatter, where the summary is written) and
     what the summarizer's output depends on besides it."""
+    return body_cache_key(note.text[note.body_start:], summarizer)
+
+
+def body_cache_key(body: str, summarizer: Summarizer) -> str:
+    """`summary_cache_key` from the note's body alone (`VaultScanner.read_body`: no parse needed)."""
     recipe = json.dumps({"mode": summarizer.mode, **summarizer.depends_on()}, sort_keys=True)
     digest = hashlib.sha256(recipe.encode("utf-8"))
     digest.update(b"\n")  # JSON has no raw line breaks: the recipe ends here
-    digest.update(note.text[note.body_start:].encode("utf-8"))
+    digest.update(body.encode("utf-8"))
     return digest.hexdigest()
 
 
 class Summaries:
-    """Summaries by cache key: computed once, cached in the store."""
+    """Summaries by cache key: computed once, cached in the store.
 
-    def __init__(self, store: Store, read_note: Callable[[str], Note | Skipped], summarizer: Summarizer):
+    A cached summary is found from the note's body alone, without parsing the note. The indexer, which
+    has each note it stores parsed, hands it to `remember`: a summary that needs no model is made there,
+    so the sync that follows finds every one cached."""
+
+    def __init__(self, store: Store, read_note: Callable[[str], Note | Skipped], summarizer: Summarizer,
+                 read_body: Callable[[str], str | Skipped] | None = None):
         self.store = store
         self.read_note = read_note
+        self.read_body = read_body
         self.summarizer = summarizer
 
     def for_note(self, path: str) -> str | None:
         """The note's summary, computed if it is not cached yet; None when it has none."""
+        found, cached = self._cached_by_body(path)
+        if found:
+            return cached
         note = self.read_note(path)
         if isinstance(note, Skipped):
             return None
@@ -49,18 +63,45 @@ class Summaries:
         found, cached = self.store.cached_summary(key, self.summarizer.mode)
         if found:
             return cached
-        summary = self.summarizer.summarize(note)
-        # A secure note's summary is its words: cached sealed, or (without the key) not at all.
-        self.store.cache_summary(key, self.summarizer.mode, summary, sealed=self.store.seals(note.private))
-        return summary
+        return self._summarize(note, key)
+
+    def remember(self, note: Note) -> None:
+        """A note just indexed: its summary made now and cached when that needs no model (the extractive
+        summary). One cached in the clear before the note was kept sealed is sealed. A template's summary
+        is never made (templates are not written into)."""
+        if note.is_template:
+            return
+        key = summary_cache_key(note, self.summarizer)
+        if self.store.cached_summary(key, self.summarizer.mode)[0]:
+            if self.store.seals(note.private):
+                self.store.seal_cached_summary(key, self.summarizer.mode)
+        elif not self.summarizer.needs_model:
+            self._summarize(note, key)
 
     def cached(self, path: str) -> str | None:
         """The note's cached summary, never computed (that may take a model call); None when there is none."""
+        found, cached = self._cached_by_body(path)
+        if found:
+            return cached
         note = self.read_note(path)
         if isinstance(note, Skipped):
             return None
         _found, cached = self.store.cached_summary(summary_cache_key(note, self.summarizer), self.summarizer.mode)
         return cached
+
+    def _summarize(self, note: Note, key: str) -> str | None:
+        summary = self.summarizer.summarize(note)
+        # A secure note's summary is its words: cached sealed, or (without the key) not at all.
+        self.store.cache_summary(key, self.summarizer.mode, summary, sealed=self.store.seals(note.private))
+        return summary
+
+    def _cached_by_body(self, path: str) -> tuple[bool, str | None]:
+        if self.read_body is None:
+            return False, None
+        body = self.read_body(path)
+        if isinstance(body, Skipped):
+            return False, None
+        return self.store.cached_summary(body_cache_key(body, self.summarizer), self.summarizer.mode)
 
 
 def summaries_for(app: App) -> Summaries:
@@ -76,4 +117,4 @@ def summaries_for(app: App) -> Summaries:
         summarizer = CentroidSummarizer(app.embedder, options)
     else:
         summarizer = ExtractiveSummarizer(options)
-    return Summaries(app.store, app.scanner.read, summarizer)
+    return Summaries(app.store, app.scanner.read, summarizer, app.scanner.read_body)

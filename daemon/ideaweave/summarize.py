@@ -66,6 +66,7 @@ class Summarizer(Protocol):
     """What the sync and the API need from a way of summarising notes."""
 
     mode: str  # "extractive" or "llm": the store caches summaries per mode
+    needs_model: bool  # a model call per summary: not made while notes are indexed
 
     def depends_on(self) -> dict:
         """What its summaries depend on besides the note's body (models, settings), as JSON-able data:
@@ -322,6 +323,7 @@ class ExtractiveSummarizer:
     """The default: the note's own sentences as its structure ranks them (`summarize_structured`); no model."""
 
     mode = "extractive"
+    needs_model = False  # cheap enough to make while the note is indexed (`Summaries.remember`)
     method = "structured-1"  # part of the cache key: a new method refreshes every cached summary
 
     def __init__(self, options: SummaryOptions = SummaryOptions()):
@@ -344,6 +346,7 @@ class CentroidSummarizer:
     option (summary.mode = "centroid"); it embeds every sentence and scored below the default."""
 
     mode = "centroid"
+    needs_model = True
 
     def __init__(self, embedder: Embedder, options: SummaryOptions = SummaryOptions()):
         self.embedder = embedder
@@ -532,6 +535,7 @@ class LlmSummarizer:
     """
 
     mode = "llm"
+    needs_model = True
 
     def __init__(self, model_path: Path, fallback: Summarizer, options: SummaryOptions = SummaryOptions(),
                  threads: int = 1, verify: bool = True, max_new_tokens: int = 80, n_ctx: int = 2048):

@@ -119,14 +119,9 @@ class Skipped:
 
 def parse_note(path: str, raw: bytes, mtime_ns: int, rules: ScanRules, template_folder: str) -> Note | Skipped:
     """Parse one note's bytes. Content problems become a Skipped or a frontmatter_error, never an exception."""
-    if len(raw) > rules.max_note_bytes:
-        return Skipped(path, _too_large(rules.max_note_bytes))
-    if b"\x00" in raw:
-        return Skipped(path, "binary file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return Skipped(path, "not UTF-8 text")
+    text = _decode(path, raw, rules)
+    if isinstance(text, Skipped):
+        return text
     starts = _line_starts(text)
     frontmatter, error, body_start = _read_frontmatter(text)
     body = _BodyStructure.parse(text, starts, body_start)
@@ -150,6 +145,26 @@ def parse_note(path: str, raw: bytes, mtime_ns: int, rules: ScanRules, template_
         is_template=bool(template) and path.startswith(template + "/"),
         private=_is_private(path, frontmatter, rules.private_folders),
     )
+
+
+def note_body(path: str, raw: bytes, rules: ScanRules) -> str | Skipped:
+    """`parse_note(...).text[body_start:]` without parsing: the text after the frontmatter block."""
+    text = _decode(path, raw, rules)
+    if isinstance(text, Skipped):
+        return text
+    block = find_block(text)
+    return text if block is None or not block.closed else text[block.body_start:]
+
+
+def _decode(path: str, raw: bytes, rules: ScanRules) -> str | Skipped:
+    if len(raw) > rules.max_note_bytes:
+        return Skipped(path, _too_large(rules.max_note_bytes))
+    if b"\x00" in raw:
+        return Skipped(path, "binary file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return Skipped(path, "not UTF-8 text")
 
 
 def _too_large(limit: int) -> str:
@@ -523,6 +538,18 @@ class VaultScanner:
 
     def read(self, path: str) -> Note | Skipped:
         """Read and parse one note; a missing, unreadable or unparsable file becomes a Skipped."""
+        read = self._read_bytes(path)
+        if isinstance(read, Skipped):
+            return read
+        raw, stat = read
+        return parse_note(path, raw, stat.st_mtime_ns, self.rules, self.template_folder)
+
+    def read_body(self, path: str) -> str | Skipped:
+        """The body `read(path)` would give the note (its text after the frontmatter), without parsing it."""
+        read = self._read_bytes(path)
+        return read if isinstance(read, Skipped) else note_body(path, read[0], self.rules)
+
+    def _read_bytes(self, path: str) -> tuple[bytes, os.stat_result] | Skipped:
         full = self.root / path
         if full.is_symlink() and not self._inside(path):
             return Skipped(path, "a link to a file outside the vault")
@@ -530,12 +557,11 @@ class VaultScanner:
             stat = full.stat()
             if stat.st_size > self.rules.max_note_bytes:  # not even read: it could be huge
                 return Skipped(path, _too_large(self.rules.max_note_bytes))
-            raw = full.read_bytes()
+            return full.read_bytes(), stat
         except FileNotFoundError:
             return Skipped(path, "no longer exists")
         except OSError as exc:
             return Skipped(path, f"cannot be read: {exc.strerror or exc}")
-        return parse_note(path, raw, stat.st_mtime_ns, self.rules, self.template_folder)
 
     def _inside(self, path: str) -> bool:
         """Does a symlinked note resolve to a file inside the vault? (Outside files are never read.)"""
