@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ideaweave.frontmatter import find_block, split_frontmatter
-from ideaweave.indexer import body_start
 from ideaweave.vault import (
     Link,
     LinkResolver,
@@ -19,6 +18,7 @@ from ideaweave.vault import (
     ScanRules,
     Skipped,
     VaultScanner,
+    body_start,
     find_vault_root,
     glob_matcher,
     note_body,

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from .chunking import Chunk, chunk_note
 from .embedding import Embedder
 from .failures import INDEX_STAGES, NO_FAULTS, WARNING_STAGES, FaultPlan, NoteFailure, NoteGuard, is_about_the_note
-from .frontmatter import find_block  # the one block rule of the index and the writer
 from .store import ChunkRecord, LinkRecord, NoteRecord, NoteStat, Rewrite, Store
-from .vault import LinkResolver, Note, NoteFile, Skipped, VaultScanner, glob_matcher, link_names, split_wikilink
+from .vault import (LinkResolver, Note, NoteFile, Skipped, VaultScanner, body_start, glob_matcher, link_names,
+                    split_wikilink)
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,6 @@ def chunk_records(chunks: Iterable[Chunk]) -> list[ChunkRecord]:
 
 
 VECTOR_SAVE_INTERVAL = 60.0  # seconds
-
-
-def body_start(text: str) -> int:
-    """Where a note's body begins: after a closed frontmatter block (`frontmatter.find_block`, the rule
-    `vault` reads properties by), without parsing it."""
-    block = find_block(text)
-    return block.body_start if block is not None and block.closed else 0
 
 
 def body_shift(old_raw: bytes, new_raw: bytes) -> int | None:

@@ -150,10 +150,7 @@ def parse_note(path: str, raw: bytes, mtime_ns: int, rules: ScanRules, template_
 def note_body(path: str, raw: bytes, rules: ScanRules) -> str | Skipped:
     """`parse_note(...).text[body_start:]` without parsing: the text after the frontmatter block."""
     text = _decode(path, raw, rules)
-    if isinstance(text, Skipped):
-        return text
-    block = find_block(text)
-    return text if block is None or not block.closed else text[block.body_start:]
+    return text if isinstance(text, Skipped) else text[body_start(text):]
 
 
 def _decode(path: str, raw: bytes, rules: ScanRules) -> str | Skipped:
@@ -188,19 +185,30 @@ def _read_frontmatter(text: str) -> tuple[dict, str | None, int]:
     python-frontmatter's own ``parse`` strips the text (losing the body offset) and also accepts TOML and
     JSON blocks that Obsidian ignores, so the block is located here and only its YAML loader is used.
     """
-    block = find_block(text)
-    if block is None or not block.closed:  # never closed: Obsidian reads the whole file as body
+    block = _closed_block(text)
+    if block is None:  # never closed: Obsidian reads the whole file as body
         return {}, None, 0
-    body_start = block.body_start
     try:
         data = load_properties(text[block.start:block.end])
     except Exception as exc:  # noqa: BLE001 - ruamel raises more than YAMLError on hostile input
-        return {}, _yaml_error(exc), body_start
+        return {}, _yaml_error(exc), block.body_start
     if data is None:
-        return {}, None, body_start
+        return {}, None, block.body_start
     if not isinstance(data, dict):
-        return {}, "frontmatter is not a set of properties (key: value lines)", body_start
-    return data, None, body_start
+        return {}, "frontmatter is not a set of properties (key: value lines)", block.body_start
+    return data, None, block.body_start
+
+
+def body_start(text: str) -> int:
+    """Where a note's body begins: after a closed frontmatter block (`frontmatter.find_block`, the rule the
+    properties are read by), without parsing it."""
+    block = _closed_block(text)
+    return 0 if block is None else block.body_start
+
+
+def _closed_block(text: str):
+    block = find_block(text)
+    return block if block is not None and block.closed else None
 
 
 def load_properties(block: str) -> object:
