@@ -53,17 +53,13 @@ class Summaries:
 
     def for_note(self, path: str) -> str | None:
         """The note's summary, computed if it is not cached yet; None when it has none."""
-        found, cached = self._cached_by_body(path)
+        found, cached = self._find(path)
         if found:
             return cached
         note = self.read_note(path)
         if isinstance(note, Skipped):
             return None
-        key = summary_cache_key(note, self.summarizer)
-        found, cached = self.store.cached_summary(key, self.summarizer.mode)
-        if found:
-            return cached
-        return self._summarize(note, key)
+        return self._summarize(note, summary_cache_key(note, self.summarizer))
 
     def remember(self, note: Note) -> None:
         """A note just indexed: its summary made now and cached when that needs no model (the extractive
@@ -80,28 +76,24 @@ class Summaries:
 
     def cached(self, path: str) -> str | None:
         """The note's cached summary, never computed (that may take a model call); None when there is none."""
-        found, cached = self._cached_by_body(path)
-        if found:
-            return cached
-        note = self.read_note(path)
-        if isinstance(note, Skipped):
-            return None
-        _found, cached = self.store.cached_summary(summary_cache_key(note, self.summarizer), self.summarizer.mode)
-        return cached
+        return self._find(path)[1]
+
+    def _find(self, path: str) -> tuple[bool, str | None]:
+        """(found, the cached summary), looked up by the note's body (no parse) when the body can be read so;
+        a note that cannot be read or parsed has none: (True, None)."""
+        if self.read_body is not None:
+            body = self.read_body(path)
+            key = None if isinstance(body, Skipped) else body_cache_key(body, self.summarizer)
+        else:
+            note = self.read_note(path)
+            key = None if isinstance(note, Skipped) else summary_cache_key(note, self.summarizer)
+        return (True, None) if key is None else self.store.cached_summary(key, self.summarizer.mode)
 
     def _summarize(self, note: Note, key: str) -> str | None:
         summary = self.summarizer.summarize(note)
         # A secure note's summary is its words: cached sealed, or (without the key) not at all.
         self.store.cache_summary(key, self.summarizer.mode, summary, sealed=self.store.seals(note.private))
         return summary
-
-    def _cached_by_body(self, path: str) -> tuple[bool, str | None]:
-        if self.read_body is None:
-            return False, None
-        body = self.read_body(path)
-        if isinstance(body, Skipped):
-            return False, None
-        return self.store.cached_summary(body_cache_key(body, self.summarizer), self.summarizer.mode)
 
 
 def summaries_for(app: App) -> Summaries:
